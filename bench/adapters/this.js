@@ -1,0 +1,32 @@
+'use strict';
+// This package (cortex-worker-pool): Rust core via napi-rs, worker processes running
+// bench/workers/this-worker.js. Loaded lazily so the driver can report it as
+// unavailable (e.g. before `npm run build`) and carry on with the peers.
+const path = require('path');
+
+const ROOT = path.join(__dirname, '..', '..');
+const WORKER = path.join(__dirname, '..', 'workers', 'this-worker.js');
+
+module.exports = {
+  name: 'this',
+  label: 'this package',
+  kind: 'process',
+  version: () => require(path.join(ROOT, 'package.json')).version,
+  readySignal: 'await createWorkerPool(...) resolves',
+
+  async create(size) {
+    const { createWorkerPool } = require(ROOT);
+    const pool = await createWorkerPool({
+      poolSize: size,
+      minWorkers: 1,
+      maxWorkers: Math.max(size, 50),
+      workerScript: WORKER,
+      logLevel: 'silent',
+    });
+    return {
+      nativeReady: true,
+      run: (op, payload) => pool.submitTask({ type: op, payload }),
+      close: () => pool.shutdown(true),
+    };
+  },
+};

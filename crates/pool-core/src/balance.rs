@@ -1,0 +1,126 @@
+//! Load balancing: each strategy is a pure function of (task, candidate workers).
+
+use crate::config::Strategy;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    /// Worker number (`worker-<num>`); round-robin follows this order.
+    pub num: u64,
+    pub in_flight: usize,
+    pub executed: u64,
+    pub capabilities: &'a [String],
+}
+
+pub fn can_serve(requires: &[String], caps: &[String]) -> bool {
+    requires.iter().all(|r| caps.iter().any(|c| c == r))
+}
+
+/// Picks the index (into `cands`) of the worker for a task needing `requires`.
+/// `last` is the number of the worker round-robin chose last time.
+pub fn choose(strategy: Strategy, requires: &[String], cands: &[Candidate<'_>], last: u64) -> Option<usize> {
+    let eligible = cands.iter().enumerate().filter(|(_, c)| can_serve(requires, c.capabilities));
+    match strategy {
+        Strategy::RoundRobin => {
+            let mut first: Option<(usize, u64)> = None;
+            let mut after: Option<(usize, u64)> = None;
+            for (i, c) in eligible {
+                if first.is_none_or(|(_, n)| c.num < n) {
+                    first = Some((i, c.num));
+                }
+                if c.num > last && after.is_none_or(|(_, n)| c.num < n) {
+                    after = Some((i, c.num));
+                }
+            }
+            after.or(first).map(|(i, _)| i)
+        }
+        Strategy::LeastLoaded => eligible.min_by_key(|(_, c)| (c.in_flight, c.executed, c.num)).map(|(i, _)| i),
+        Strategy::CapabilityBased => eligible
+            .min_by_key(|(_, c)| (c.capabilities.len(), c.in_flight, c.executed, c.num))
+            .map(|(i, _)| i),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn round_robin_cycles_in_worker_order() {
+        let none = caps(&[]);
+        let c: Vec<Candidate> = [3u64, 1, 2]
+            .iter()
+            .map(|&num| Candidate {
+                num,
+                in_flight: 0,
+                executed: 0,
+                capabilities: &none,
+            })
+            .collect();
+        let pick = |last| c[choose(Strategy::RoundRobin, &[], &c, last).unwrap()].num;
+        assert_eq!(pick(0), 1);
+        assert_eq!(pick(1), 2);
+        assert_eq!(pick(2), 3);
+        assert_eq!(pick(3), 1);
+    }
+
+    #[test]
+    fn least_loaded_prefers_fewest_in_flight_then_fewest_executed() {
+        let none = caps(&[]);
+        let c = vec![
+            Candidate {
+                num: 0,
+                in_flight: 1,
+                executed: 0,
+                capabilities: &none,
+            },
+            Candidate {
+                num: 1,
+                in_flight: 0,
+                executed: 9,
+                capabilities: &none,
+            },
+            Candidate {
+                num: 2,
+                in_flight: 0,
+                executed: 4,
+                capabilities: &none,
+            },
+        ];
+        assert_eq!(choose(Strategy::LeastLoaded, &[], &c, 0), Some(2));
+    }
+
+    #[test]
+    fn capability_based_fits_tightly_and_filters() {
+        let gpu_big = caps(&["gpu", "big-mem", "net"]);
+        let gpu = caps(&["gpu"]);
+        let plain = caps(&[]);
+        let c = vec![
+            Candidate {
+                num: 0,
+                in_flight: 0,
+                executed: 0,
+                capabilities: &gpu_big,
+            },
+            Candidate {
+                num: 1,
+                in_flight: 0,
+                executed: 5,
+                capabilities: &gpu,
+            },
+            Candidate {
+                num: 2,
+                in_flight: 0,
+                executed: 0,
+                capabilities: &plain,
+            },
+        ];
+        assert_eq!(choose(Strategy::CapabilityBased, &caps(&["gpu"]), &c, 0), Some(1));
+        assert_eq!(choose(Strategy::CapabilityBased, &[], &c, 0), Some(2));
+        assert_eq!(choose(Strategy::RoundRobin, &caps(&["net"]), &c, 0), Some(0));
+        assert_eq!(choose(Strategy::LeastLoaded, &caps(&["tpu"]), &c, 0), None);
+    }
+}

@@ -1,0 +1,492 @@
+//! Pool options: the original's names and defaults, validated instead of `x || default`.
+
+use crate::error::{CoreError, CoreResult};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    RoundRobin,
+    LeastLoaded,
+    CapabilityBased,
+}
+
+impl Strategy {
+    pub fn parse(s: &str) -> Option<Strategy> {
+        match s {
+            "round-robin" => Some(Strategy::RoundRobin),
+            "least-loaded" => Some(Strategy::LeastLoaded),
+            "capability-based" => Some(Strategy::CapabilityBased),
+            _ => None,
+        }
+    }
+}
+
+/// One kind of worker in a heterogeneous pool.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerGroup {
+    pub size: u32,
+    pub worker_script: String,
+    pub capabilities: Vec<String>,
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoScale {
+    pub queue_depth_high: u64,
+    pub busy_low: u64,
+    pub step_up: u32,
+    pub step_down: u32,
+    pub interval_ms: u64,
+    pub cooldown_ms: u64,
+}
+
+/// The resolved options; serialized as `pool.config`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolConfig {
+    pub pool_size: u32,
+    pub min_workers: u32,
+    pub max_workers: u32,
+    pub worker_script: String,
+    pub exec_path: String,
+    pub exec_argv: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub worker_memory_limit_mb: u64,
+    pub heartbeat_interval: u64,
+    pub zombie_threshold_ms: u64,
+    pub health_check_interval: u64,
+    pub task_timeout: u64,
+    pub max_task_retries: u32,
+    pub retry_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    pub load_balancing: Strategy,
+    pub auto_restart: bool,
+    pub max_restart_attempts: u32,
+    pub restart_cooldown_ms: u64,
+    pub min_uptime_ms: u64,
+    pub restart_on_memory_limit: bool,
+    pub ready_timeout_ms: u64,
+    pub grace_period_ms: u64,
+    pub shutdown_timeout_ms: u64,
+    pub max_queue_size: Option<u64>,
+    pub max_message_bytes: u64,
+    pub max_tasks_per_worker: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub prefetch: u32,
+    pub fifo_dir: String,
+    pub transport: String,
+    pub worker_groups: Vec<WorkerGroup>,
+    pub auto_scale: Option<AutoScale>,
+    pub log_worker_errors: bool,
+    pub log_worker_warnings: bool,
+    pub log_worker_info: bool,
+    pub log_worker_debug: bool,
+    pub log_level: String,
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("\"{s}\""),
+        Value::Null => "null".into(),
+        other => other.to_string(),
+    }
+}
+
+struct Reader<'a> {
+    obj: &'a Map<String, Value>,
+}
+
+impl<'a> Reader<'a> {
+    fn present(&self, key: &str) -> Option<&'a Value> {
+        match self.obj.get(key) {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v),
+        }
+    }
+
+    fn int(&self, key: &str, default: u64, min: u64) -> CoreResult<u64> {
+        match self.present(key) {
+            None => Ok(default),
+            Some(v) => {
+                let n = v.as_f64().filter(|f| f.fract() == 0.0 && *f >= min as f64 && *f <= 9.0e15);
+                n.map(|f| f as u64).ok_or_else(|| {
+                    let allowed = if min == 0 {
+                        "an integer >= 0".to_string()
+                    } else {
+                        format!("an integer >= {min}")
+                    };
+                    CoreError::config(key, &allowed, describe(v))
+                })
+            }
+        }
+    }
+
+    fn opt_int(&self, key: &str, min: u64) -> CoreResult<Option<u64>> {
+        match self.present(key) {
+            None => Ok(None),
+            Some(_) => self.int(key, 0, min).map(Some),
+        }
+    }
+
+    fn boolean(&self, key: &str, default: bool) -> CoreResult<bool> {
+        match self.present(key) {
+            None => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(v) => Err(CoreError::config(key, "true or false", describe(v))),
+        }
+    }
+
+    fn string(&self, key: &str, default: &str) -> CoreResult<String> {
+        match self.present(key) {
+            None => Ok(default.to_string()),
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            Some(v) => Err(CoreError::config(key, "a non-empty string", describe(v))),
+        }
+    }
+
+    fn strings(&self, key: &str, default: Vec<String>) -> CoreResult<Vec<String>> {
+        match self.present(key) {
+            None => Ok(default),
+            Some(v) => strings_of(key, v),
+        }
+    }
+
+    fn env(&self, key: &str) -> CoreResult<BTreeMap<String, String>> {
+        match self.present(key) {
+            None => Ok(BTreeMap::new()),
+            Some(v) => env_of(key, v),
+        }
+    }
+}
+
+fn strings_of(key: &str, v: &Value) -> CoreResult<Vec<String>> {
+    let arr = v
+        .as_array()
+        .ok_or_else(|| CoreError::config(key, "an array of strings", describe(v)))?;
+    arr.iter()
+        .map(|x| {
+            x.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| CoreError::config(key, "an array of strings", describe(v)))
+        })
+        .collect()
+}
+
+fn env_of(key: &str, v: &Value) -> CoreResult<BTreeMap<String, String>> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| CoreError::config(key, "an object of string values", describe(v)))?;
+    let mut out = BTreeMap::new();
+    for (k, val) in obj {
+        let s = match val {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            other => {
+                return Err(CoreError::config(
+                    &format!("{key}.{k}"),
+                    "a string, number or boolean",
+                    describe(other),
+                ))
+            }
+        };
+        out.insert(k.clone(), s);
+    }
+    Ok(out)
+}
+
+const DEFAULT_MIN_WORKERS: u64 = 5;
+const DEFAULT_MAX_WORKERS: u64 = 50;
+
+impl PoolConfig {
+    /// `raw` is the user's options object; `exec_path` and `default_script` come from
+    /// the JS side (`process.execPath`, the package's worker-process.js).
+    pub fn from_json(raw: &Value, exec_path: &str, default_script: &str) -> CoreResult<PoolConfig> {
+        let empty = Map::new();
+        let obj = match raw {
+            Value::Object(o) => o,
+            Value::Null => &empty,
+            other => {
+                return Err(CoreError::new(
+                    crate::error::Code::InvalidConfig,
+                    format!("Invalid options: expected an object, got {}", describe(other)),
+                ))
+            }
+        };
+        let r = Reader { obj };
+
+        let pool_size_given = r.present("poolSize").is_some();
+        let pool_size = r.int("poolSize", 20, 1)?;
+        // Unlike the original, an explicit small poolSize is not silently raised to the
+        // default minWorkers of 5: the defaults bend around what was asked for.
+        let min_default = if pool_size_given {
+            DEFAULT_MIN_WORKERS.min(pool_size)
+        } else {
+            DEFAULT_MIN_WORKERS
+        };
+        let min_workers = r.int("minWorkers", min_default, 1)?;
+        let max_default = DEFAULT_MAX_WORKERS.max(pool_size).max(min_workers);
+        let max_workers = r.int("maxWorkers", max_default, 1)?;
+        if min_workers > max_workers {
+            return Err(CoreError::config(
+                "minWorkers",
+                &format!("a value <= maxWorkers ({max_workers})"),
+                min_workers,
+            ));
+        }
+        let worker_script = r.string("workerScript", default_script)?;
+        let heartbeat_interval = r.int("heartbeatInterval", 5000, 1)?;
+        let strategy_raw = r.string("loadBalancing", "round-robin")?;
+        let load_balancing = Strategy::parse(&strategy_raw).ok_or_else(|| {
+            CoreError::config(
+                "loadBalancing",
+                "one of 'round-robin', 'least-loaded', 'capability-based'",
+                format!("\"{strategy_raw}\""),
+            )
+        })?;
+        let transport = r.string("transport", "ipc")?;
+        if transport != "ipc" && transport != "fifo" {
+            return Err(CoreError::config("transport", "'ipc' or 'fifo'", format!("\"{transport}\"")));
+        }
+        let log_level = r.string("logLevel", "info")?;
+        if !["silent", "error", "warn", "info", "debug"].contains(&log_level.as_str()) {
+            return Err(CoreError::config(
+                "logLevel",
+                "one of 'silent', 'error', 'warn', 'info', 'debug'",
+                format!("\"{log_level}\""),
+            ));
+        }
+        let retry_backoff_ms = r.int("retryBackoffMs", 1000, 0)?;
+        let max_backoff_ms = r.int("maxBackoffMs", 30000, 0)?;
+        let env = r.env("env")?;
+        let worker_groups = match r.present("workerGroups") {
+            None => Vec::new(),
+            Some(v) => parse_groups(v, &worker_script, &env)?,
+        };
+        let auto_scale = match r.present("autoScale") {
+            None | Some(Value::Bool(false)) => None,
+            Some(Value::Bool(true)) => Some(parse_autoscale(&Map::new())?),
+            Some(Value::Object(o)) => Some(parse_autoscale(o)?),
+            Some(v) => return Err(CoreError::config("autoScale", "true, false or an object", describe(v))),
+        };
+        let prefetch = r.int("prefetch", 1, 1)?;
+        if prefetch > 1024 {
+            return Err(CoreError::config("prefetch", "an integer from 1 to 1024", prefetch));
+        }
+
+        Ok(PoolConfig {
+            pool_size: pool_size.min(u32::MAX as u64) as u32,
+            min_workers: min_workers.min(u32::MAX as u64) as u32,
+            max_workers: max_workers.min(u32::MAX as u64) as u32,
+            worker_script,
+            exec_path: exec_path.to_string(),
+            exec_argv: r.strings("execArgv", vec!["--expose-gc".to_string()])?,
+            env,
+            worker_memory_limit_mb: r.int("workerMemoryLimitMB", 512, 1)?,
+            heartbeat_interval,
+            zombie_threshold_ms: r.int("zombieThresholdMs", 30000, 1)?,
+            health_check_interval: r.int("healthCheckInterval", 5000, 10)?,
+            task_timeout: r.int("taskTimeout", 300000, 1)?,
+            max_task_retries: r.int("maxTaskRetries", 3, 0)?.min(1000) as u32,
+            retry_backoff_ms,
+            max_backoff_ms,
+            load_balancing,
+            auto_restart: r.boolean("autoRestart", true)?,
+            max_restart_attempts: r.int("maxRestartAttempts", 3, 0)?.min(u32::MAX as u64) as u32,
+            restart_cooldown_ms: r.int("restartCooldownMs", 5000, 0)?,
+            min_uptime_ms: r.int("minUptimeMs", 1000, 0)?,
+            restart_on_memory_limit: r.boolean("restartOnMemoryLimit", true)?,
+            ready_timeout_ms: r.int("readyTimeoutMs", 10000, 1)?,
+            grace_period_ms: r.int("gracePeriodMs", 3000, 0)?,
+            shutdown_timeout_ms: r.int("shutdownTimeoutMs", 30000, 0)?,
+            max_queue_size: r.opt_int("maxQueueSize", 0)?,
+            max_message_bytes: r.int("maxMessageBytes", 8 * 1024 * 1024, 1024)?,
+            max_tasks_per_worker: r.opt_int("maxTasksPerWorker", 1)?,
+            idle_timeout_ms: r.opt_int("idleTimeoutMs", 1)?,
+            prefetch: prefetch as u32,
+            fifo_dir: r.string("fifoDir", "/tmp/cortex/workers")?,
+            transport,
+            worker_groups,
+            auto_scale,
+            log_worker_errors: r.boolean("logWorkerErrors", true)?,
+            log_worker_warnings: r.boolean("logWorkerWarnings", true)?,
+            log_worker_info: r.boolean("logWorkerInfo", false)?,
+            log_worker_debug: r.boolean("logWorkerDebug", false)?,
+            log_level,
+        })
+    }
+
+    /// Heartbeat timeout: no heartbeat for this long raises a missed-heartbeat warning.
+    pub fn heartbeat_timeout_ms(&self) -> u64 {
+        self.heartbeat_interval.saturating_mul(3)
+    }
+
+    /// JSON given to each worker as `WORKER_CONFIG`.
+    pub fn worker_config_json(&self, capabilities: &[String]) -> String {
+        serde_json::json!({
+            "heartbeatInterval": self.heartbeat_interval,
+            "memoryThresholdMB": self.worker_memory_limit_mb,
+            "capabilities": capabilities,
+        })
+        .to_string()
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
+    }
+
+    /// The retry delay before attempt `retries + 1` (`retries` counts from 1).
+    pub fn backoff_ms(&self, retries: u32) -> u64 {
+        backoff_ms(self.retry_backoff_ms, self.max_backoff_ms, retries)
+    }
+}
+
+/// min(base × 2^(retries−1), cap).
+pub fn backoff_ms(base: u64, cap: u64, retries: u32) -> u64 {
+    let shift = retries.saturating_sub(1).min(62);
+    base.saturating_mul(1u64 << shift).min(cap)
+}
+
+fn parse_groups(v: &Value, script: &str, env: &BTreeMap<String, String>) -> CoreResult<Vec<WorkerGroup>> {
+    let arr = v.as_array().filter(|a| !a.is_empty()).ok_or_else(|| {
+        CoreError::config(
+            "workerGroups",
+            "a non-empty array of { size, workerScript?, capabilities?, env? }",
+            describe(v),
+        )
+    })?;
+    let mut out = Vec::new();
+    for (i, g) in arr.iter().enumerate() {
+        let key = format!("workerGroups[{i}]");
+        let obj = g
+            .as_object()
+            .ok_or_else(|| CoreError::config(&key, "an object { size, workerScript?, capabilities?, env? }", describe(g)))?;
+        let r = Reader { obj };
+        let size = r.int("size", 0, 1).map_err(|_| {
+            CoreError::config(
+                &format!("{key}.size"),
+                "an integer >= 1",
+                obj.get("size").map(describe).unwrap_or_else(|| "nothing".into()),
+            )
+        })?;
+        if r.present("size").is_none() {
+            return Err(CoreError::config(&format!("{key}.size"), "an integer >= 1", "nothing"));
+        }
+        let worker_script = match r.present("workerScript") {
+            None => script.to_string(),
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(v) => return Err(CoreError::config(&format!("{key}.workerScript"), "a non-empty string", describe(v))),
+        };
+        let capabilities = match r.present("capabilities") {
+            None => Vec::new(),
+            Some(v) => strings_of(&format!("{key}.capabilities"), v)?,
+        };
+        let mut genv = env.clone();
+        if let Some(v) = r.present("env") {
+            genv.extend(env_of(&format!("{key}.env"), v)?);
+        }
+        out.push(WorkerGroup {
+            size: size.min(u32::MAX as u64) as u32,
+            worker_script,
+            capabilities,
+            env: genv,
+        });
+    }
+    Ok(out)
+}
+
+fn parse_autoscale(obj: &Map<String, Value>) -> CoreResult<AutoScale> {
+    let r = Reader { obj };
+    let interval_ms = r.int("intervalMs", 30000, 10)?;
+    Ok(AutoScale {
+        queue_depth_high: r.int("queueDepthHigh", 50, 0)?,
+        busy_low: r.int("busyLow", 5, 0)?,
+        step_up: r.int("stepUp", 10, 1)?.min(u32::MAX as u64) as u32,
+        step_down: r.int("stepDown", 5, 1)?.min(u32::MAX as u64) as u32,
+        interval_ms,
+        cooldown_ms: r.int("cooldownMs", interval_ms, 0)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> CoreResult<PoolConfig> {
+        PoolConfig::from_json(&v, "/usr/bin/node", "/pkg/worker-process.js")
+    }
+
+    #[test]
+    fn defaults_are_the_originals() {
+        let c = parse(json!({})).unwrap();
+        assert_eq!(c.pool_size, 20);
+        assert_eq!(c.min_workers, 5);
+        assert_eq!(c.max_workers, 50);
+        assert_eq!(c.task_timeout, 300000);
+        assert_eq!(c.max_task_retries, 3);
+        assert_eq!(c.heartbeat_timeout_ms(), 15000);
+        assert_eq!(c.load_balancing, Strategy::RoundRobin);
+        assert!(c.auto_restart);
+        assert_eq!(c.worker_script, "/pkg/worker-process.js");
+    }
+
+    #[test]
+    fn zero_is_not_default() {
+        let c = parse(json!({ "maxTaskRetries": 0, "retryBackoffMs": 0 })).unwrap();
+        assert_eq!(c.max_task_retries, 0);
+        assert_eq!(c.retry_backoff_ms, 0);
+    }
+
+    #[test]
+    fn small_pool_size_bends_min_workers() {
+        let c = parse(json!({ "poolSize": 2 })).unwrap();
+        assert_eq!(c.min_workers, 2);
+        assert_eq!(c.pool_size, 2);
+    }
+
+    #[test]
+    fn bad_values_name_the_option() {
+        let e = parse(json!({ "poolSize": 0 })).unwrap_err();
+        assert!(e.message.contains("poolSize"), "{}", e.message);
+        let e = parse(json!({ "poolSize": -3 })).unwrap_err();
+        assert!(e.message.contains("poolSize"));
+        let e = parse(json!({ "minWorkers": 10, "maxWorkers": 2 })).unwrap_err();
+        assert!(e.message.contains("minWorkers") && e.message.contains("maxWorkers"));
+        let e = parse(json!({ "loadBalancing": "random" })).unwrap_err();
+        assert!(e.message.contains("loadBalancing") && e.message.contains("least-loaded"));
+        let e = parse(json!({ "autoRestart": "yes" })).unwrap_err();
+        assert!(e.message.contains("autoRestart"));
+        assert_eq!(e.code, crate::error::Code::InvalidConfig);
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff_ms(1000, 30000, 1), 1000);
+        assert_eq!(backoff_ms(1000, 30000, 2), 2000);
+        assert_eq!(backoff_ms(1000, 30000, 3), 4000);
+        assert_eq!(backoff_ms(1000, 30000, 10), 30000);
+        assert_eq!(backoff_ms(1000, 30000, 200), 30000);
+    }
+
+    #[test]
+    fn worker_groups_inherit_script_and_env() {
+        let c = parse(json!({
+            "env": { "A": "1" },
+            "workerGroups": [ { "size": 2, "capabilities": ["gpu"], "env": { "B": 2 } }, { "size": 1, "workerScript": "/x.js" } ]
+        }))
+        .unwrap();
+        assert_eq!(c.worker_groups.len(), 2);
+        assert_eq!(c.worker_groups[0].worker_script, "/pkg/worker-process.js");
+        assert_eq!(c.worker_groups[0].env.get("A").unwrap(), "1");
+        assert_eq!(c.worker_groups[0].env.get("B").unwrap(), "2");
+        assert_eq!(c.worker_groups[1].worker_script, "/x.js");
+        let e = parse(json!({ "workerGroups": [ { "size": 0 } ] })).unwrap_err();
+        assert!(e.message.contains("workerGroups[0].size"), "{}", e.message);
+    }
+}

@@ -1,0 +1,18 @@
+//! The worker-process pool core: processes, queue, health, balancing, metrics.
+//! Plain Rust with no N-API, so all of it is tested with `cargo test`.
+
+pub mod balance;
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod pool;
+pub mod process;
+pub mod protocol;
+pub mod queue;
+pub mod runtime;
+pub mod standalone;
+pub mod util;
+
+pub use config::PoolConfig;
+pub use error::{Code, CoreError, CoreResult};
+pub use pool::{EventSink, Pool, PoolTask, SubmitOptions};

@@ -1,0 +1,2137 @@
+//! The pool: workers, dispatch, the task lifecycle, supervision and metrics.
+//!
+//! All state lives in one `State` behind a mutex. The JS thread takes the lock to
+//! submit or query; the core's own threads take it to handle worker messages, exits
+//! and timers. Events for JavaScript are appended to one buffer as JSON text and
+//! delivered in batches by a single flusher task through the `EventSink`.
+
+use crate::balance::{self, Candidate};
+use crate::config::PoolConfig;
+use crate::error::{Code, CoreError, CoreResult};
+use crate::health::{HealthMonitor, HealthOptions, Sample};
+use crate::process::{self, StderrTail};
+use crate::protocol::{self, Kind, WorkerError};
+use crate::queue::{Attempt, FailOutcome, QueueOptions, TaskData, TaskQueue};
+use crate::runtime;
+use crate::util::{epoch_ms, json_str, signal_name};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write as _;
+use std::os::unix::process::ExitStatusExt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+
+/// Receives batches of events as a JSON array text.
+pub trait EventSink: Send + Sync + 'static {
+    fn deliver(&self, batch: String);
+}
+
+/// What a pool task carries: the type and payload as JSON text, never parsed here.
+#[derive(Debug, Clone)]
+pub struct PoolTask {
+    pub type_json: String,
+    pub payload_json: String,
+    pub metadata_json: Option<String>,
+    pub requires: Vec<String>,
+}
+
+impl TaskData for PoolTask {
+    fn write_task_json(&self, out: &mut String) {
+        out.push_str("{\"type\":");
+        out.push_str(&self.type_json);
+        out.push_str(",\"payload\":");
+        out.push_str(&self.payload_json);
+        if let Some(m) = &self.metadata_json {
+            out.push_str(",\"metadata\":");
+            out.push_str(m);
+        }
+        if !self.requires.is_empty() {
+            out.push_str(",\"requires\":");
+            out.push_str(&serde_json::to_string(&self.requires).unwrap_or_else(|_| "[]".into()));
+        }
+        out.push('}');
+    }
+}
+
+pub struct SubmitOptions {
+    pub priority: f64,
+    pub timeout_ms: Option<u64>,
+    pub max_retries: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Created,
+    Initializing,
+    Running,
+    ShuttingDown,
+    Closing,
+    Shutdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retire {
+    ScaleDown,
+    Recycle,
+    Memory,
+    Idle,
+    Shutdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KillReason {
+    Timeout,
+    Zombie,
+    Protocol,
+    ReadyTimeout,
+    Retire,
+    Shutdown,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    seq: u64,
+    abandoned: bool,
+}
+
+struct Outbox {
+    buf: Mutex<Vec<u8>>,
+    notify: Notify,
+}
+
+impl Outbox {
+    fn push(&self, bytes: &[u8]) {
+        let mut b = self.buf.lock().unwrap_or_else(|e| e.into_inner());
+        let was_empty = b.is_empty();
+        b.extend_from_slice(bytes);
+        drop(b);
+        if was_empty {
+            self.notify.notify_one();
+        }
+    }
+}
+
+struct Worker {
+    num: u64,
+    id: String,
+    pid: u32,
+    slot: u64,
+    group: usize,
+    ready: bool,
+    spawned: Instant,
+    ready_at: Option<Instant>,
+    last_activity: Instant,
+    idle_since: Instant,
+    tasks_executed: u64,
+    in_flight: VecDeque<InFlight>,
+    head_deadline: Option<Instant>,
+    head_started: Option<Instant>,
+    abandon_deadline: Option<Instant>,
+    out: Arc<Outbox>,
+    batch: bool,
+    cancel: bool,
+    capabilities: Vec<String>,
+    retiring: Option<Retire>,
+    retire_sent: bool,
+    kill: Option<(KillReason, Instant, bool)>,
+    stderr: Arc<Mutex<StderrTail>>,
+    heap: (f64, f64),
+    cpu_prev: Option<(Instant, f64)>,
+    rss: u64,
+    cpu_percent: f64,
+    ready_deadline: Instant,
+}
+
+impl Worker {
+    fn state_str(&self) -> &'static str {
+        if self.retiring.is_some() || self.kill.is_some() {
+            "shutting-down"
+        } else if !self.ready {
+            "initializing"
+        } else if self.in_flight.iter().any(|f| !f.abandoned) || !self.in_flight.is_empty() {
+            "busy"
+        } else {
+            "ready"
+        }
+    }
+
+    fn current_task(&self, q: &TaskQueue<PoolTask>) -> Option<String> {
+        self.in_flight
+            .front()
+            .filter(|f| !f.abandoned)
+            .and_then(|f| q.get(f.seq))
+            .map(|r| r.id.clone())
+    }
+}
+
+struct Slot {
+    group: usize,
+    unstable: u32,
+    restarts: u64,
+    failed: bool,
+    respawn_at: Option<Instant>,
+    worker: Option<u64>,
+}
+
+#[derive(Default)]
+struct Metrics {
+    submitted: u64,
+    completed: u64,
+    failed: u64,
+    reused: u64,
+    spawned: u64,
+    restarted: u64,
+    crashed: u64,
+}
+
+enum PendingOp {
+    Init {
+        op: u64,
+        waiting: usize,
+        failed: Option<CoreError>,
+    },
+    ScaleUp {
+        op: u64,
+        waiting: usize,
+        added: usize,
+    },
+    ScaleDown {
+        op: u64,
+        waiting: Vec<u64>,
+        removed: usize,
+    },
+}
+
+struct State {
+    cfg: PoolConfig,
+    phase: Phase,
+    started: Instant,
+    workers: BTreeMap<u64, Worker>,
+    slots: BTreeMap<u64, Slot>,
+    next_worker: u64,
+    next_slot: u64,
+    queue: TaskQueue<PoolTask>,
+    health: HealthMonitor,
+    rr_last: u64,
+    metrics: Metrics,
+    ev: String,
+    task_events: bool,
+    queue_full_seen: bool,
+    ops: Vec<PendingOp>,
+    shutdown_op: Option<u64>,
+    shutdown_deadline: Option<Instant>,
+    next_wake: Option<Instant>,
+    last_health: Instant,
+    spawn_requests: Vec<u64>,
+    wake_hint: bool,
+    init_failure: Option<(u64, CoreError)>,
+    shutdown_waiters: Vec<u64>,
+}
+
+pub struct Inner {
+    state: Mutex<State>,
+    flush: Notify,
+    wake: Notify,
+    sink: Box<dyn EventSink>,
+}
+
+/// The pool handle. Cheap to clone; the pool lives while workers or tasks need it.
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+const READ_CHUNK: usize = 64 * 1024;
+
+impl Pool {
+    pub fn new(cfg: PoolConfig, sink: Box<dyn EventSink>) -> CoreResult<Pool> {
+        for script in std::iter::once(&cfg.worker_script).chain(cfg.worker_groups.iter().map(|g| &g.worker_script)) {
+            if !std::path::Path::new(script).is_file() {
+                return Err(CoreError::config(
+                    "workerScript",
+                    "the path of an existing file",
+                    format!("\"{script}\" (no such file)"),
+                ));
+            }
+        }
+        let queue = TaskQueue::new(QueueOptions {
+            max_retries: cfg.max_task_retries,
+            retry_backoff_ms: cfg.retry_backoff_ms,
+            max_backoff_ms: cfg.max_backoff_ms,
+            task_timeout_ms: cfg.task_timeout,
+            dlq_capacity: 10000,
+        });
+        let health = HealthMonitor::new(HealthOptions {
+            heartbeat_timeout_ms: cfg.heartbeat_timeout_ms(),
+            health_check_interval: cfg.health_check_interval,
+            zombie_threshold_ms: cfg.zombie_threshold_ms,
+            max_restart_attempts: cfg.max_restart_attempts,
+            restart_cooldown_ms: cfg.restart_cooldown_ms,
+            memory_threshold_mb: cfg.worker_memory_limit_mb,
+            cpu_threshold_percent: 90.0,
+        });
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State {
+                cfg,
+                phase: Phase::Created,
+                started: Instant::now(),
+                workers: BTreeMap::new(),
+                slots: BTreeMap::new(),
+                next_worker: 0,
+                next_slot: 0,
+                queue,
+                health,
+                rr_last: u64::MAX,
+                metrics: Metrics::default(),
+                ev: String::new(),
+                task_events: false,
+                queue_full_seen: false,
+                ops: Vec::new(),
+                shutdown_op: None,
+                shutdown_deadline: None,
+                next_wake: None,
+                last_health: Instant::now(),
+                spawn_requests: Vec::new(),
+                wake_hint: false,
+                init_failure: None,
+                shutdown_waiters: Vec::new(),
+            }),
+            flush: Notify::new(),
+            wake: Notify::new(),
+            sink,
+        });
+        let pool = Pool { inner };
+        let rt = runtime::handle();
+        let p = pool.clone();
+        rt.spawn(async move { p.flusher().await });
+        let p = pool.clone();
+        rt.spawn(async move { p.timer_loop().await });
+        Ok(pool)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the state, then moves queued events out and wakes whoever must act.
+    fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let mut st = self.lock();
+        let r = f(&mut st);
+        self.after(st);
+        r
+    }
+
+    fn after(&self, mut st: MutexGuard<'_, State>) {
+        st.maybe_close();
+        st.pump();
+        let spawns = std::mem::take(&mut st.spawn_requests);
+        let wake = st.take_wake_hint();
+        let has_ev = !st.ev.is_empty();
+        drop(st);
+        if has_ev {
+            self.inner.flush.notify_one();
+        }
+        if wake {
+            self.inner.wake.notify_one();
+        }
+        for slot in spawns {
+            let p = self.clone();
+            runtime::handle().spawn(async move { p.spawn_worker(slot) });
+        }
+    }
+
+    async fn flusher(self) {
+        loop {
+            self.inner.flush.notified().await;
+            let batch = {
+                let mut st = self.lock();
+                if st.ev.is_empty() {
+                    drop(st);
+                    if Arc::strong_count(&self.inner) == 1 {
+                        break;
+                    }
+                    continue;
+                }
+                let mut b = String::with_capacity(st.ev.len() + 2);
+                b.push('[');
+                b.push_str(&st.ev);
+                b.push(']');
+                st.ev.clear();
+                if st.ev.capacity() > 1 << 20 {
+                    st.ev.shrink_to(64 * 1024);
+                }
+                b
+            };
+            self.inner.sink.deliver(batch);
+            if Arc::strong_count(&self.inner) == 1 {
+                break;
+            }
+        }
+    }
+
+    async fn timer_loop(self) {
+        loop {
+            let next = {
+                let mut st = self.lock();
+                // Ends once the pool is shut down, or was dropped unused by JavaScript.
+                let unused = Arc::strong_count(&self.inner) <= 2 && matches!(st.phase, Phase::Created);
+                if (st.phase == Phase::Shutdown || unused) && st.workers.is_empty() {
+                    break;
+                }
+                let n = st.compute_next_wake();
+                st.next_wake = Some(n);
+                n
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(next.into()) => {}
+                _ = self.inner.wake.notified() => {}
+            }
+            let p = self.clone();
+            self.with(|st| st.on_timers(Instant::now(), &p));
+        }
+        // Deliver anything left (the pool-shutdown event) before the loop ends.
+        self.inner.flush.notify_one();
+    }
+
+    // ---------------------------------------------------------------- JS-facing API
+
+    pub fn config_json(&self) -> String {
+        self.lock().cfg.to_json()
+    }
+
+    pub fn set_interest(&self, task_events: bool, queue_events: bool, health_events: bool) {
+        let mut st = self.lock();
+        st.task_events = task_events;
+        st.queue.emit = queue_events;
+        st.health.emit = health_events;
+    }
+
+    pub fn initialize(&self, size: Option<u32>, op: u64) -> CoreResult<()> {
+        self.with(|st| {
+            match st.phase {
+                Phase::Created => {}
+                Phase::Shutdown | Phase::ShuttingDown | Phase::Closing => {
+                    return Err(CoreError::new(Code::PoolShutdown, "Pool has been shut down; create a new pool"))
+                }
+                _ => return Err(CoreError::new(Code::PoolAlreadyInitialized, "Pool already initialized")),
+            }
+            let mut plan: Vec<usize> = Vec::new();
+            if st.cfg.worker_groups.is_empty() {
+                let n = size.unwrap_or(st.cfg.pool_size).clamp(st.cfg.min_workers, st.cfg.max_workers);
+                plan.extend(std::iter::repeat_n(0, n as usize));
+            } else {
+                for (g, grp) in st.cfg.worker_groups.iter().enumerate() {
+                    plan.extend(std::iter::repeat_n(g, grp.size as usize));
+                }
+            }
+            st.phase = Phase::Initializing;
+            st.started = Instant::now();
+            st.health.set_monitoring(true);
+            st.ops.push(PendingOp::Init {
+                op,
+                waiting: plan.len(),
+                failed: None,
+            });
+            for g in plan {
+                let slot = st.new_slot(g);
+                st.spawn_requests.push(slot);
+            }
+            st.log("info", &format!("Initializing pool with {} workers", st.slots.len()));
+            Ok(())
+        })
+    }
+
+    pub fn submit(&self, task: PoolTask, opts: SubmitOptions) -> CoreResult<(u64, String)> {
+        self.with(|st| {
+            match st.phase {
+                Phase::Running => {}
+                Phase::Created | Phase::Initializing => {
+                    return Err(CoreError::new(
+                        Code::PoolNotInitialized,
+                        "Pool not initialized: call initialize() (or use createWorkerPool) first",
+                    ))
+                }
+                Phase::ShuttingDown | Phase::Closing => return Err(CoreError::new(Code::PoolShuttingDown, "Pool is shutting down")),
+                Phase::Shutdown => return Err(CoreError::new(Code::PoolShutdown, "Pool has been shut down")),
+            }
+            if let Some(max) = st.cfg.max_queue_size {
+                if st.queue.depth() >= max {
+                    st.queue_full_seen = true;
+                    return Err(CoreError::new(
+                        Code::QueueFull,
+                        format!("Queue is full: maxQueueSize is {max}; retry later or raise maxQueueSize"),
+                    ));
+                }
+            }
+            if !task.requires.is_empty() && !st.any_worker_could_serve(&task.requires) {
+                return Err(CoreError::new(
+                    Code::NoCapableWorker,
+                    format!("No worker of this pool has every capability the task requires: {:?}", task.requires),
+                ));
+            }
+            let (seq, id) = st.queue.enqueue(task, opts.priority, opts.timeout_ms, opts.max_retries);
+            st.metrics.submitted += 1;
+            st.dispatch();
+            Ok((seq, id))
+        })
+    }
+
+    /// Cancels a task (AbortSignal). Returns false when the task is not live.
+    pub fn cancel(&self, seq: u64, reason: &str) -> bool {
+        self.with(|st| st.cancel_task(seq, reason))
+    }
+
+    pub fn scale_up(&self, count: u32, op: u64) -> CoreResult<()> {
+        self.with(|st| {
+            st.require_running()?;
+            let size = st.active_size();
+            let target = (size + count as usize).min(st.cfg.max_workers as usize);
+            let add = target.saturating_sub(size);
+            let group = 0;
+            for _ in 0..add {
+                let slot = st.new_slot(group);
+                st.spawn_requests.push(slot);
+            }
+            st.ops.push(PendingOp::ScaleUp {
+                op,
+                waiting: add,
+                added: add,
+            });
+            if add == 0 {
+                st.finish_ops();
+            }
+            Ok(())
+        })
+    }
+
+    pub fn scale_down(&self, count: u32, op: u64) -> CoreResult<()> {
+        self.with(|st| {
+            st.require_running()?;
+            let size = st.active_size();
+            let target = size.saturating_sub(count as usize).max(st.cfg.min_workers as usize);
+            let mut remove = size.saturating_sub(target);
+            // Idle workers first, newest first; then busy ones, which drain.
+            let mut order: Vec<(bool, u64)> = st
+                .slots
+                .iter()
+                .filter(|(_, s)| !s.failed)
+                .map(|(&sn, s)| {
+                    let busy = s
+                        .worker
+                        .and_then(|w| st.workers.get(&w))
+                        .is_some_and(|w| !w.in_flight.is_empty() || !w.ready);
+                    (busy, sn)
+                })
+                .collect();
+            order.sort_by_key(|&(busy, sn)| (busy, std::cmp::Reverse(sn)));
+            let mut waiting = Vec::new();
+            for (_, sn) in order {
+                if remove == 0 {
+                    break;
+                }
+                remove -= 1;
+                let slot = st.slots.remove(&sn).expect("slot exists");
+                if let Some(wn) = slot.worker {
+                    waiting.push(wn);
+                    st.retire(wn, Retire::ScaleDown);
+                }
+            }
+            let removed = size - target;
+            st.ops.push(PendingOp::ScaleDown { op, waiting, removed });
+            st.finish_ops();
+            Ok(())
+        })
+    }
+
+    pub fn shutdown(&self, graceful: bool, op: u64) {
+        self.with(|st| st.begin_shutdown(graceful, op));
+    }
+
+    /// Last resort when the JS side goes away (process exit, GC): kill everything now.
+    pub fn kill_all(&self) {
+        let st = self.lock();
+        for w in st.workers.values() {
+            process::kill_group(w.pid, libc::SIGKILL);
+        }
+    }
+
+    pub fn worker_status_json(&self, id: &str) -> String {
+        let st = self.lock();
+        st.workers
+            .values()
+            .find(|w| w.id == id)
+            .map(|w| st.worker_status(w).to_string())
+            .unwrap_or_else(|| "null".into())
+    }
+
+    pub fn all_workers_json(&self) -> String {
+        let st = self.lock();
+        Value::Array(st.workers.values().map(|w| st.worker_status(w)).collect()).to_string()
+    }
+
+    pub fn metrics_json(&self) -> String {
+        self.lock().metrics_json().to_string()
+    }
+
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.lock().workers.values().map(|w| w.pid).collect()
+    }
+
+    /// Read-only and small calls of `pool.taskQueue` / `pool.healthMonitor`.
+    pub fn call(&self, method: &str, args: &Value) -> CoreResult<String> {
+        self.with(|st| st.call(method, args))
+    }
+
+    // ------------------------------------------------------------ worker plumbing
+
+    fn spawn_worker(&self, slot: u64) {
+        let mut st = self.lock();
+        if !matches!(st.phase, Phase::Initializing | Phase::Running) {
+            return;
+        }
+        let Some(s) = st.slots.get(&slot) else { return };
+        if s.failed || s.worker.is_some() {
+            return;
+        }
+        let group = s.group;
+        let num = st.next_worker;
+        st.next_worker += 1;
+        let id = format!("worker-{num}");
+        let (script, env, caps) = match st.cfg.worker_groups.get(group) {
+            Some(g) => (g.worker_script.clone(), g.env.clone(), g.capabilities.clone()),
+            None => (st.cfg.worker_script.clone(), st.cfg.env.clone(), Vec::new()),
+        };
+        let spec = process::SpawnSpec {
+            exec_path: &st.cfg.exec_path,
+            exec_argv: &st.cfg.exec_argv,
+            script: &script,
+            env: vec![
+                ("WORKER_ID".to_string(), id.clone()),
+                ("WORKER_CONFIG".to_string(), st.cfg.worker_config_json(&caps)),
+            ],
+            extra_env: &env,
+        };
+        let spawned = match process::spawn(&spec) {
+            Ok(s) => s,
+            Err(e) => {
+                let err = CoreError::new(
+                    Code::WorkerStartFailed,
+                    format!("Could not start worker {id} ({} {}): {e}", st.cfg.exec_path, script),
+                );
+                st.log("error", &err.message);
+                st.slot_start_failed(slot, err);
+                self.after(st);
+                return;
+            }
+        };
+        let now = Instant::now();
+        let out = Arc::new(Outbox {
+            buf: Mutex::new(Vec::new()),
+            notify: Notify::new(),
+        });
+        st.metrics.spawned += 1;
+        let ready_deadline = now + Duration::from_millis(st.cfg.ready_timeout_ms);
+        st.workers.insert(
+            num,
+            Worker {
+                num,
+                id: id.clone(),
+                pid: spawned.pid,
+                slot,
+                group,
+                ready: false,
+                spawned: now,
+                ready_at: None,
+                last_activity: now,
+                idle_since: now,
+                tasks_executed: 0,
+                in_flight: VecDeque::new(),
+                head_deadline: None,
+                head_started: None,
+                abandon_deadline: None,
+                out: out.clone(),
+                batch: false,
+                cancel: false,
+                capabilities: caps,
+                retiring: None,
+                retire_sent: false,
+                kill: None,
+                stderr: spawned.stderr_tail.clone(),
+                heap: (0.0, 0.0),
+                cpu_prev: None,
+                rss: 0,
+                cpu_percent: 0.0,
+                ready_deadline,
+            },
+        );
+        if let Some(s) = st.slots.get_mut(&slot) {
+            s.worker = Some(num);
+        }
+        st.health.register(&id, spawned.pid, "initializing");
+        st.note_deadline(ready_deadline);
+        let max_line = st.cfg.max_message_bytes as usize;
+        drop(st);
+
+        let chan = spawned.channel;
+        let _ = chan.set_nonblocking(true);
+        let stream = match tokio::net::UnixStream::from_std(chan) {
+            Ok(s) => s,
+            Err(_) => {
+                process::kill_group(spawned.pid, libc::SIGKILL);
+                return;
+            }
+        };
+        let (rd, wr) = stream.into_split();
+        let p = self.clone();
+        tokio::spawn(async move { p.reader(num, rd, max_line).await });
+        tokio::spawn(writer(out, wr));
+        let p = self.clone();
+        let mut child = spawned.child;
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            let (code, signal) = match status {
+                Ok(s) => (s.code(), s.signal()),
+                Err(_) => (None, None),
+            };
+            let p2 = p.clone();
+            p.with(|st| st.on_exit(num, code, signal, &p2));
+        });
+    }
+
+    async fn reader(self, num: u64, mut rd: tokio::net::unix::OwnedReadHalf, max_line: usize) {
+        let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+        let mut scanned = 0usize;
+        loop {
+            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                buf.reserve(READ_CHUNK);
+            }
+            match rd.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let Some(last_nl) = buf[scanned..].iter().rposition(|&b| b == b'\n').map(|i| i + scanned) else {
+                scanned = buf.len();
+                if buf.len() > max_line {
+                    self.with(|st| st.protocol_error(num, &format!("a message longer than maxMessageBytes ({max_line} bytes)")));
+                    break;
+                }
+                continue;
+            };
+            let complete = &buf[..=last_nl];
+            let mut st = self.lock();
+            let mut bad = None;
+            for line in complete.split(|&b| b == b'\n') {
+                if line.is_empty() {
+                    continue;
+                }
+                if line.len() > max_line {
+                    bad = Some(format!("a message longer than maxMessageBytes ({max_line} bytes)"));
+                    break;
+                }
+                match std::str::from_utf8(line) {
+                    Ok(text) => {
+                        if let Err(why) = st.on_line(num, text) {
+                            bad = Some(why);
+                            break;
+                        }
+                    }
+                    Err(_) => {
+                        bad = Some("a message that is not UTF-8".into());
+                        break;
+                    }
+                }
+            }
+            if let Some(why) = &bad {
+                st.protocol_error(num, why);
+            } else {
+                st.dispatch();
+            }
+            self.after(st);
+            if bad.is_some() {
+                break;
+            }
+            buf.drain(..=last_nl);
+            scanned = 0;
+            if buf.capacity() > 4 * READ_CHUNK && buf.len() < READ_CHUNK {
+                buf.shrink_to(READ_CHUNK);
+            }
+        }
+        // The channel closed; the exit is handled by the waiter.
+        self.with(|st| {
+            if let Some(w) = st.workers.get_mut(&num) {
+                w.out.notify.notify_one();
+            }
+        });
+    }
+}
+
+async fn writer(out: Arc<Outbox>, mut wr: tokio::net::unix::OwnedWriteHalf) {
+    loop {
+        out.notify.notified().await;
+        let data = std::mem::take(&mut *out.buf.lock().unwrap_or_else(|e| e.into_inner()));
+        if data.is_empty() {
+            if Arc::strong_count(&out) == 1 {
+                break;
+            }
+            continue;
+        }
+        if wr.write_all(&data).await.is_err() {
+            break;
+        }
+    }
+}
+
+// -------------------------------------------------------------------- state logic
+
+fn exit_desc(code: Option<i32>, signal: Option<i32>) -> String {
+    match (code, signal) {
+        (_, Some(s)) => format!("signal {}", signal_name(s)),
+        (Some(c), None) => format!("code {c}"),
+        _ => "an unknown status".into(),
+    }
+}
+
+impl State {
+    fn push_ev(&mut self, frag: &str) {
+        if !self.ev.is_empty() {
+            self.ev.push(',');
+        }
+        self.ev.push_str(frag);
+    }
+
+    fn emit(&mut self, name: &str, data: Value) {
+        let frag = format!("{{\"k\":\"ev\",\"n\":\"{name}\",\"d\":{data}}}");
+        self.push_ev(&frag);
+    }
+
+    fn log(&mut self, level: &str, message: &str) {
+        match level {
+            "error" => tracing::error!(target: "worker_pool", "{message}"),
+            "warn" => tracing::warn!(target: "worker_pool", "{message}"),
+            "debug" => tracing::debug!(target: "worker_pool", "{message}"),
+            _ => tracing::info!(target: "worker_pool", "{message}"),
+        }
+        let mut frag = String::with_capacity(96 + message.len());
+        let _ = write!(
+            frag,
+            "{{\"k\":\"log\",\"level\":\"{level}\",\"component\":\"PoolManager\",\"timestamp\":{},\"message\":",
+            epoch_ms() as u64
+        );
+        json_str(&mut frag, message);
+        frag.push('}');
+        self.push_ev(&frag);
+    }
+
+    fn settle_ok(&mut self, seq: u64, raw: &str) {
+        let mut frag = String::with_capacity(24 + raw.len());
+        let _ = write!(frag, "{{\"k\":\"ok\",\"s\":{seq},\"r\":");
+        frag.push_str(raw);
+        frag.push('}');
+        self.push_ev(&frag);
+    }
+
+    fn settle_err(&mut self, seq: u64, err: &CoreError) {
+        let frag = format!("{{\"k\":\"err\",\"s\":{seq},\"e\":{}}}", err.to_json());
+        self.push_ev(&frag);
+    }
+
+    fn op_done(&mut self, op: u64, result: Result<Value, CoreError>) {
+        let frag = match result {
+            Ok(v) => format!("{{\"k\":\"op\",\"o\":{op},\"ok\":true,\"r\":{v}}}"),
+            Err(e) => format!("{{\"k\":\"op\",\"o\":{op},\"ok\":false,\"e\":{}}}", e.to_json()),
+        };
+        self.push_ev(&frag);
+    }
+
+    /// Moves queue and health events into the outgoing buffer.
+    fn pump(&mut self) {
+        if !self.queue.events.is_empty() {
+            let evs = std::mem::take(&mut self.queue.events);
+            for e in evs {
+                if let Ok(s) = serde_json::to_string(&e) {
+                    self.push_ev(&format!("{{\"k\":\"q\",\"d\":{s}}}"));
+                }
+            }
+        }
+        if !self.health.events.is_empty() {
+            let evs = std::mem::take(&mut self.health.events);
+            for e in evs {
+                self.push_ev(&format!("{{\"k\":\"h\",\"d\":{e}}}"));
+            }
+        }
+    }
+
+    fn note_deadline(&mut self, at: Instant) {
+        if self.next_wake.is_none_or(|n| at < n) {
+            self.next_wake = Some(at);
+            self.wake_hint = true;
+        }
+    }
+
+    fn take_wake_hint(&mut self) -> bool {
+        std::mem::take(&mut self.wake_hint)
+    }
+
+    fn require_running(&self) -> CoreResult<()> {
+        match self.phase {
+            Phase::Running => Ok(()),
+            Phase::Created | Phase::Initializing => Err(CoreError::new(Code::PoolNotInitialized, "Pool not initialized")),
+            Phase::ShuttingDown | Phase::Closing => Err(CoreError::new(Code::PoolShuttingDown, "Pool is shutting down")),
+            Phase::Shutdown => Err(CoreError::new(Code::PoolShutdown, "Pool has been shut down")),
+        }
+    }
+
+    fn new_slot(&mut self, group: usize) -> u64 {
+        let n = self.next_slot;
+        self.next_slot += 1;
+        self.slots.insert(
+            n,
+            Slot {
+                group,
+                unstable: 0,
+                restarts: 0,
+                failed: false,
+                respawn_at: None,
+                worker: None,
+            },
+        );
+        n
+    }
+
+    /// Slots that count toward the pool's size (not given up on).
+    fn active_size(&self) -> usize {
+        self.slots.values().filter(|s| !s.failed).count()
+    }
+
+    fn any_worker_could_serve(&self, requires: &[String]) -> bool {
+        let group_caps = |g: usize| -> &[String] { self.cfg.worker_groups.get(g).map(|x| x.capabilities.as_slice()).unwrap_or(&[]) };
+        self.workers.values().any(|w| balance::can_serve(requires, &w.capabilities))
+            || self
+                .slots
+                .values()
+                .any(|s| !s.failed && s.worker.is_none() && balance::can_serve(requires, group_caps(s.group)))
+    }
+
+    // ------------------------------------------------------------------ dispatch
+
+    fn capacity_of(&self, w: &Worker) -> usize {
+        if !w.ready || w.retiring.is_some() || w.kill.is_some() {
+            return 0;
+        }
+        if !w.batch {
+            return 1;
+        }
+        let n = self.workers.len().max(1) as u64;
+        let want = 1 + self.queue.depth() / n;
+        want.min(self.cfg.prefetch as u64).max(1) as usize
+    }
+
+    fn dispatch(&mut self) {
+        if !matches!(self.phase, Phase::Running | Phase::ShuttingDown) {
+            return;
+        }
+        let mut sends: Vec<(u64, Vec<u64>)> = Vec::new();
+        loop {
+            let Some(seq) = self.queue.peek() else { break };
+            let target = self.pick_worker(seq).map(|w| (w, seq)).or_else(|| self.pick_any_task());
+            let Some((wn, seq)) = target else { break };
+            self.queue.take(seq);
+            self.rr_last = wn;
+            match sends.iter_mut().find(|(w, _)| *w == wn) {
+                Some((_, v)) => v.push(seq),
+                None => sends.push((wn, vec![seq])),
+            }
+            self.assign(wn, seq);
+        }
+        for (wn, seqs) in sends {
+            self.send_tasks(wn, &seqs);
+        }
+        if self.queue_full_seen && self.queue.depth() == 0 {
+            self.queue_full_seen = false;
+            self.emit("drain", json!({}));
+        }
+    }
+
+    fn pick_worker(&self, seq: u64) -> Option<u64> {
+        let requires: &[String] = self.queue.get(seq).map(|r| r.data.requires.as_slice()).unwrap_or(&[]);
+        for idle_only in [true, false] {
+            let cands: Vec<Candidate> = self
+                .workers
+                .values()
+                .filter(|w| {
+                    let cap = self.capacity_of(w);
+                    if idle_only {
+                        cap > 0 && w.in_flight.is_empty()
+                    } else {
+                        w.in_flight.len() < cap
+                    }
+                })
+                .map(|w| Candidate {
+                    num: w.num,
+                    in_flight: w.in_flight.len(),
+                    executed: w.tasks_executed,
+                    capabilities: &w.capabilities,
+                })
+                .collect();
+            if cands.is_empty() {
+                continue;
+            }
+            if let Some(i) = balance::choose(self.cfg.load_balancing, requires, &cands, self.rr_last) {
+                return Some(cands[i].num);
+            }
+        }
+        None
+    }
+
+    /// When the first queued task can't run anywhere now (capabilities), look further
+    /// down the queue for a task a free worker can serve.
+    fn pick_any_task(&self) -> Option<(u64, u64)> {
+        let free = self.workers.values().any(|w| w.in_flight.len() < self.capacity_of(w));
+        if !free {
+            return None;
+        }
+        for seq in self.queue.peek_many(256).into_iter().skip(1) {
+            if let Some(w) = self.pick_worker(seq) {
+                return Some((w, seq));
+            }
+        }
+        None
+    }
+
+    fn assign(&mut self, wn: u64, seq: u64) {
+        let now = Instant::now();
+        let (timeout, queued_ms, task_id) = match self.queue.get(seq) {
+            Some(r) => (
+                r.timeout_ms,
+                now.duration_since(r.enqueued_instant).as_millis() as u64,
+                r.id.clone(),
+            ),
+            None => return,
+        };
+        let task_events = self.task_events;
+        let Some(w) = self.workers.get_mut(&wn) else { return };
+        w.in_flight.push_back(InFlight { seq, abandoned: false });
+        let mut deadline = None;
+        if w.in_flight.len() == 1 {
+            let d = now + Duration::from_millis(timeout);
+            w.head_started = Some(now);
+            w.head_deadline = Some(d);
+            deadline = Some(d);
+        }
+        w.last_activity = w.last_activity.max(now);
+        let wid = w.id.clone();
+        let executed = w.tasks_executed;
+        if w.in_flight.len() == 1 {
+            self.health.set_state(&wid, "busy", Some(&task_id), executed);
+        }
+        if let Some(d) = deadline {
+            self.note_deadline(d);
+        }
+        if task_events {
+            self.emit(
+                "task-assigned",
+                json!({ "taskId": task_id, "workerId": wid, "queuedTimeMs": queued_ms }),
+            );
+        }
+    }
+
+    fn send_tasks(&mut self, wn: u64, seqs: &[u64]) {
+        let Some(w) = self.workers.get(&wn) else { return };
+        let mut buf = Vec::with_capacity(128 * seqs.len());
+        let write_one = |buf: &mut Vec<u8>, seq: u64| {
+            if let Some(r) = self.queue.get(seq) {
+                protocol::write_task(buf, &r.id, &r.data.type_json, &r.data.payload_json, r.timeout_ms);
+            }
+        };
+        if seqs.len() > 1 && w.batch {
+            buf.extend_from_slice(protocol::execute_batch_prefix());
+            for (i, &seq) in seqs.iter().enumerate() {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                write_one(&mut buf, seq);
+            }
+            buf.extend_from_slice(b"]}\n");
+        } else {
+            for &seq in seqs {
+                buf.extend_from_slice(protocol::execute_task_prefix());
+                write_one(&mut buf, seq);
+                buf.extend_from_slice(b"}\n");
+            }
+        }
+        w.out.push(&buf);
+    }
+
+    // ------------------------------------------------------------ worker messages
+
+    fn on_line(&mut self, num: u64, line: &str) -> Result<(), String> {
+        let msg = protocol::parse(line).map_err(|e| format!("a message that is not valid JSON ({e})"))?;
+        let now = Instant::now();
+        let Some(w) = self.workers.get_mut(&num) else { return Ok(()) };
+        w.last_activity = now;
+        match msg.kind() {
+            Kind::TaskComplete => {
+                if let Some(id) = msg.task_id.as_deref() {
+                    let raw = msg.result.map(|r| r.get()).unwrap_or("null");
+                    self.on_reply(num, id, Ok(raw));
+                }
+            }
+            Kind::TaskFailed => {
+                if let Some(id) = msg.task_id.as_deref() {
+                    let e = msg.error.unwrap_or_default();
+                    self.on_reply(num, id, Err(&e));
+                }
+            }
+            Kind::TaskResults => {
+                for r in msg.results.unwrap_or_default() {
+                    if r.ok {
+                        let raw = r.result.map(|x| x.get()).unwrap_or("null");
+                        self.on_reply(num, &r.task_id, Ok(raw));
+                    } else {
+                        let e = r.error.unwrap_or_default();
+                        self.on_reply(num, &r.task_id, Err(&e));
+                    }
+                }
+            }
+            Kind::Heartbeat => {
+                if let Some(m) = &msg.memory_usage {
+                    w.heap = (m.heap_used, m.heap_total);
+                }
+                let id = w.id.clone();
+                self.health.heartbeat(&id, None, None);
+            }
+            Kind::Ready => {
+                if !w.ready {
+                    let features = msg.features.unwrap_or_default();
+                    w.batch = features.iter().any(|f| f == "batch");
+                    w.cancel = features.iter().any(|f| f == "cancel");
+                    for c in msg.capabilities.unwrap_or_default() {
+                        if !w.capabilities.contains(&c) {
+                            w.capabilities.push(c);
+                        }
+                    }
+                    self.on_ready(num);
+                }
+            }
+            Kind::NodeInternal => {}
+            Kind::WorkerError => {
+                let fatal = msg.fatal.unwrap_or(false);
+                let id = w.id.clone();
+                let pid = w.pid;
+                let message = msg
+                    .error
+                    .as_ref()
+                    .and_then(|e| e.message.as_deref())
+                    .unwrap_or("unknown error")
+                    .to_string();
+                self.emit(
+                    "worker-error",
+                    json!({ "workerId": id, "pid": pid, "error": message, "fatal": fatal }),
+                );
+                self.forward_raw(num, line);
+            }
+            _ => self.forward_raw(num, line),
+        }
+        Ok(())
+    }
+
+    fn forward_raw(&mut self, num: u64, line: &str) {
+        let Some(w) = self.workers.get(&num) else { return };
+        let frag = format!("{{\"k\":\"wm\",\"w\":\"{}\",\"p\":{},\"m\":{}}}", w.id, w.pid, line);
+        self.push_ev(&frag);
+    }
+
+    fn on_ready(&mut self, num: u64) {
+        let now = Instant::now();
+        let Some(w) = self.workers.get_mut(&num) else { return };
+        w.ready = true;
+        w.ready_at = Some(now);
+        w.idle_since = now;
+        let (id, slot) = (w.id.clone(), w.slot);
+        self.health.set_state(&id, "ready", None, 0);
+        let _ = slot;
+        // Pending operations waiting for this worker.
+        for op in self.ops.iter_mut() {
+            match op {
+                PendingOp::Init { waiting, .. } | PendingOp::ScaleUp { waiting, .. } => {
+                    if *waiting > 0 {
+                        *waiting -= 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.finish_ops();
+    }
+
+    fn finish_ops(&mut self) {
+        let mut i = 0;
+        while i < self.ops.len() {
+            let done = match &self.ops[i] {
+                PendingOp::Init { waiting, failed, .. } => *waiting == 0 || failed.is_some(),
+                PendingOp::ScaleUp { waiting, .. } => *waiting == 0,
+                PendingOp::ScaleDown { waiting, .. } => waiting.iter().all(|w| !self.workers.contains_key(w)),
+            };
+            if !done {
+                i += 1;
+                continue;
+            }
+            let op = self.ops.remove(i);
+            let size = self.active_size();
+            match op {
+                PendingOp::Init { op, failed: Some(err), .. } => {
+                    self.phase = Phase::Closing;
+                    self.log("error", &err.message);
+                    for w in self.workers.values() {
+                        process::kill_group(w.pid, libc::SIGKILL);
+                    }
+                    self.slots.clear();
+                    self.init_failure = Some((op, err));
+                    self.check_closed();
+                }
+                PendingOp::Init { op, .. } => {
+                    self.phase = Phase::Running;
+                    let cfg: Value = serde_json::from_str(&self.cfg.to_json()).unwrap_or(Value::Null);
+                    self.emit("pool-initialized", json!({ "poolSize": size, "config": cfg }));
+                    self.log("info", &format!("Pool initialized with {size} workers"));
+                    self.op_done(op, Ok(json!({ "poolSize": size })));
+                    self.dispatch();
+                }
+                PendingOp::ScaleUp { op, added, .. } => {
+                    if added > 0 {
+                        self.emit("pool-scaled-up", json!({ "count": added, "newSize": size }));
+                        self.log("info", &format!("Scaled up by {added} to {size} workers"));
+                    }
+                    self.op_done(op, Ok(json!({ "count": added, "newSize": size })));
+                    self.dispatch();
+                }
+                PendingOp::ScaleDown { op, removed, .. } => {
+                    if removed > 0 {
+                        self.emit("pool-scaled-down", json!({ "count": removed, "newSize": size }));
+                        self.log("info", &format!("Scaled down by {removed} to {size} workers"));
+                    }
+                    self.op_done(op, Ok(json!({ "count": removed, "newSize": size })));
+                }
+            }
+        }
+    }
+
+    fn on_reply(&mut self, num: u64, task_id: &str, outcome: Result<&str, &WorkerError<'_>>) {
+        let Some(seq) = TaskQueue::<PoolTask>::seq_of(task_id) else {
+            return;
+        };
+        let now = Instant::now();
+        let Some(w) = self.workers.get_mut(&num) else { return };
+        let Some(pos) = w.in_flight.iter().position(|f| f.seq == seq) else {
+            tracing::debug!("discarding a reply for {task_id} that {} does not hold", w.id);
+            return;
+        };
+        let entry = w.in_flight.remove(pos).expect("position is valid");
+        let was_head = pos == 0;
+        let started = if was_head { w.head_started } else { Some(now) };
+        if was_head {
+            w.abandon_deadline = None;
+            match w.in_flight.front().map(|f| f.seq) {
+                Some(next) => {
+                    let t = self.queue.get(next).map(|r| r.timeout_ms).unwrap_or(self.cfg.task_timeout);
+                    let d = now + Duration::from_millis(t);
+                    w.head_started = Some(now);
+                    w.head_deadline = Some(d);
+                }
+                None => {
+                    w.head_started = None;
+                    w.head_deadline = None;
+                    w.idle_since = now;
+                }
+            }
+        }
+        let (wid, reused) = (w.id.clone(), w.tasks_executed > 0);
+        if !entry.abandoned {
+            w.tasks_executed += 1;
+        }
+        let executed = w.tasks_executed;
+        let next_head = w.in_flight.front().filter(|f| !f.abandoned).map(|f| f.seq);
+        let head_deadline = w.head_deadline;
+        if let Some(d) = head_deadline {
+            self.note_deadline(d);
+        }
+        let cur = next_head.and_then(|s| self.queue.get(s)).map(|r| r.id.clone());
+        let busy = next_head.is_some();
+        self.health
+            .set_state(&wid, if busy { "busy" } else { "ready" }, cur.as_deref(), executed);
+        if entry.abandoned {
+            // A late reply from an attempt that already timed out or was cancelled:
+            // the worker is free again, and the message settles nothing.
+            self.after_task(num);
+            return;
+        }
+        let duration = started.map(|s| now.duration_since(s).as_millis() as u64).unwrap_or(0);
+        match outcome {
+            Ok(raw) => {
+                if self.queue.complete(seq).is_none() {
+                    return;
+                }
+                self.metrics.completed += 1;
+                if reused {
+                    self.metrics.reused += 1;
+                }
+                self.health.record_failure(&wid, false);
+                if self.task_events {
+                    self.emit(
+                        "task-completed",
+                        json!({ "taskId": task_id, "workerId": wid, "duration": duration, "workerReused": reused }),
+                    );
+                }
+                self.settle_ok(seq, raw);
+                self.slot_stable(num);
+            }
+            Err(e) => {
+                let message = e.message.as_deref().unwrap_or("Task failed").to_string();
+                let handler_code = e.code_string();
+                let code =
+                    if handler_code.as_deref() == Some("ERR_NO_HANDLER") || message.starts_with("No handler registered for task type") {
+                        Code::NoHandler
+                    } else if e.name.as_deref() == Some("AbortError") {
+                        Code::Aborted
+                    } else {
+                        Code::TaskFailed
+                    };
+                let mut err = CoreError::new(code, message)
+                    .with_worker(&wid)
+                    .with_stack(e.stack.as_ref().map(|s| s.to_string()));
+                if handler_code.as_deref().is_some_and(|c| c != code.as_str()) {
+                    err.handler_code = handler_code;
+                }
+                self.health.record_failure(&wid, true);
+                self.slot_stable(num);
+                // A missing handler will not appear on retry: fail at once.
+                let retryable = code != Code::NoHandler;
+                self.attempt_failed(seq, err, duration, retryable);
+            }
+        }
+        self.after_task(num);
+    }
+
+    /// A worker that completed a task is stable: its slot's unstable count resets.
+    fn slot_stable(&mut self, num: u64) {
+        if let Some(w) = self.workers.get(&num) {
+            if let Some(s) = self.slots.get_mut(&w.slot) {
+                s.unstable = 0;
+            }
+        }
+    }
+
+    /// After a reply: recycle, drain or retire the worker when it asked for that.
+    fn after_task(&mut self, num: u64) {
+        let Some(w) = self.workers.get(&num) else { return };
+        if w.retiring.is_none() {
+            if let Some(max) = self.cfg.max_tasks_per_worker {
+                if w.tasks_executed >= max {
+                    self.retire(num, Retire::Recycle);
+                    return;
+                }
+            }
+        }
+        if w.retiring.is_some() && w.in_flight.is_empty() {
+            self.send_retire(num);
+        }
+    }
+
+    /// One attempt of `seq` failed with `err`: retry with backoff or settle.
+    fn attempt_failed(&mut self, seq: u64, err: CoreError, duration: u64, retryable: bool) {
+        let Some(rec) = self.queue.get_mut(seq) else { return };
+        if !retryable {
+            rec.max_retries = rec.retries;
+        }
+        let task_id = rec.id.clone();
+        let attempt = Attempt {
+            timestamp: epoch_ms(),
+            error: err.message.clone(),
+            code: err.code.as_str().to_string(),
+            stack: err.stack.clone(),
+            worker_id: err.worker_id.clone(),
+        };
+        let outcome = self.queue.fail(seq, attempt);
+        let retried = matches!(outcome, Some(FailOutcome::Retry { .. }));
+        self.emit(
+            "task-failed",
+            json!({ "taskId": task_id, "workerId": err.worker_id, "error": err.message, "code": err.code.as_str(), "duration": duration, "retried": retried }),
+        );
+        match outcome {
+            Some(FailOutcome::Retry { .. }) => {
+                if let Some(at) = self.queue.next_retry_at() {
+                    self.note_deadline(at);
+                }
+            }
+            Some(FailOutcome::Dead) => {
+                self.metrics.failed += 1;
+                self.settle_err(seq, &err);
+            }
+            None => {}
+        }
+    }
+
+    fn cancel_task(&mut self, seq: u64, reason: &str) -> bool {
+        let Some(rec) = self.queue.get(seq) else { return false };
+        let id = rec.id.clone();
+        let err = CoreError::aborted(format!(
+            "Task {id} was aborted{}",
+            if reason.is_empty() { String::new() } else { format!(": {reason}") }
+        ));
+        // Running somewhere?
+        let holder = self
+            .workers
+            .iter()
+            .find(|(_, w)| w.in_flight.iter().any(|f| f.seq == seq && !f.abandoned))
+            .map(|(&n, _)| n);
+        self.queue.remove(seq);
+        self.metrics.failed += 1;
+        self.settle_err(seq, &err);
+        if let Some(wn) = holder {
+            self.abandon(wn, seq, "cancelled");
+        }
+        self.dispatch();
+        true
+    }
+
+    /// Gives up on an attempt a worker holds: the worker is asked to stop it and gets
+    /// the grace period to report back before it is killed.
+    fn abandon(&mut self, wn: u64, seq: u64, reason: &str) {
+        let grace = Duration::from_millis(self.cfg.grace_period_ms);
+        let now = Instant::now();
+        let id = self.queue.get(seq).map(|r| r.id.clone());
+        let Some(w) = self.workers.get_mut(&wn) else { return };
+        let Some(pos) = w.in_flight.iter().position(|f| f.seq == seq && !f.abandoned) else {
+            return;
+        };
+        if pos > 0 && w.cancel {
+            // Not started yet: the worker drops it and answers at once.
+            w.in_flight[pos].abandoned = true;
+        } else if pos > 0 {
+            w.in_flight.remove(pos);
+        } else {
+            w.in_flight[0].abandoned = true;
+            w.head_deadline = None;
+            let d = now + grace;
+            w.abandon_deadline = Some(d);
+            self.next_wake_candidate(d);
+        }
+        let w = self.workers.get(&wn).expect("worker exists");
+        if w.cancel {
+            let tid = id.unwrap_or_else(|| format!("task-0-{seq}"));
+            w.out.push(&protocol::cancel_task(&tid, reason));
+        }
+    }
+
+    fn next_wake_candidate(&mut self, at: Instant) {
+        self.note_deadline(at);
+    }
+
+    // ---------------------------------------------------------------- lifecycle
+
+    fn retire(&mut self, wn: u64, why: Retire) {
+        let Some(w) = self.workers.get_mut(&wn) else { return };
+        if w.retiring.is_some() {
+            return;
+        }
+        w.retiring = Some(why);
+        let id = w.id.clone();
+        self.health.set_state(&id, "shutting-down", None, 0);
+        if self.workers[&wn].in_flight.is_empty() {
+            self.send_retire(wn);
+        }
+    }
+
+    /// Asks a drained worker to exit; kills it if it does not within the grace period.
+    fn send_retire(&mut self, wn: u64) {
+        let grace = self.cfg.grace_period_ms;
+        let Some(w) = self.workers.get_mut(&wn) else { return };
+        if w.retire_sent {
+            return;
+        }
+        w.retire_sent = true;
+        w.out.push(&protocol::shutdown(true));
+        let at = Instant::now() + Duration::from_millis(5000 + grace);
+        w.kill = Some((KillReason::Retire, at, false));
+        self.note_deadline(at);
+    }
+
+    /// Kills a worker: SIGTERM to its group now, SIGKILL after the grace period.
+    fn kill(&mut self, wn: u64, why: KillReason) {
+        let grace = Duration::from_millis(self.cfg.grace_period_ms.max(100));
+        let Some(w) = self.workers.get_mut(&wn) else { return };
+        if matches!(w.kill, Some((_, _, true))) {
+            return;
+        }
+        process::kill_group(w.pid, libc::SIGTERM);
+        let at = Instant::now() + grace;
+        let reason = match w.kill {
+            Some((r, _, _)) if why == KillReason::Retire => r,
+            _ => why,
+        };
+        w.kill = Some((reason, at, true));
+        self.note_deadline(at);
+    }
+
+    fn protocol_error(&mut self, num: u64, why: &str) {
+        let Some(w) = self.workers.get(&num) else { return };
+        let (id, pid) = (w.id.clone(), w.pid);
+        let msg = format!("Worker {id} sent {why}; it was killed");
+        self.log("error", &msg);
+        self.emit(
+            "worker-error",
+            json!({ "workerId": id, "pid": pid, "error": msg, "code": "ERR_PROTOCOL" }),
+        );
+        self.health
+            .raise_alert("warning", Some(&id), "protocol-error", json!({ "message": msg }));
+        self.fail_head(num, CoreError::new(Code::Protocol, msg).with_worker(&id));
+        if let Some(w) = self.workers.get(&num) {
+            process::kill_group(w.pid, libc::SIGKILL);
+        }
+        if let Some(w) = self.workers.get_mut(&num) {
+            w.kill = Some((KillReason::Protocol, Instant::now() + Duration::from_secs(1), true));
+        }
+    }
+
+    /// Fails the running attempt of a worker that is being taken down now.
+    fn fail_head(&mut self, num: u64, err: CoreError) {
+        let Some(w) = self.workers.get_mut(&num) else { return };
+        let Some(head) = w.in_flight.front().copied() else { return };
+        if head.abandoned {
+            return;
+        }
+        w.in_flight[0].abandoned = true;
+        w.head_deadline = None;
+        let dur = w.head_started.map(|s| s.elapsed().as_millis() as u64).unwrap_or(0);
+        self.attempt_failed(head.seq, err, dur, true);
+    }
+
+    fn on_exit(&mut self, num: u64, code: Option<i32>, signal: Option<i32>, _pool: &Pool) {
+        let Some(w) = self.workers.remove(&num) else { return };
+        let now = Instant::now();
+        let uptime = now.duration_since(w.spawned).as_millis() as u64;
+        let desc = exit_desc(code, signal);
+        self.health.unregister(&w.id);
+        // Tasks it held: the running one fails this attempt now (never waits for its
+        // timeout); prefetched ones go back to the queue untouched.
+        let mut first = true;
+        for f in w.in_flight.iter() {
+            if f.abandoned {
+                first = false;
+                continue;
+            }
+            if first {
+                let reason = match w.kill {
+                    Some((KillReason::Zombie, ..)) => format!(
+                        "Worker {} was killed: unresponsive (no heartbeat for {} ms) while running the task",
+                        w.id, self.cfg.zombie_threshold_ms
+                    ),
+                    _ => format!("Worker {} exited with {desc} while running the task", w.id),
+                };
+                let mut err = CoreError::new(Code::WorkerCrashed, reason).with_worker(&w.id);
+                err.exit_code = code;
+                err.signal = signal.map(signal_name);
+                let dur = w.head_started.map(|s| now.duration_since(s).as_millis() as u64).unwrap_or(0);
+                self.attempt_failed(f.seq, err, dur, true);
+            } else {
+                self.queue.unpop(f.seq);
+            }
+            first = false;
+        }
+        let expected = matches!(w.kill, Some((KillReason::Retire | KillReason::Shutdown, ..)))
+            || matches!(self.phase, Phase::Closing | Phase::Shutdown);
+        if !expected && w.retiring.is_none() {
+            self.metrics.crashed += 1;
+        }
+        self.emit(
+            "worker-exited",
+            json!({ "workerId": w.id, "pid": w.pid, "code": code, "signal": signal.map(signal_name), "uptime": uptime }),
+        );
+        if !expected && self.phase == Phase::Running {
+            self.log("warn", &format!("Worker {} exited unexpectedly with {desc}", w.id));
+        }
+
+        // Start failures during initialize reject it.
+        if !w.ready {
+            let stderr = w.stderr.lock().map(|t| t.text()).unwrap_or_default();
+            let mut err = CoreError::new(
+                Code::WorkerStartFailed,
+                format!(
+                    "Worker {} ({}) exited with {desc} before it was ready{}",
+                    w.id,
+                    self.script_of(w.group),
+                    if stderr.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; stderr:\n{stderr}")
+                    }
+                ),
+            )
+            .with_worker(&w.id);
+            err.exit_code = code;
+            err.signal = signal.map(signal_name);
+            err.stderr = Some(stderr);
+            if self.fail_init(err.clone()) {
+                self.finish_ops();
+                self.check_closed();
+                return;
+            }
+            if let Some(PendingOp::ScaleUp { waiting, added, .. }) = self
+                .ops
+                .iter_mut()
+                .find(|o| matches!(o, PendingOp::ScaleUp { waiting, .. } if *waiting > 0))
+            {
+                *waiting -= 1;
+                *added = added.saturating_sub(1);
+            }
+        }
+
+        // Replacement, with crash-loop protection for unstable starts.
+        let slot_id = w.slot;
+        let min_uptime = Duration::from_millis(self.cfg.min_uptime_ms);
+        let serving = !w.in_flight.is_empty();
+        let unstable = !w.ready
+            || (w.tasks_executed == 0 && w.ready_at.is_some_and(|r| now.duration_since(r) < min_uptime) && !(signal.is_some() && serving));
+        let replace = match w.retiring {
+            Some(Retire::ScaleDown) | Some(Retire::Idle) | Some(Retire::Shutdown) => false,
+            Some(Retire::Recycle) | Some(Retire::Memory) => true,
+            None => self.cfg.auto_restart,
+        } && self.phase == Phase::Running;
+        if let Some(slot) = self.slots.get_mut(&slot_id) {
+            slot.worker = None;
+            if replace {
+                if unstable {
+                    slot.unstable += 1;
+                } else {
+                    slot.unstable = 0;
+                }
+                if slot.unstable >= self.cfg.max_restart_attempts.max(1) && unstable {
+                    slot.failed = true;
+                    let n = slot.unstable;
+                    let msg = format!(
+                        "Worker slot of {} gave up after {n} unstable starts in a row (last exit: {desc}); the pool keeps serving with fewer workers",
+                        w.id
+                    );
+                    self.health.raise_alert(
+                        "critical",
+                        Some(&w.id),
+                        "worker-restart-failed",
+                        json!({ "message": msg, "attempts": n }),
+                    );
+                    self.log("error", &msg);
+                } else {
+                    slot.restarts += 1;
+                    self.metrics.restarted += 1;
+                    if unstable {
+                        let delay = crate::config::backoff_ms(self.cfg.restart_cooldown_ms, 300_000, slot.unstable);
+                        let at = now + Duration::from_millis(delay);
+                        slot.respawn_at = Some(at);
+                        self.note_deadline(at);
+                        self.log("warn", &format!("Worker {} was unstable; restarting its slot in {delay} ms", w.id));
+                    } else {
+                        self.spawn_requests.push(slot_id);
+                    }
+                }
+            } else if w.retiring.is_some() || !self.cfg.auto_restart {
+                if self.phase == Phase::Running && w.retiring.is_none() {
+                    // autoRestart off: the slot stays empty.
+                    slot.failed = true;
+                }
+            }
+        }
+        self.finish_ops();
+        self.check_closed();
+        self.dispatch();
+    }
+
+    fn script_of(&self, group: usize) -> String {
+        self.cfg
+            .worker_groups
+            .get(group)
+            .map(|g| g.worker_script.clone())
+            .unwrap_or_else(|| self.cfg.worker_script.clone())
+    }
+
+    fn slot_start_failed(&mut self, slot: u64, err: CoreError) {
+        if self.fail_init(err.clone()) {
+            self.finish_ops();
+            return;
+        }
+        if let Some(s) = self.slots.get_mut(&slot) {
+            s.failed = true;
+        }
+        self.health
+            .raise_alert("critical", None, "worker-spawn-failed", json!({ "message": err.message }));
+    }
+
+    /// Records a start failure against a pending initialize; true when there is one.
+    fn fail_init(&mut self, err: CoreError) -> bool {
+        for op in self.ops.iter_mut() {
+            if let PendingOp::Init { failed, .. } = op {
+                if failed.is_none() {
+                    *failed = Some(err);
+                }
+                return true;
+            }
+        }
+        false
+    }
+
+    fn begin_shutdown(&mut self, graceful: bool, op: u64) {
+        match self.phase {
+            Phase::Shutdown => {
+                self.op_done(op, Ok(json!({ "alreadyShutDown": true })));
+                return;
+            }
+            Phase::ShuttingDown | Phase::Closing => {
+                if !graceful && self.phase == Phase::ShuttingDown {
+                    self.force_close();
+                }
+                self.shutdown_waiters.push(op);
+                return;
+            }
+            Phase::Created => {
+                self.phase = Phase::Shutdown;
+                self.emit("pool-shutdown", json!({}));
+                self.op_done(op, Ok(json!({})));
+                return;
+            }
+            _ => {}
+        }
+        // A pending initialize or scale operation ends now.
+        for o in std::mem::take(&mut self.ops) {
+            let id = match o {
+                PendingOp::Init { op, .. } | PendingOp::ScaleUp { op, .. } | PendingOp::ScaleDown { op, .. } => op,
+            };
+            self.op_done(id, Err(CoreError::new(Code::PoolShuttingDown, "Pool is shutting down")));
+        }
+        self.shutdown_op = Some(op);
+        self.health.set_monitoring(false);
+        self.log(
+            "info",
+            &format!("Shutting down ({})", if graceful { "graceful" } else { "immediate" }),
+        );
+        if graceful {
+            self.phase = Phase::ShuttingDown;
+            let at = Instant::now() + Duration::from_millis(self.cfg.shutdown_timeout_ms);
+            self.shutdown_deadline = Some(at);
+            self.note_deadline(at);
+            self.maybe_close();
+        } else {
+            self.phase = Phase::ShuttingDown;
+            self.force_close();
+        }
+    }
+
+    /// Graceful shutdown: once nothing is queued or running, close the workers.
+    fn maybe_close(&mut self) {
+        if self.phase != Phase::ShuttingDown {
+            return;
+        }
+        let running = self.workers.values().any(|w| w.in_flight.iter().any(|f| !f.abandoned));
+        if self.queue.live() == 0 && !running {
+            self.close_workers(true);
+        }
+    }
+
+    /// Rejects everything still live and closes the workers now.
+    fn force_close(&mut self) {
+        let err = CoreError::new(Code::PoolShutdown, "Pool was shut down before the task finished");
+        for rec in self.queue.drain_all() {
+            self.metrics.failed += 1;
+            self.settle_err(rec.seq, &err);
+        }
+        for w in self.workers.values_mut() {
+            for f in w.in_flight.iter_mut() {
+                f.abandoned = true;
+            }
+            w.head_deadline = None;
+        }
+        self.close_workers(false);
+    }
+
+    fn close_workers(&mut self, graceful: bool) {
+        self.phase = Phase::Closing;
+        self.shutdown_deadline = None;
+        let now = Instant::now();
+        let wait = Duration::from_millis(if graceful { 5000 } else { 0 });
+        let nums: Vec<u64> = self.workers.keys().copied().collect();
+        for n in nums {
+            let w = self.workers.get_mut(&n).expect("worker exists");
+            w.retiring.get_or_insert(Retire::Shutdown);
+            w.out.push(&protocol::shutdown(graceful));
+            if graceful {
+                let at = now + wait;
+                w.kill = Some((KillReason::Shutdown, at, false));
+                self.note_deadline(at);
+            } else {
+                w.kill = Some((KillReason::Shutdown, now, false));
+                self.kill(n, KillReason::Shutdown);
+            }
+        }
+        self.check_closed();
+    }
+
+    fn check_closed(&mut self) {
+        if self.phase != Phase::Closing || !self.workers.is_empty() {
+            return;
+        }
+        self.phase = Phase::Shutdown;
+        if let Some((op, err)) = self.init_failure.take() {
+            // A failed initialize leaves the pool as it was before: it may be retried.
+            self.phase = Phase::Created;
+            self.op_done(op, Err(err));
+            return;
+        }
+        self.log("info", "Pool shutdown complete");
+        self.emit("pool-shutdown", json!({}));
+        if let Some(op) = self.shutdown_op.take() {
+            self.op_done(op, Ok(json!({})));
+        }
+        for op in std::mem::take(&mut self.shutdown_waiters) {
+            self.op_done(op, Ok(json!({})));
+        }
+    }
+
+    // ------------------------------------------------------------------ timers
+
+    fn compute_next_wake(&self) -> Instant {
+        let now = Instant::now();
+        let mut next = now + Duration::from_millis(self.cfg.health_check_interval.min(1000));
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                if t < next {
+                    next = t;
+                }
+            }
+        };
+        consider(self.queue.next_retry_at());
+        consider(self.shutdown_deadline);
+        for w in self.workers.values() {
+            consider(w.head_deadline);
+            consider(w.abandon_deadline);
+            consider(w.kill.map(|k| k.1));
+            if !w.ready {
+                consider(Some(w.ready_deadline));
+            }
+        }
+        for s in self.slots.values() {
+            consider(s.respawn_at);
+        }
+        next.max(now)
+    }
+
+    fn on_timers(&mut self, now: Instant, _pool: &Pool) {
+        self.next_wake = None;
+        if self.queue.promote_due(now) > 0 {
+            self.dispatch();
+        }
+        let nums: Vec<u64> = self.workers.keys().copied().collect();
+        for n in nums {
+            let Some(w) = self.workers.get(&n) else { continue };
+            if let Some((reason, at, termed)) = w.kill {
+                if at <= now {
+                    if termed {
+                        process::kill_group(w.pid, libc::SIGKILL);
+                        if let Some(w) = self.workers.get_mut(&n) {
+                            w.kill = Some((reason, now + Duration::from_secs(3600), true));
+                        }
+                    } else {
+                        self.kill(n, reason);
+                    }
+                }
+                continue;
+            }
+            if !w.ready && w.ready_deadline <= now {
+                let msg = format!("Worker {} did not send worker-ready within {} ms", w.id, self.cfg.ready_timeout_ms);
+                self.log("error", &msg);
+                self.kill(n, KillReason::ReadyTimeout);
+                continue;
+            }
+            if w.abandon_deadline.is_some_and(|d| d <= now) {
+                let msg = format!(
+                    "Worker {} did not stop its abandoned task within the grace period ({} ms); killing it",
+                    w.id, self.cfg.grace_period_ms
+                );
+                self.log("warn", &msg);
+                if let Some(w) = self.workers.get_mut(&n) {
+                    w.abandon_deadline = None;
+                }
+                self.kill(n, KillReason::Timeout);
+                continue;
+            }
+            if let (Some(d), Some(head)) = (w.head_deadline, w.in_flight.front().copied()) {
+                if d <= now && !head.abandoned {
+                    let timeout = self.queue.get(head.seq).map(|r| r.timeout_ms).unwrap_or(0);
+                    let dur = w.head_started.map(|s| now.duration_since(s).as_millis() as u64).unwrap_or(timeout);
+                    let err = CoreError::new(Code::TaskTimeout, format!("Task timeout after {timeout}ms")).with_worker(&w.id);
+                    self.abandon(n, head.seq, "timeout");
+                    self.attempt_failed(head.seq, err, dur, true);
+                }
+            }
+            if let (Some(idle), Some(w)) = (self.cfg.idle_timeout_ms, self.workers.get(&n)) {
+                if w.ready
+                    && w.in_flight.is_empty()
+                    && w.retiring.is_none()
+                    && now.duration_since(w.idle_since) >= Duration::from_millis(idle)
+                    && self.active_size() > self.cfg.min_workers as usize
+                {
+                    let slot = w.slot;
+                    self.slots.remove(&slot);
+                    self.retire(n, Retire::Idle);
+                }
+            }
+        }
+        let due: Vec<u64> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.respawn_at.is_some_and(|t| t <= now))
+            .map(|(&k, _)| k)
+            .collect();
+        for s in due {
+            if let Some(slot) = self.slots.get_mut(&s) {
+                slot.respawn_at = None;
+            }
+            self.spawn_requests.push(s);
+        }
+        if self.shutdown_deadline.is_some_and(|d| d <= now) && self.phase == Phase::ShuttingDown {
+            self.log("warn", "Graceful shutdown timed out; rejecting what is left");
+            self.force_close();
+        }
+        if now.duration_since(self.last_health) >= Duration::from_millis(self.cfg.health_check_interval) {
+            self.last_health = now;
+            self.health_check(now);
+        }
+        self.maybe_close();
+        self.dispatch();
+    }
+
+    fn health_check(&mut self, now: Instant) {
+        if !matches!(self.phase, Phase::Running | Phase::ShuttingDown) {
+            return;
+        }
+        let nums: Vec<u64> = self.workers.keys().copied().collect();
+        for n in &nums {
+            let w = self.workers.get_mut(n).expect("worker exists");
+            if let Some(s) = process::sample(w.pid) {
+                let cpu = match w.cpu_prev {
+                    Some((t, c)) => {
+                        let dt = now.duration_since(t).as_secs_f64() * 1000.0;
+                        if dt > 0.0 {
+                            ((s.cpu_ms - c) / dt * 100.0).max(0.0)
+                        } else {
+                            0.0
+                        }
+                    }
+                    None => 0.0,
+                };
+                w.cpu_prev = Some((now, s.cpu_ms));
+                w.rss = s.rss_bytes;
+                w.cpu_percent = (cpu * 10.0).round() / 10.0;
+                let sample = Sample {
+                    timestamp: epoch_ms(),
+                    memory_mb: s.rss_bytes as f64 / 1048576.0,
+                    rss_bytes: s.rss_bytes as f64,
+                    heap_used: w.heap.0,
+                    heap_total: w.heap.1,
+                    cpu: w.cpu_percent,
+                    uptime: now.duration_since(w.spawned).as_millis() as f64,
+                };
+                let id = w.id.clone();
+                self.health.sample(&id, sample);
+            }
+        }
+        let out = self.health.check(now);
+        for id in out.zombies {
+            let Some((&n, w)) = self.workers.iter().find(|(_, w)| w.id == id) else {
+                continue;
+            };
+            if w.kill.is_some() {
+                continue;
+            }
+            let since = self
+                .health
+                .workers
+                .get(&id)
+                .map(|h| now.duration_since(h.last_heartbeat.unwrap_or(h.registered)).as_millis() as u64)
+                .unwrap_or(0);
+            let cur = w.current_task(&self.queue);
+            let data = json!({ "workerId": id, "pid": w.pid, "timeSinceHeartbeat": since, "state": w.state_str(), "currentTask": cur });
+            self.emit("zombie-detected", data);
+            self.log("warn", &format!("Zombie worker {id} (no heartbeat for {since} ms); killing it"));
+            self.kill(n, KillReason::Zombie);
+        }
+        for id in out.high_memory {
+            let Some((&n, w)) = self.workers.iter().find(|(_, w)| w.id == id) else {
+                continue;
+            };
+            let mb = w.rss as f64 / 1048576.0;
+            let retiring = w.retiring.is_some();
+            let data = json!({ "workerId": id, "memoryMB": (mb * 10.0).round() / 10.0, "threshold": self.cfg.worker_memory_limit_mb });
+            self.emit("high-memory", data);
+            if self.cfg.restart_on_memory_limit && !retiring && self.phase == Phase::Running {
+                self.log(
+                    "warn",
+                    &format!("Worker {id} is over the memory limit ({mb:.0} MB); recycling it after its current task"),
+                );
+                self.retire(n, Retire::Memory);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ queries
+
+    fn worker_status(&self, w: &Worker) -> Value {
+        let now = Instant::now();
+        let restarts = self.slots.get(&w.slot).map(|s| s.restarts).unwrap_or(0);
+        let health = self.health.worker_json(&w.id);
+        json!({
+            "id": w.id,
+            "pid": w.pid,
+            "state": w.state_str(),
+            "healthy": health.get("healthy").cloned().unwrap_or(Value::Bool(true)),
+            "tasksExecuted": w.tasks_executed,
+            "currentTask": w.current_task(&self.queue),
+            "inFlight": w.in_flight.iter().filter(|f| !f.abandoned).count(),
+            "uptime": now.duration_since(w.spawned).as_millis() as u64,
+            "lastActivity": now.duration_since(w.last_activity).as_millis() as u64,
+            "restartCount": restarts,
+            "capabilities": w.capabilities,
+            "rssBytes": w.rss,
+            "memoryMB": ((w.rss as f64 / 1048576.0) * 10.0).round() / 10.0,
+            "cpuPercent": w.cpu_percent,
+            "health": health,
+        })
+    }
+
+    fn failed_slots(&self) -> u64 {
+        self.slots.values().filter(|s| s.failed).count() as u64
+    }
+
+    fn metrics_json(&self) -> Value {
+        let total = self.workers.len();
+        let busy = self.workers.values().filter(|w| w.ready && !w.in_flight.is_empty()).count();
+        let ready = self
+            .workers
+            .values()
+            .filter(|w| w.ready && w.in_flight.is_empty() && w.retiring.is_none())
+            .count();
+        let unhealthy = self.health.workers.values().filter(|h| !h.healthy()).count();
+        let ratio = if self.metrics.completed > 0 {
+            self.metrics.reused as f64 / self.metrics.completed as f64
+        } else {
+            0.0
+        };
+        let queue: Value = serde_json::from_str(&self.queue.stats_json()).unwrap_or(Value::Null);
+        json!({
+            "pool": {
+                "size": self.active_size(),
+                "initialized": matches!(self.phase, Phase::Running | Phase::ShuttingDown | Phase::Closing),
+                "shuttingDown": matches!(self.phase, Phase::ShuttingDown | Phase::Closing | Phase::Shutdown),
+                "uptime": self.started.elapsed().as_millis() as u64,
+                "failedSlots": self.failed_slots(),
+            },
+            "workers": { "total": total, "ready": ready, "busy": busy, "unhealthy": unhealthy },
+            "tasks": {
+                "submitted": self.metrics.submitted,
+                "completed": self.metrics.completed,
+                "failed": self.metrics.failed,
+                "queued": self.queue.depth(),
+                "running": self.workers.values().map(|w| w.in_flight.iter().filter(|f| !f.abandoned).count()).sum::<usize>(),
+                "retried": self.queue.retried(),
+                "dlq": self.queue.dlq_len(),
+            },
+            "performance": {
+                "workerReuseRate": format!("{}%", (ratio * 100.0).round() as u64),
+                "workerReuseRatio": (ratio * 10000.0).round() / 10000.0,
+                "workersSpawned": self.metrics.spawned,
+                "workersRestarted": self.metrics.restarted,
+                "workersCrashed": self.metrics.crashed,
+                "avgTaskWaitTimeMs": self.queue.avg_wait_ms(),
+                "avgTaskDurationMs": self.queue.avg_duration_ms(),
+            },
+            "health": self.health.summary_json(self.failed_slots()),
+            "queue": queue,
+        })
+    }
+
+    fn call(&mut self, method: &str, args: &Value) -> CoreResult<String> {
+        let arg_str = |i: usize| args.get(i).and_then(Value::as_str);
+        let arg_num = |i: usize| args.get(i).and_then(Value::as_f64);
+        Ok(match method {
+            "queue.stats" => self.queue.stats_json(),
+            "queue.depth" => self.queue.depth().to_string(),
+            "queue.dlq" => self.queue.dlq_json(),
+            "queue.clearDlq" => self.queue.clear_dlq().to_string(),
+            "queue.peek" => match self.queue.peek() {
+                Some(s) => self.queue.record_json(s).unwrap_or_else(|| "null".into()),
+                None => "null".into(),
+            },
+            "queue.get" => arg_str(0)
+                .and_then(TaskQueue::<PoolTask>::seq_of)
+                .and_then(|s| self.queue.get(s).filter(|r| Some(r.id.as_str()) == arg_str(0)).map(|r| r.to_json()))
+                .unwrap_or_else(|| "null".into()),
+            "queue.clear" => {
+                let err = CoreError::new(Code::QueueCleared, "Task was removed from the queue by taskQueue.clear()");
+                let recs = self.queue.clear();
+                for r in &recs {
+                    self.metrics.failed += 1;
+                    self.settle_err(r.seq, &err);
+                }
+                recs.len().to_string()
+            }
+            "health.worker" => arg_str(0)
+                .map(|id| self.health.worker_json(id).to_string())
+                .unwrap_or_else(|| "null".into()),
+            "health.all" => self.health.all_json(false).to_string(),
+            "health.unhealthy" => self.health.all_json(true).to_string(),
+            "health.capacity" => self.health.capacity_json().to_string(),
+            "health.metrics" => self
+                .health
+                .metrics_json(arg_str(0).unwrap_or(""), arg_num(1).unwrap_or(100.0).max(0.0) as usize)
+                .to_string(),
+            "health.alerts" => self
+                .health
+                .alerts_json(arg_num(0).unwrap_or(50.0).max(0.0) as usize, arg_str(1))
+                .to_string(),
+            "health.clearAlerts" => self
+                .health
+                .clear_alerts(arg_num(0).unwrap_or(3600000.0).max(0.0) as u64)
+                .to_string(),
+            "health.summary" => self.health.summary_json(self.failed_slots()).to_string(),
+            "health.monitoring" => self.health.monitoring.to_string(),
+            _ => return Err(CoreError::new(Code::NotSupported, format!("Unknown pool call \"{method}\""))),
+        })
+    }
+
+    /// Takes dead letters out for resubmission; returns (type, payload, metadata,
+    /// requires, priority, timeout, maxRetries) of each.
+    pub fn take_dead_letters(&mut self, id: Option<&str>) -> Vec<(PoolTask, f64, u64, u32)> {
+        self.queue
+            .take_dead_letters(id)
+            .into_iter()
+            .map(|d| (d.data, d.priority, d.timeout_ms, d.max_retries))
+            .collect()
+    }
+}
+
+impl Pool {
+    /// Resubmits dead-lettered tasks (all, or the one with `id`); returns new (seq, id)s.
+    pub fn requeue_dead_letters(&self, id: Option<&str>) -> CoreResult<Vec<(u64, String)>> {
+        self.with(|st| {
+            st.require_running()?;
+            let items = st.take_dead_letters(id);
+            let mut out = Vec::new();
+            for (task, prio, timeout, max_retries) in items {
+                let r = st.queue.enqueue(task, prio, Some(timeout), Some(max_retries));
+                st.metrics.submitted += 1;
+                out.push(r);
+            }
+            st.dispatch();
+            Ok(out)
+        })
+    }
+}

@@ -1,0 +1,260 @@
+//! Spawning, signalling and measuring worker processes.
+//!
+//! Each worker is `node <execArgv> <script>` with one end of a Unix socketpair as
+//! fd 3 and `NODE_CHANNEL_FD=3`, so Node's own IPC channel (`process.send`) works in
+//! the child exactly as under `child_process.fork`. Each child gets its own process
+//! group (so a kill reaches anything it spawned) and a parent-death signal (so it
+//! cannot outlive the pool's process, even on SIGKILL).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+
+pub const CHANNEL_FD: i32 = 3;
+
+pub struct SpawnSpec<'a> {
+    pub exec_path: &'a str,
+    pub exec_argv: &'a [String],
+    pub script: &'a str,
+    pub env: Vec<(String, String)>,
+    pub extra_env: &'a BTreeMap<String, String>,
+}
+
+pub struct Spawned {
+    pub child: Child,
+    pub pid: u32,
+    pub channel: StdUnixStream,
+    pub stderr_tail: Arc<Mutex<StderrTail>>,
+}
+
+/// The last lines a worker wrote to stderr (for start-failure reports).
+#[derive(Default)]
+pub struct StderrTail {
+    lines: VecDeque<String>,
+    partial: String,
+}
+
+const TAIL_LINES: usize = 20;
+
+impl StderrTail {
+    fn push(&mut self, chunk: &[u8]) {
+        self.partial.push_str(&String::from_utf8_lossy(chunk));
+        while let Some(i) = self.partial.find('\n') {
+            let line: String = self.partial.drain(..=i).collect();
+            self.lines.push_back(line.trim_end().to_string());
+            if self.lines.len() > TAIL_LINES {
+                self.lines.pop_front();
+            }
+        }
+        if self.partial.len() > 4096 {
+            let cut = self.partial.len() - 4096;
+            let cut = (cut..self.partial.len()).find(|i| self.partial.is_char_boundary(*i)).unwrap_or(0);
+            self.partial.drain(..cut);
+        }
+    }
+
+    pub fn text(&self) -> String {
+        let mut v: Vec<&str> = self.lines.iter().map(String::as_str).collect();
+        if !self.partial.is_empty() {
+            v.push(&self.partial);
+        }
+        v.join("\n")
+    }
+}
+
+/// Spawns a worker. Must run inside the core's runtime, on one of its long-lived
+/// threads: the parent-death signal is tied to the thread that forks.
+pub fn spawn(spec: &SpawnSpec<'_>) -> io::Result<Spawned> {
+    let (parent_end, child_end) = StdUnixStream::pair()?;
+    let child_fd: OwnedFd = child_end.into();
+    let raw_child_fd = child_fd.as_raw_fd();
+    let parent_pid = unsafe { libc::getpid() };
+
+    let mut cmd = Command::new(spec.exec_path);
+    cmd.args(spec.exec_argv)
+        .arg(spec.script)
+        .envs(spec.extra_env.iter())
+        .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("NODE_CHANNEL_FD", CHANNEL_FD.to_string())
+        .env("NODE_CHANNEL_SERIALIZATION_MODE", "json")
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    // SAFETY: only async-signal-safe calls (dup2, fcntl, prctl, getppid, raise) run
+    // between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if raw_child_fd == CHANNEL_FD {
+                let flags = libc::fcntl(CHANNEL_FD, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(CHANNEL_FD, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            } else if libc::dup2(raw_child_fd, CHANNEL_FD) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died between fork and prctl.
+            if libc::getppid() != parent_pid {
+                libc::raise(libc::SIGKILL);
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    drop(child_fd);
+    let pid = child.id().unwrap_or(0);
+    let tail = Arc::new(Mutex::new(StderrTail::default()));
+    if let Some(mut err) = child.stderr.take() {
+        let tail = tail.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 8192];
+            loop {
+                match err.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        forward_stderr(&buf[..n]);
+                        if let Ok(mut t) = tail.lock() {
+                            t.push(&buf[..n]);
+                        }
+                    }
+                }
+            }
+        });
+    }
+    Ok(Spawned {
+        child,
+        pid,
+        channel: parent_end,
+        stderr_tail: tail,
+    })
+}
+
+/// A worker's stderr goes to ours, as with `fork` (whose stdio is inherited).
+fn forward_stderr(bytes: &[u8]) {
+    let mut off = 0;
+    while off < bytes.len() {
+        let n = unsafe { libc::write(2, bytes[off..].as_ptr().cast(), bytes.len() - off) };
+        if n <= 0 {
+            break;
+        }
+        off += n as usize;
+    }
+}
+
+/// Signals the worker's whole process group (it leads its own group).
+pub fn kill_group(pid: u32, sig: i32) {
+    if pid == 0 {
+        return;
+    }
+    unsafe {
+        if libc::kill(-(pid as i32), sig) != 0 {
+            libc::kill(pid as i32, sig);
+        }
+    }
+}
+
+/// Memory and CPU of a process, as the kernel sees them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcSample {
+    pub rss_bytes: u64,
+    /// user + system CPU time in milliseconds since the process started
+    pub cpu_ms: f64,
+    pub state: char,
+}
+
+pub fn sample(pid: u32) -> Option<ProcSample> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    let rss_pages: u64 = fields.get(21)?.parse().ok()?;
+    let tick = clock_ticks();
+    let page = page_size();
+    Some(ProcSample {
+        rss_bytes: rss_pages * page,
+        cpu_ms: (utime + stime) * 1000.0 / tick,
+        state,
+    })
+}
+
+fn clock_ticks() -> f64 {
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+fn page_size() -> u64 {
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 {
+        p as u64
+    } else {
+        4096
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stderr_tail_keeps_last_lines() {
+        let mut t = StderrTail::default();
+        for i in 0..30 {
+            t.push(format!("line {i}\n").as_bytes());
+        }
+        t.push(b"partial");
+        let text = t.text();
+        assert!(text.starts_with("line 10"));
+        assert!(text.ends_with("partial"));
+    }
+
+    #[test]
+    fn samples_own_process() {
+        let s = sample(std::process::id()).unwrap();
+        assert!(s.rss_bytes > 0);
+        assert!(matches!(s.state, 'R' | 'S'));
+    }
+
+    #[test]
+    fn spawned_child_gets_the_channel_and_is_reaped() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let env = BTreeMap::new();
+            let argv = vec!["-c".to_string()];
+            let spec = SpawnSpec {
+                exec_path: "/bin/sh",
+                exec_argv: &argv,
+                script: "echo '{\"type\":\"worker-ready\"}' >&3",
+                env: vec![],
+                extra_env: &env,
+            };
+            let mut s = spawn(&spec).unwrap();
+            let stream = tokio::net::UnixStream::from_std({
+                s.channel.set_nonblocking(true).unwrap();
+                s.channel
+            })
+            .unwrap();
+            let mut r = tokio::io::BufReader::new(stream);
+            let mut line = String::new();
+            tokio::io::AsyncBufReadExt::read_line(&mut r, &mut line).await.unwrap();
+            assert_eq!(line.trim(), "{\"type\":\"worker-ready\"}");
+            let st = s.child.wait().await.unwrap();
+            assert!(st.success());
+        });
+    }
+}

@@ -1,0 +1,206 @@
+//! The N-API binding: thin `#[napi]` types that convert arguments and delegate to
+//! the core. All errors cross through `to_napi_error`, the one conversion point.
+
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi_derive::napi;
+use pool_core::standalone::{StandaloneHealth, StandaloneQueue};
+use pool_core::{CoreError, EventSink, Pool, PoolConfig, PoolTask, SubmitOptions};
+use serde_json::Value;
+use std::sync::Mutex;
+
+/// Errors reach JS as `Error` objects whose message is the core error as JSON;
+/// index.js turns that into an `Error` with `code` and the details.
+fn to_napi_error(e: CoreError) -> Error {
+    Error::new(Status::GenericFailure, format!("\u{0}{}", e.to_json()))
+}
+
+fn parse_json(text: &str, what: &str) -> Result<Value> {
+    serde_json::from_str(text).map_err(|e| {
+        to_napi_error(CoreError::new(
+            pool_core::Code::InvalidArgument,
+            format!("{what} is not valid JSON: {e}"),
+        ))
+    })
+}
+
+/// Weak: the pending-work timer in index.js decides when the process may exit.
+type EventsFn = ThreadsafeFunction<String, (), String, Status, false, true>;
+
+struct JsSink(EventsFn);
+
+impl EventSink for JsSink {
+    fn deliver(&self, batch: String) {
+        self.0.call(batch, ThreadsafeFunctionCallMode::NonBlocking);
+    }
+}
+
+#[napi]
+pub struct NativePool {
+    pool: Pool,
+}
+
+#[napi]
+impl NativePool {
+    #[napi(constructor)]
+    pub fn new(config_json: String, exec_path: String, default_script: String, on_events: EventsFn) -> Result<Self> {
+        let raw = parse_json(&config_json, "options")?;
+        let cfg = PoolConfig::from_json(&raw, &exec_path, &default_script).map_err(to_napi_error)?;
+        let pool = Pool::new(cfg, Box::new(JsSink(on_events))).map_err(to_napi_error)?;
+        Ok(NativePool { pool })
+    }
+
+    #[napi]
+    pub fn config(&self) -> String {
+        self.pool.config_json()
+    }
+
+    #[napi]
+    pub fn set_interest(&self, task_events: bool, queue_events: bool, health_events: bool) {
+        self.pool.set_interest(task_events, queue_events, health_events);
+    }
+
+    #[napi]
+    pub fn initialize(&self, size: Option<u32>, op: u32) -> Result<()> {
+        self.pool.initialize(size, op as u64).map_err(to_napi_error)
+    }
+
+    #[napi]
+    #[allow(clippy::too_many_arguments, reason = "flat primitives keep the per-task call cheap")]
+    pub fn submit(
+        &self,
+        type_json: String,
+        payload_json: String,
+        priority: f64,
+        timeout: Option<f64>,
+        max_retries: Option<u32>,
+        metadata_json: Option<String>,
+        requires: Option<Vec<String>>,
+    ) -> Result<f64> {
+        let task = PoolTask {
+            type_json,
+            payload_json,
+            metadata_json,
+            requires: requires.unwrap_or_default(),
+        };
+        let opts = SubmitOptions {
+            priority,
+            timeout_ms: timeout.map(|t| t as u64),
+            max_retries,
+        };
+        self.pool.submit(task, opts).map(|(seq, _)| seq as f64).map_err(to_napi_error)
+    }
+
+    #[napi]
+    pub fn cancel(&self, seq: f64, reason: String) -> bool {
+        self.pool.cancel(seq as u64, &reason)
+    }
+
+    #[napi]
+    pub fn scale_up(&self, count: u32, op: u32) -> Result<()> {
+        self.pool.scale_up(count, op as u64).map_err(to_napi_error)
+    }
+
+    #[napi]
+    pub fn scale_down(&self, count: u32, op: u32) -> Result<()> {
+        self.pool.scale_down(count, op as u64).map_err(to_napi_error)
+    }
+
+    #[napi]
+    pub fn shutdown(&self, graceful: bool, op: u32) {
+        self.pool.shutdown(graceful, op as u64);
+    }
+
+    #[napi]
+    pub fn kill_all(&self) {
+        self.pool.kill_all();
+    }
+
+    #[napi]
+    pub fn worker_status(&self, id: String) -> String {
+        self.pool.worker_status_json(&id)
+    }
+
+    #[napi]
+    pub fn all_workers(&self) -> String {
+        self.pool.all_workers_json()
+    }
+
+    #[napi]
+    pub fn metrics(&self) -> String {
+        self.pool.metrics_json()
+    }
+
+    #[napi]
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.pool.worker_pids()
+    }
+
+    #[napi]
+    pub fn call(&self, method: String, args_json: String) -> Result<String> {
+        let args = parse_json(&args_json, "arguments")?;
+        self.pool.call(&method, &args).map_err(to_napi_error)
+    }
+
+    /// Returns the new sequence numbers of the resubmitted tasks.
+    #[napi]
+    pub fn requeue_dead_letters(&self, id: Option<String>) -> Result<Vec<f64>> {
+        self.pool
+            .requeue_dead_letters(id.as_deref())
+            .map(|v| v.into_iter().map(|(s, _)| s as f64).collect())
+            .map_err(to_napi_error)
+    }
+}
+
+impl Drop for NativePool {
+    fn drop(&mut self) {
+        // The JS object is gone (GC or process teardown): no worker may outlive it.
+        self.pool.kill_all();
+    }
+}
+
+#[napi]
+pub struct NativeTaskQueue {
+    inner: Mutex<StandaloneQueue>,
+}
+
+#[napi]
+impl NativeTaskQueue {
+    #[napi(constructor)]
+    pub fn new(options_json: String) -> Result<Self> {
+        let opts = parse_json(&options_json, "options")?;
+        Ok(NativeTaskQueue {
+            inner: Mutex::new(StandaloneQueue::new(&opts).map_err(to_napi_error)?),
+        })
+    }
+
+    #[napi]
+    pub fn call(&self, method: String, args_json: String) -> Result<String> {
+        let args = parse_json(&args_json, "arguments")?;
+        let mut q = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        q.call(&method, &args).map_err(to_napi_error)
+    }
+}
+
+#[napi]
+pub struct NativeHealthMonitor {
+    inner: Mutex<StandaloneHealth>,
+}
+
+#[napi]
+impl NativeHealthMonitor {
+    #[napi(constructor)]
+    pub fn new(options_json: String) -> Result<Self> {
+        let opts = parse_json(&options_json, "options")?;
+        Ok(NativeHealthMonitor {
+            inner: Mutex::new(StandaloneHealth::new(&opts).map_err(to_napi_error)?),
+        })
+    }
+
+    #[napi]
+    pub fn call(&self, method: String, args_json: String) -> Result<String> {
+        let args = parse_json(&args_json, "arguments")?;
+        let mut h = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        h.call(&method, &args).map_err(to_napi_error)
+    }
+}
