@@ -78,12 +78,10 @@ impl Code {
     }
 }
 
-/// An error as JavaScript will see it: `message`, `code`, and optional details that
-/// become properties of the JS `Error` (the worker's stack, an exit code, stderr, ...).
-#[derive(Debug, Clone, Serialize)]
-pub struct CoreError {
-    pub code: Code,
-    pub message: String,
+/// Details that become properties of the JS `Error` (the worker's stack, an exit
+/// code, stderr, ...). Boxed: errors are rare and `Result`s stay small.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Extra {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -101,18 +99,21 @@ pub struct CoreError {
     pub handler_code: Option<String>,
 }
 
+/// An error as JavaScript will see it: `message`, `code`, and optional details.
+#[derive(Debug, Clone, Serialize)]
+pub struct CoreError {
+    pub code: Code,
+    pub message: String,
+    #[serde(flatten)]
+    pub extra: Box<Extra>,
+}
+
 impl CoreError {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
         CoreError {
             code,
             message: message.into(),
-            name: None,
-            stack: None,
-            worker_id: None,
-            exit_code: None,
-            signal: None,
-            stderr: None,
-            handler_code: None,
+            extra: Box::default(),
         }
     }
 
@@ -128,17 +129,17 @@ impl CoreError {
     }
 
     pub fn with_worker(mut self, worker_id: &str) -> Self {
-        self.worker_id = Some(worker_id.to_string());
+        self.extra.worker_id = Some(worker_id.to_string());
         self
     }
 
     pub fn with_stack(mut self, stack: Option<String>) -> Self {
-        self.stack = stack;
+        self.extra.stack = stack;
         self
     }
 
     pub fn with_name(mut self, name: &str) -> Self {
-        self.name = Some(name.to_string());
+        self.extra.name = Some(name.to_string());
         self
     }
 

@@ -168,6 +168,8 @@ impl Worker {
 
 struct Slot {
     group: usize,
+    /// The initialize/scaleUp operation waiting for this slot's first worker.
+    op: Option<u64>,
     unstable: u32,
     restarts: u64,
     failed: bool,
@@ -436,6 +438,7 @@ impl Pool {
             });
             for g in plan {
                 let slot = st.new_slot(g);
+                st.slots.get_mut(&slot).expect("new slot").op = Some(op);
                 st.spawn_requests.push(slot);
             }
             st.log("info", &format!("Initializing pool with {} workers", st.slots.len()));
@@ -492,6 +495,7 @@ impl Pool {
             let group = 0;
             for _ in 0..add {
                 let slot = st.new_slot(group);
+                st.slots.get_mut(&slot).expect("new slot").op = Some(op);
                 st.spawn_requests.push(slot);
             }
             st.ops.push(PendingOp::ScaleUp {
@@ -890,6 +894,7 @@ impl State {
             n,
             Slot {
                 group,
+                op: None,
                 unstable: 0,
                 restarts: 0,
                 failed: false,
@@ -933,8 +938,7 @@ impl State {
             return;
         }
         let mut sends: Vec<(u64, Vec<u64>)> = Vec::new();
-        loop {
-            let Some(seq) = self.queue.peek() else { break };
+        while let Some(seq) = self.queue.peek() {
             let target = self.pick_worker(seq).map(|w| (w, seq)).or_else(|| self.pick_any_task());
             let Some((wn, seq)) = target else { break };
             self.queue.take(seq);
@@ -1151,20 +1155,26 @@ impl State {
         w.idle_since = now;
         let (id, slot) = (w.id.clone(), w.slot);
         self.health.set_state(&id, "ready", None, 0);
-        let _ = slot;
-        // Pending operations waiting for this worker.
+        if let Some(op) = self.slots.get_mut(&slot).and_then(|s| s.op.take()) {
+            self.op_worker_done(op, true);
+        }
+        self.finish_ops();
+    }
+
+    /// The first worker of a slot an operation waits for became ready (or failed).
+    fn op_worker_done(&mut self, op_id: u64, ready: bool) {
         for op in self.ops.iter_mut() {
             match op {
-                PendingOp::Init { waiting, .. } | PendingOp::ScaleUp { waiting, .. } => {
-                    if *waiting > 0 {
-                        *waiting -= 1;
-                        break;
+                PendingOp::Init { op, waiting, .. } if *op == op_id => *waiting = waiting.saturating_sub(1),
+                PendingOp::ScaleUp { op, waiting, added } if *op == op_id => {
+                    *waiting = waiting.saturating_sub(1);
+                    if !ready {
+                        *added = added.saturating_sub(1);
                     }
                 }
                 _ => {}
             }
         }
-        self.finish_ops();
     }
 
     fn finish_ops(&mut self) {
@@ -1303,7 +1313,7 @@ impl State {
                     .with_worker(&wid)
                     .with_stack(e.stack.as_ref().map(|s| s.to_string()));
                 if handler_code.as_deref().is_some_and(|c| c != code.as_str()) {
-                    err.handler_code = handler_code;
+                    err.extra.handler_code = handler_code;
                 }
                 self.health.record_failure(&wid, true);
                 self.slot_stable(num);
@@ -1351,14 +1361,14 @@ impl State {
             timestamp: epoch_ms(),
             error: err.message.clone(),
             code: err.code.as_str().to_string(),
-            stack: err.stack.clone(),
-            worker_id: err.worker_id.clone(),
+            stack: err.extra.stack.clone(),
+            worker_id: err.extra.worker_id.clone(),
         };
         let outcome = self.queue.fail(seq, attempt);
         let retried = matches!(outcome, Some(FailOutcome::Retry { .. }));
         self.emit(
             "task-failed",
-            json!({ "taskId": task_id, "workerId": err.worker_id, "error": err.message, "code": err.code.as_str(), "duration": duration, "retried": retried }),
+            json!({ "taskId": task_id, "workerId": err.extra.worker_id, "error": err.message, "code": err.code.as_str(), "duration": duration, "retried": retried }),
         );
         match outcome {
             Some(FailOutcome::Retry { .. }) => {
@@ -1532,8 +1542,8 @@ impl State {
                     _ => format!("Worker {} exited with {desc} while running the task", w.id),
                 };
                 let mut err = CoreError::new(Code::WorkerCrashed, reason).with_worker(&w.id);
-                err.exit_code = code;
-                err.signal = signal.map(signal_name);
+                err.extra.exit_code = code;
+                err.extra.signal = signal.map(signal_name);
                 let dur = w.head_started.map(|s| now.duration_since(s).as_millis() as u64).unwrap_or(0);
                 self.attempt_failed(f.seq, err, dur, true);
             } else {
@@ -1557,10 +1567,15 @@ impl State {
         // Start failures during initialize reject it.
         if !w.ready {
             let stderr = w.stderr.lock().map(|t| t.text()).unwrap_or_default();
+            let what = if matches!(w.kill, Some((KillReason::ReadyTimeout, ..))) {
+                format!("did not send worker-ready within {} ms (killed)", self.cfg.ready_timeout_ms)
+            } else {
+                format!("exited with {desc} before it was ready")
+            };
             let mut err = CoreError::new(
                 Code::WorkerStartFailed,
                 format!(
-                    "Worker {} ({}) exited with {desc} before it was ready{}",
+                    "Worker {} ({}) {what}{}",
                     w.id,
                     self.script_of(w.group),
                     if stderr.is_empty() {
@@ -1571,9 +1586,9 @@ impl State {
                 ),
             )
             .with_worker(&w.id);
-            err.exit_code = code;
-            err.signal = signal.map(signal_name);
-            err.stderr = Some(stderr);
+            err.extra.exit_code = code;
+            err.extra.signal = signal.map(signal_name);
+            err.extra.stderr = Some(stderr);
             if self.fail_init(err.clone()) {
                 self.finish_ops();
                 self.check_closed();
@@ -1599,7 +1614,7 @@ impl State {
             Some(Retire::ScaleDown) | Some(Retire::Idle) | Some(Retire::Shutdown) => false,
             Some(Retire::Recycle) | Some(Retire::Memory) => true,
             None => self.cfg.auto_restart,
-        } && self.phase == Phase::Running;
+        } && matches!(self.phase, Phase::Running | Phase::Initializing);
         if let Some(slot) = self.slots.get_mut(&slot_id) {
             slot.worker = None;
             if replace {
@@ -1635,11 +1650,9 @@ impl State {
                         self.spawn_requests.push(slot_id);
                     }
                 }
-            } else if w.retiring.is_some() || !self.cfg.auto_restart {
-                if self.phase == Phase::Running && w.retiring.is_none() {
-                    // autoRestart off: the slot stays empty.
-                    slot.failed = true;
-                }
+            } else if w.retiring.is_none() && !self.cfg.auto_restart && self.phase == Phase::Running {
+                // autoRestart off: the slot stays empty.
+                slot.failed = true;
             }
         }
         self.finish_ops();
@@ -1656,11 +1669,16 @@ impl State {
     }
 
     fn slot_start_failed(&mut self, slot: u64, err: CoreError) {
-        if self.fail_init(err.clone()) {
+        if self.phase == Phase::Initializing && self.fail_init(err.clone()) {
             self.finish_ops();
+            self.check_closed();
             return;
         }
-        if let Some(s) = self.slots.get_mut(&slot) {
+        if let Some(op) = self.slots.get_mut(&slot).and_then(|s| s.op.take()) {
+            self.op_worker_done(op, false);
+            self.slots.remove(&slot);
+            self.finish_ops();
+        } else if let Some(s) = self.slots.get_mut(&slot) {
             s.failed = true;
         }
         self.health

@@ -13,7 +13,7 @@ fn num(v: &Value, key: &str, default: f64) -> f64 {
     v.get(key).and_then(Value::as_f64).unwrap_or(default)
 }
 
-fn arg<'a>(args: &'a Value, i: usize) -> &'a Value {
+fn arg(args: &Value, i: usize) -> &Value {
     args.get(i).unwrap_or(&Value::Null)
 }
 
