@@ -253,7 +253,11 @@ impl PoolConfig {
         if transport != "ipc" {
             // The FIFO transport is on the roadmap (issue 5); refuse it rather than
             // silently running over IPC.
-            return Err(CoreError::config("transport", "'ipc' ('fifo' is not available yet)", format!("\"{transport}\"")));
+            return Err(CoreError::config(
+                "transport",
+                "'ipc' ('fifo' is not available yet)",
+                format!("\"{transport}\""),
+            ));
         }
         let log_level = r.string("logLevel", "info")?;
         if !["silent", "error", "warn", "info", "debug"].contains(&log_level.as_str()) {
@@ -271,7 +275,11 @@ impl PoolConfig {
             Some(v) => parse_groups(v, &worker_script, &env)?,
         };
         if matches!(r.present("autoScale"), Some(v) if v != &Value::Bool(false)) {
-            return Err(CoreError::config("autoScale", "false (autoscaling is not available yet; use scaleUp/scaleDown)", describe(r.present("autoScale").unwrap_or(&Value::Null))));
+            return Err(CoreError::config(
+                "autoScale",
+                "false (autoscaling is not available yet; use scaleUp/scaleDown)",
+                describe(r.present("autoScale").unwrap_or(&Value::Null)),
+            ));
         }
         let auto_scale = match r.present("autoScale") {
             None | Some(Value::Bool(false)) => None,

@@ -1397,12 +1397,12 @@ impl State {
             .iter()
             .find(|(_, w)| w.in_flight.iter().any(|f| f.seq == seq && !f.abandoned))
             .map(|(&n, _)| n);
-        self.queue.remove(seq);
-        self.metrics.failed += 1;
-        self.settle_err(seq, &err);
         if let Some(wn) = holder {
             self.abandon(wn, seq, "cancelled");
         }
+        self.queue.remove(seq);
+        self.metrics.failed += 1;
+        self.settle_err(seq, &err);
         self.dispatch();
         true
     }
@@ -1431,8 +1431,9 @@ impl State {
         }
         let w = self.workers.get(&wn).expect("worker exists");
         if w.cancel {
-            let tid = id.unwrap_or_else(|| format!("task-0-{seq}"));
-            w.out.push(&protocol::cancel_task(&tid, reason));
+            if let Some(tid) = id {
+                w.out.push(&protocol::cancel_task(&tid, reason));
+            }
         }
     }
 
@@ -1607,9 +1608,11 @@ impl State {
         // Replacement, with crash-loop protection for unstable starts.
         let slot_id = w.slot;
         let min_uptime = Duration::from_millis(self.cfg.min_uptime_ms);
+        // A worker that dies while running a task is not an unstable start: the task is
+        // to blame, and its own retry limit bounds the damage (a poison task must not
+        // disable the pool's slots).
         let serving = !w.in_flight.is_empty();
-        let unstable = !w.ready
-            || (w.tasks_executed == 0 && w.ready_at.is_some_and(|r| now.duration_since(r) < min_uptime) && !(signal.is_some() && serving));
+        let unstable = !w.ready || (w.tasks_executed == 0 && !serving && w.ready_at.is_some_and(|r| now.duration_since(r) < min_uptime));
         let replace = match w.retiring {
             Some(Retire::ScaleDown) | Some(Retire::Idle) | Some(Retire::Shutdown) => false,
             Some(Retire::Recycle) | Some(Retire::Memory) => true,
