@@ -43,6 +43,10 @@ class WorkerPoolManager extends EventEmitter {
   #logLevel;
   #shutdownPromise = null;
   #closed = false;
+  #tickArmed = false;
+  #disarm = () => {
+    this.#tickArmed = false;
+  };
 
   constructor(config = {}) {
     super();
@@ -311,9 +315,16 @@ class WorkerPoolManager extends EventEmitter {
         return Promise.reject(abortError('The task was aborted before it was submitted', signal.reason));
       }
     }
+    // The first submit of a tick goes straight to an idle worker; the rest of a burst
+    // is dispatched by the core thread in batches.
+    const urgent = !this.#tickArmed;
+    if (urgent) {
+      this.#tickArmed = true;
+      queueMicrotask(this.#disarm);
+    }
     let seq;
     try {
-      seq = this.#native.submit(JSON.stringify(task.type), payloadJson, priority, timeout, maxRetries, metadataJson, requires);
+      seq = this.#native.submit(JSON.stringify(task.type), payloadJson, priority, timeout, maxRetries, metadataJson, requires, urgent);
     } catch (e) {
       return Promise.reject(fromNative(e));
     }

@@ -76,6 +76,7 @@ impl NativePool {
         max_retries: Option<u32>,
         metadata_json: Option<String>,
         requires: Option<Vec<String>>,
+        urgent: bool,
     ) -> Result<f64> {
         let task = PoolTask {
             type_json,
@@ -84,6 +85,7 @@ impl NativePool {
             requires: requires.unwrap_or_default(),
         };
         let opts = SubmitOptions {
+            urgent,
             priority,
             timeout_ms: timeout.map(|t| t as u64),
             max_retries,

@@ -17,6 +17,7 @@ use crate::util::{epoch_ms, json_str, signal_name};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -56,6 +57,9 @@ impl TaskData for PoolTask {
 }
 
 pub struct SubmitOptions {
+    /// The first submit of a JS tick: dispatch it now if a worker is idle. Later
+    /// submits of the same tick are left to the core thread, which sends them in bulk.
+    pub urgent: bool,
     pub priority: f64,
     pub timeout_ms: Option<u64>,
     pub max_retries: Option<u32>,
@@ -96,17 +100,48 @@ struct InFlight {
     abandoned: bool,
 }
 
+/// Bytes waiting for a worker's socket. Whoever pushes first tries a non-blocking
+/// write straight to the socket (saving a thread hop on the submit path); what does
+/// not fit goes to the buffer, which the worker's writer task drains.
 struct Outbox {
-    buf: Mutex<Vec<u8>>,
+    inner: Mutex<OutboxInner>,
     notify: Notify,
+    direct: Option<std::os::unix::net::UnixStream>,
+}
+
+#[derive(Default)]
+struct OutboxInner {
+    buf: Vec<u8>,
+    writing: bool,
+    closed: bool,
 }
 
 impl Outbox {
     fn push(&self, bytes: &[u8]) {
-        let mut b = self.buf.lock().unwrap_or_else(|e| e.into_inner());
-        let was_empty = b.is_empty();
-        b.extend_from_slice(bytes);
-        drop(b);
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if g.closed {
+            return;
+        }
+        let mut rest = bytes;
+        if !g.writing && g.buf.is_empty() {
+            if let Some(sock) = &self.direct {
+                match (&*sock).write(bytes) {
+                    Ok(n) => rest = &bytes[n..],
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        // The worker is gone; its exit is handled by the waiter.
+                        g.closed = true;
+                        return;
+                    }
+                }
+            }
+        }
+        if rest.is_empty() {
+            return;
+        }
+        let was_empty = g.buf.is_empty();
+        g.buf.extend_from_slice(rest);
+        drop(g);
         if was_empty {
             self.notify.notify_one();
         }
@@ -142,6 +177,8 @@ struct Worker {
     rss: u64,
     cpu_percent: f64,
     ready_deadline: Instant,
+    /// Moving average of the worker's task run time (ms), for the prefetch window.
+    avg_run_ms: Option<f64>,
 }
 
 impl Worker {
@@ -228,6 +265,7 @@ struct State {
     last_health: Instant,
     spawn_requests: Vec<u64>,
     wake_hint: bool,
+    dispatch_requested: bool,
     init_failure: Option<(u64, CoreError)>,
     shutdown_waiters: Vec<u64>,
 }
@@ -246,6 +284,8 @@ pub struct Pool {
 }
 
 const READ_CHUNK: usize = 64 * 1024;
+/// Work (by average run time) a worker may hold queued ahead of the running task.
+const PREFETCH_BUDGET_MS: f64 = 2.0;
 
 impl Pool {
     pub fn new(cfg: PoolConfig, sink: Box<dyn EventSink>) -> CoreResult<Pool> {
@@ -297,6 +337,7 @@ impl Pool {
                 last_health: Instant::now(),
                 spawn_requests: Vec::new(),
                 wake_hint: false,
+                dispatch_requested: false,
                 init_failure: None,
                 shutdown_waiters: Vec::new(),
             }),
@@ -476,7 +517,14 @@ impl Pool {
             }
             let (seq, id) = st.queue.enqueue(task, opts.priority, opts.timeout_ms, opts.max_retries);
             st.metrics.submitted += 1;
-            st.dispatch();
+            // An idle worker takes the task now, written to its socket from this thread.
+            // Otherwise the core thread dispatches later, many tasks at a time.
+            if opts.urgent && st.workers.values().any(|w| w.in_flight.is_empty() && st.capacity_of(w) > 0) {
+                st.dispatch();
+            } else if !st.dispatch_requested {
+                st.dispatch_requested = true;
+                st.wake_hint = true;
+            }
             Ok((seq, id))
         })
     }
@@ -631,9 +679,13 @@ impl Pool {
             }
         };
         let now = Instant::now();
+        // Non-blocking before the clone: both handles share one open file description.
+        let _ = spawned.channel.set_nonblocking(true);
+        let direct = spawned.channel.try_clone().ok();
         let out = Arc::new(Outbox {
-            buf: Mutex::new(Vec::new()),
+            inner: Mutex::new(OutboxInner::default()),
             notify: Notify::new(),
+            direct,
         });
         st.metrics.spawned += 1;
         let ready_deadline = now + Duration::from_millis(st.cfg.ready_timeout_ms);
@@ -668,6 +720,7 @@ impl Pool {
                 rss: 0,
                 cpu_percent: 0.0,
                 ready_deadline,
+                avg_run_ms: None,
             },
         );
         if let Some(s) = st.slots.get_mut(&slot) {
@@ -773,15 +826,30 @@ impl Pool {
 
 async fn writer(out: Arc<Outbox>, mut wr: tokio::net::unix::OwnedWriteHalf) {
     loop {
-        out.notify.notified().await;
-        let data = std::mem::take(&mut *out.buf.lock().unwrap_or_else(|e| e.into_inner()));
-        if data.is_empty() {
+        let data = {
+            let mut g = out.inner.lock().unwrap_or_else(|e| e.into_inner());
+            if g.closed {
+                break;
+            }
+            if g.buf.is_empty() {
+                None
+            } else {
+                g.writing = true;
+                Some(std::mem::take(&mut g.buf))
+            }
+        };
+        let Some(data) = data else {
             if Arc::strong_count(&out) == 1 {
                 break;
             }
+            out.notify.notified().await;
             continue;
-        }
-        if wr.write_all(&data).await.is_err() {
+        };
+        let ok = wr.write_all(&data).await.is_ok();
+        let mut g = out.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.writing = false;
+        if !ok {
+            g.closed = true;
             break;
         }
     }
@@ -925,12 +993,20 @@ impl State {
         if !w.ready || w.retiring.is_some() || w.kill.is_some() {
             return 0;
         }
-        if !w.batch {
+        if !w.batch || self.cfg.prefetch <= 1 {
             return 1;
         }
+        // Send tasks ahead only while that delays nothing much: the work queued inside a
+        // worker stays under PREFETCH_BUDGET_MS (so priorities and fairness hold within
+        // that), and only a deep queue is spread ahead.
+        let by_time = match w.avg_run_ms {
+            Some(avg) if avg > 0.0 => (PREFETCH_BUDGET_MS / avg) as u64,
+            Some(_) => u64::MAX,
+            None => 1,
+        };
         let n = self.workers.len().max(1) as u64;
-        let want = 1 + self.queue.depth() / n;
-        want.min(self.cfg.prefetch as u64).max(1) as usize
+        let by_depth = 1 + self.queue.depth() / n;
+        by_time.min(by_depth).min(self.cfg.prefetch as u64).max(1) as usize
     }
 
     fn dispatch(&mut self) {
@@ -1079,23 +1155,23 @@ impl State {
             Kind::TaskComplete => {
                 if let Some(id) = msg.task_id.as_deref() {
                     let raw = msg.result.map(|r| r.get()).unwrap_or("null");
-                    self.on_reply(num, id, Ok(raw));
+                    self.on_reply(num, id, Ok(raw), msg.duration);
                 }
             }
             Kind::TaskFailed => {
                 if let Some(id) = msg.task_id.as_deref() {
                     let e = msg.error.unwrap_or_default();
-                    self.on_reply(num, id, Err(&e));
+                    self.on_reply(num, id, Err(&e), msg.duration);
                 }
             }
             Kind::TaskResults => {
                 for r in msg.results.unwrap_or_default() {
                     if r.ok {
                         let raw = r.result.map(|x| x.get()).unwrap_or("null");
-                        self.on_reply(num, &r.task_id, Ok(raw));
+                        self.on_reply(num, &r.task_id, Ok(raw), r.duration);
                     } else {
                         let e = r.error.unwrap_or_default();
-                        self.on_reply(num, &r.task_id, Err(&e));
+                        self.on_reply(num, &r.task_id, Err(&e), r.duration);
                     }
                 }
             }
@@ -1229,7 +1305,7 @@ impl State {
         }
     }
 
-    fn on_reply(&mut self, num: u64, task_id: &str, outcome: Result<&str, &WorkerError<'_>>) {
+    fn on_reply(&mut self, num: u64, task_id: &str, outcome: Result<&str, &WorkerError<'_>>, reported_ms: Option<f64>) {
         let Some(seq) = TaskQueue::<PoolTask>::seq_of(task_id) else {
             return;
         };
@@ -1241,6 +1317,12 @@ impl State {
         };
         let entry = w.in_flight.remove(pos).expect("position is valid");
         let was_head = pos == 0;
+        if let Some(ms) = reported_ms.filter(|d| d.is_finite() && *d >= 0.0) {
+            w.avg_run_ms = Some(match w.avg_run_ms {
+                Some(avg) => avg * 0.8 + ms * 0.2,
+                None => ms,
+            });
+        }
         let started = if was_head { w.head_started } else { Some(now) };
         if was_head {
             w.abandon_deadline = None;
@@ -1522,6 +1604,8 @@ impl State {
 
     fn on_exit(&mut self, num: u64, code: Option<i32>, signal: Option<i32>, _pool: &Pool) {
         let Some(w) = self.workers.remove(&num) else { return };
+        w.out.inner.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        w.out.notify.notify_one();
         let now = Instant::now();
         let uptime = now.duration_since(w.spawned).as_millis() as u64;
         let desc = exit_desc(code, signal);
@@ -1847,6 +1931,7 @@ impl State {
 
     fn on_timers(&mut self, now: Instant, _pool: &Pool) {
         self.next_wake = None;
+        self.dispatch_requested = false;
         if self.queue.promote_due(now) > 0 {
             self.dispatch();
         }

@@ -61,6 +61,9 @@ pub struct BatchResult<'a> {
     pub result: Option<&'a RawValue>,
     #[serde(default, borrow)]
     pub error: Option<WorkerError<'a>>,
+    /// Run time in ms as the worker measured it.
+    #[serde(default)]
+    pub duration: Option<f64>,
 }
 
 /// Every field any worker→pool message may carry; unknown fields are ignored.
@@ -91,6 +94,8 @@ pub struct Incoming<'a> {
     pub state: Option<Cow<'a, str>>,
     #[serde(default)]
     pub fatal: Option<bool>,
+    #[serde(default)]
+    pub duration: Option<f64>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
