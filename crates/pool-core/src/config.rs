@@ -274,13 +274,6 @@ impl PoolConfig {
             None => Vec::new(),
             Some(v) => parse_groups(v, &worker_script, &env)?,
         };
-        if matches!(r.present("autoScale"), Some(v) if v != &Value::Bool(false)) {
-            return Err(CoreError::config(
-                "autoScale",
-                "false (autoscaling is not available yet; use scaleUp/scaleDown)",
-                describe(r.present("autoScale").unwrap_or(&Value::Null)),
-            ));
-        }
         let auto_scale = match r.present("autoScale") {
             None | Some(Value::Bool(false)) => None,
             Some(Value::Bool(true)) => Some(parse_autoscale(&Map::new())?),

@@ -106,7 +106,9 @@ struct InFlight {
 struct Outbox {
     inner: Mutex<OutboxInner>,
     notify: Notify,
-    direct: Option<std::os::unix::net::UnixStream>,
+    direct: Option<std::fs::File>,
+    /// FIFO transport: each message goes out as a 4-byte big-endian length + JSON.
+    framed: bool,
 }
 
 #[derive(Default)]
@@ -118,6 +120,14 @@ struct OutboxInner {
 
 impl Outbox {
     fn push(&self, bytes: &[u8]) {
+        if self.framed {
+            let framed = frame_lines(bytes);
+            return self.push_raw(&framed);
+        }
+        self.push_raw(bytes)
+    }
+
+    fn push_raw(&self, bytes: &[u8]) {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if g.closed {
             return;
@@ -146,6 +156,16 @@ impl Outbox {
             self.notify.notify_one();
         }
     }
+}
+
+/// Re-encodes newline-delimited messages as length-prefixed frames.
+fn frame_lines(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + 16);
+    for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        out.extend_from_slice(&(line.len() as u32).to_be_bytes());
+        out.extend_from_slice(line);
+    }
+    out
 }
 
 struct Worker {
@@ -266,6 +286,8 @@ struct State {
     spawn_requests: Vec<u64>,
     wake_hint: bool,
     dispatch_requested: bool,
+    next_autoscale: Option<Instant>,
+    scale_cooldown_until: Option<Instant>,
     init_failure: Option<(u64, CoreError)>,
     shutdown_waiters: Vec<u64>,
 }
@@ -338,6 +360,8 @@ impl Pool {
                 spawn_requests: Vec::new(),
                 wake_hint: false,
                 dispatch_requested: false,
+                next_autoscale: None,
+                scale_cooldown_until: None,
                 init_failure: None,
                 shutdown_waiters: Vec::new(),
             }),
@@ -469,6 +493,9 @@ impl Pool {
                     plan.extend(std::iter::repeat_n(g, grp.size as usize));
                 }
             }
+            if st.fifo() {
+                crate::fifo::claim_dir(&st.cfg.fifo_dir)?;
+            }
             st.phase = Phase::Initializing;
             st.started = Instant::now();
             st.health.set_monitoring(true);
@@ -537,23 +564,7 @@ impl Pool {
     pub fn scale_up(&self, count: u32, op: u64) -> CoreResult<()> {
         self.with(|st| {
             st.require_running()?;
-            let size = st.active_size();
-            let target = (size + count as usize).min(st.cfg.max_workers as usize);
-            let add = target.saturating_sub(size);
-            let group = 0;
-            for _ in 0..add {
-                let slot = st.new_slot(group);
-                st.slots.get_mut(&slot).expect("new slot").op = Some(op);
-                st.spawn_requests.push(slot);
-            }
-            st.ops.push(PendingOp::ScaleUp {
-                op,
-                waiting: add,
-                added: add,
-            });
-            if add == 0 {
-                st.finish_ops();
-            }
+            st.scale_up(count as usize, op);
             Ok(())
         })
     }
@@ -561,38 +572,7 @@ impl Pool {
     pub fn scale_down(&self, count: u32, op: u64) -> CoreResult<()> {
         self.with(|st| {
             st.require_running()?;
-            let size = st.active_size();
-            let target = size.saturating_sub(count as usize).max(st.cfg.min_workers as usize);
-            let mut remove = size.saturating_sub(target);
-            // Idle workers first, newest first; then busy ones, which drain.
-            let mut order: Vec<(bool, u64)> = st
-                .slots
-                .iter()
-                .filter(|(_, s)| !s.failed)
-                .map(|(&sn, s)| {
-                    let busy = s
-                        .worker
-                        .and_then(|w| st.workers.get(&w))
-                        .is_some_and(|w| !w.in_flight.is_empty() || !w.ready);
-                    (busy, sn)
-                })
-                .collect();
-            order.sort_by_key(|&(busy, sn)| (busy, std::cmp::Reverse(sn)));
-            let mut waiting = Vec::new();
-            for (_, sn) in order {
-                if remove == 0 {
-                    break;
-                }
-                remove -= 1;
-                let slot = st.slots.remove(&sn).expect("slot exists");
-                if let Some(wn) = slot.worker {
-                    waiting.push(wn);
-                    st.retire(wn, Retire::ScaleDown);
-                }
-            }
-            let removed = size - target;
-            st.ops.push(PendingOp::ScaleDown { op, waiting, removed });
-            st.finish_ops();
+            st.scale_down(count as usize, op);
             Ok(())
         })
     }
@@ -664,7 +644,32 @@ impl Pool {
                 ("WORKER_CONFIG".to_string(), st.cfg.worker_config_json(&caps)),
             ],
             extra_env: &env,
+            ipc: !st.fifo(),
         };
+        let mut spec = spec;
+        let mut fifo_files = None;
+        if st.fifo() {
+            let (inp, outp) = st.fifo_paths(&id);
+            let made = process::make_fifo(&inp)
+                .and_then(|_| process::make_fifo(&outp))
+                .and_then(|_| Ok((process::open_fifo(&inp)?, process::open_fifo(&outp)?)));
+            match made {
+                Ok(files) => fifo_files = Some(files),
+                Err(e) => {
+                    let err = CoreError::new(
+                        Code::WorkerStartFailed,
+                        format!("Could not create the FIFOs of worker {id} in {}: {e}", st.cfg.fifo_dir),
+                    );
+                    st.log("error", &err.message);
+                    st.slot_start_failed(slot, err);
+                    self.after(st);
+                    return;
+                }
+            }
+            spec.env.push(("WORKER_TRANSPORT".into(), "fifo".into()));
+            spec.env.push(("WORKER_FIFO_IN".into(), inp.to_string_lossy().into_owned()));
+            spec.env.push(("WORKER_FIFO_OUT".into(), outp.to_string_lossy().into_owned()));
+        }
         let spawned = match process::spawn(&spec) {
             Ok(s) => s,
             Err(e) => {
@@ -680,12 +685,19 @@ impl Pool {
         };
         let now = Instant::now();
         // Non-blocking before the clone: both handles share one open file description.
-        let _ = spawned.channel.set_nonblocking(true);
-        let direct = spawned.channel.try_clone().ok();
+        let direct: Option<std::fs::File> = match (&spawned.channel, &fifo_files) {
+            (Some(chan), _) => {
+                let _ = chan.set_nonblocking(true);
+                chan.try_clone().ok().map(|c| std::fs::File::from(std::os::fd::OwnedFd::from(c)))
+            }
+            (None, Some((inp, _))) => inp.try_clone().ok(),
+            _ => None,
+        };
         let out = Arc::new(Outbox {
             inner: Mutex::new(OutboxInner::default()),
             notify: Notify::new(),
             direct,
+            framed: fifo_files.is_some(),
         });
         st.metrics.spawned += 1;
         let ready_deadline = now + Duration::from_millis(st.cfg.ready_timeout_ms);
@@ -731,19 +743,25 @@ impl Pool {
         let max_line = st.cfg.max_message_bytes as usize;
         drop(st);
 
-        let chan = spawned.channel;
-        let _ = chan.set_nonblocking(true);
-        let stream = match tokio::net::UnixStream::from_std(chan) {
-            Ok(s) => s,
-            Err(_) => {
-                process::kill_group(spawned.pid, libc::SIGKILL);
-                return;
-            }
+        let started = match (spawned.channel, fifo_files) {
+            (Some(chan), _) => tokio::net::UnixStream::from_std(chan).map(|stream| {
+                let (rd, wr) = stream.into_split();
+                let p = self.clone();
+                tokio::spawn(async move { p.reader(num, rd, max_line, false).await });
+                tokio::spawn(writer(out, wr));
+            }),
+            (None, Some((inp, outp))) => tokio::net::unix::pipe::Sender::from_file_unchecked(inp).and_then(|tx| {
+                let rx = tokio::net::unix::pipe::Receiver::from_file_unchecked(outp)?;
+                let p = self.clone();
+                tokio::spawn(async move { p.reader(num, rx, max_line, true).await });
+                tokio::spawn(writer(out, tx));
+                Ok(())
+            }),
+            _ => Err(std::io::Error::other("no channel")),
         };
-        let (rd, wr) = stream.into_split();
-        let p = self.clone();
-        tokio::spawn(async move { p.reader(num, rd, max_line).await });
-        tokio::spawn(writer(out, wr));
+        if started.is_err() {
+            process::kill_group(spawned.pid, libc::SIGKILL);
+        }
         let p = self.clone();
         let mut child = spawned.child;
         tokio::spawn(async move {
@@ -757,7 +775,10 @@ impl Pool {
         });
     }
 
-    async fn reader(self, num: u64, mut rd: tokio::net::unix::OwnedReadHalf, max_line: usize) {
+    /// Reads a worker's messages: newline-delimited JSON (IPC) or length-prefixed
+    /// frames (FIFO). A message over `max_line` bytes, or one that is not JSON, is a
+    /// protocol error: the worker is killed and at most `max_line` bytes are buffered.
+    async fn reader<R: tokio::io::AsyncRead + Unpin>(self, num: u64, mut rd: R, max_line: usize, framed: bool) {
         let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
         let mut scanned = 0usize;
         loop {
@@ -768,26 +789,20 @@ impl Pool {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }
-            let Some(last_nl) = buf[scanned..].iter().rposition(|&b| b == b'\n').map(|i| i + scanned) else {
-                scanned = buf.len();
-                if buf.len() > max_line {
-                    self.with(|st| st.protocol_error(num, &format!("a message longer than maxMessageBytes ({max_line} bytes)")));
+            let (msgs, consumed) = match split_messages(&buf, &mut scanned, max_line, framed) {
+                Ok(x) => x,
+                Err(why) => {
+                    self.with(|st| st.protocol_error(num, &why));
                     break;
                 }
-                continue;
             };
-            let complete = &buf[..=last_nl];
+            if msgs.is_empty() {
+                continue;
+            }
             let mut st = self.lock();
             let mut bad = None;
-            for line in complete.split(|&b| b == b'\n') {
-                if line.is_empty() {
-                    continue;
-                }
-                if line.len() > max_line {
-                    bad = Some(format!("a message longer than maxMessageBytes ({max_line} bytes)"));
-                    break;
-                }
-                match std::str::from_utf8(line) {
+            for (a, b) in msgs {
+                match std::str::from_utf8(&buf[a..b]) {
                     Ok(text) => {
                         if let Err(why) = st.on_line(num, text) {
                             bad = Some(why);
@@ -809,22 +824,66 @@ impl Pool {
             if bad.is_some() {
                 break;
             }
-            buf.drain(..=last_nl);
-            scanned = 0;
+            buf.drain(..consumed);
+            scanned = scanned.saturating_sub(consumed);
             if buf.capacity() > 4 * READ_CHUNK && buf.len() < READ_CHUNK {
                 buf.shrink_to(READ_CHUNK);
             }
         }
-        // The channel closed; the exit is handled by the waiter.
-        self.with(|st| {
-            if let Some(w) = st.workers.get_mut(&num) {
-                w.out.notify.notify_one();
-            }
-        });
     }
 }
 
-async fn writer(out: Arc<Outbox>, mut wr: tokio::net::unix::OwnedWriteHalf) {
+/// Finds the complete messages in `buf`: their byte ranges and how many bytes they
+/// use. `scanned` remembers how far a newline search got, so a long line is not
+/// rescanned on every read.
+fn split_messages(buf: &[u8], scanned: &mut usize, max: usize, framed: bool) -> Result<(Vec<(usize, usize)>, usize), String> {
+    let too_long = || format!("a message longer than maxMessageBytes ({max} bytes)");
+    let mut out = Vec::new();
+    let mut pos = 0;
+    if framed {
+        while buf.len() - pos >= 4 {
+            let len = u32::from_be_bytes([buf[pos], buf[pos + 1], buf[pos + 2], buf[pos + 3]]) as usize;
+            if len > max {
+                return Err(too_long());
+            }
+            if buf.len() - pos - 4 < len {
+                break;
+            }
+            out.push((pos + 4, pos + 4 + len));
+            pos += 4 + len;
+        }
+        return Ok((out, pos));
+    }
+    let start = (*scanned).max(pos);
+    match buf[start..].iter().rposition(|&b| b == b'\n') {
+        None => {
+            *scanned = buf.len();
+            if buf.len() > max {
+                return Err(too_long());
+            }
+            Ok((out, 0))
+        }
+        Some(i) => {
+            let last_nl = start + i;
+            for line in buf[..last_nl].split(|&b| b == b'\n') {
+                let a = line.as_ptr() as usize - buf.as_ptr() as usize;
+                if line.len() > max {
+                    return Err(too_long());
+                }
+                if !line.is_empty() {
+                    out.push((a, a + line.len()));
+                }
+            }
+            if buf.len() - last_nl - 1 > max {
+                return Err(too_long());
+            }
+            *scanned = last_nl + 1;
+            Ok((out, last_nl + 1))
+        }
+    }
+}
+
+async fn writer<W: tokio::io::AsyncWrite + Unpin>(out: Arc<Outbox>, mut wr: W) {
     loop {
         let data = {
             let mut g = out.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -944,6 +1003,84 @@ impl State {
 
     fn take_wake_hint(&mut self) -> bool {
         std::mem::take(&mut self.wake_hint)
+    }
+
+    /// Adds up to `count` workers (never above maxWorkers); `op` resolves when ready.
+    fn scale_up(&mut self, count: usize, op: u64) -> usize {
+        let size = self.active_size();
+        let target = (size + count).min(self.cfg.max_workers as usize);
+        let add = target.saturating_sub(size);
+        let group = 0;
+        for _ in 0..add {
+            let slot = self.new_slot(group);
+            self.slots.get_mut(&slot).expect("new slot").op = Some(op);
+            self.spawn_requests.push(slot);
+        }
+        self.ops.push(PendingOp::ScaleUp {
+            op,
+            waiting: add,
+            added: add,
+        });
+        if add == 0 {
+            self.finish_ops();
+        }
+        add
+    }
+
+    /// Removes up to `count` workers (never below minWorkers): idle ones first, busy
+    /// ones drain. `op` resolves when they have exited.
+    fn scale_down(&mut self, count: usize, op: u64) -> usize {
+        let size = self.active_size();
+        let target = size.saturating_sub(count).max(self.cfg.min_workers as usize);
+        let mut remove = size.saturating_sub(target);
+        // Idle workers first, newest first; then busy ones, which drain.
+        let mut order: Vec<(bool, u64)> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| !s.failed)
+            .map(|(&sn, s)| {
+                let busy = s
+                    .worker
+                    .and_then(|w| self.workers.get(&w))
+                    .is_some_and(|w| !w.in_flight.is_empty() || !w.ready);
+                (busy, sn)
+            })
+            .collect();
+        order.sort_by_key(|&(busy, sn)| (busy, std::cmp::Reverse(sn)));
+        let mut waiting = Vec::new();
+        for (_, sn) in order {
+            if remove == 0 {
+                break;
+            }
+            remove -= 1;
+            let slot = self.slots.remove(&sn).expect("slot exists");
+            if let Some(wn) = slot.worker {
+                waiting.push(wn);
+                self.retire(wn, Retire::ScaleDown);
+            }
+        }
+        let removed = size - target;
+        self.ops.push(PendingOp::ScaleDown { op, waiting, removed });
+        self.finish_ops();
+        removed
+    }
+
+    fn fifo(&self) -> bool {
+        self.cfg.transport == "fifo"
+    }
+
+    /// `<fifoDir>/worker-<n>-in.fifo` (pool → worker) and `-out.fifo` (worker → pool).
+    fn fifo_paths(&self, worker_id: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = std::path::Path::new(&self.cfg.fifo_dir);
+        (dir.join(format!("{worker_id}-in.fifo")), dir.join(format!("{worker_id}-out.fifo")))
+    }
+
+    fn remove_fifos(&self, worker_id: &str) {
+        if self.fifo() {
+            let (a, b) = self.fifo_paths(worker_id);
+            let _ = std::fs::remove_file(a);
+            let _ = std::fs::remove_file(b);
+        }
     }
 
     fn require_running(&self) -> CoreResult<()> {
@@ -1280,6 +1417,9 @@ impl State {
                 }
                 PendingOp::Init { op, .. } => {
                     self.phase = Phase::Running;
+                    if let Some(a) = &self.cfg.auto_scale {
+                        self.next_autoscale = Some(Instant::now() + Duration::from_millis(a.interval_ms));
+                    }
                     let cfg: Value = serde_json::from_str(&self.cfg.to_json()).unwrap_or(Value::Null);
                     self.emit("pool-initialized", json!({ "poolSize": size, "config": cfg }));
                     self.log("info", &format!("Pool initialized with {size} workers"));
@@ -1604,6 +1744,7 @@ impl State {
 
     fn on_exit(&mut self, num: u64, code: Option<i32>, signal: Option<i32>, _pool: &Pool) {
         let Some(w) = self.workers.remove(&num) else { return };
+        self.remove_fifos(&w.id);
         w.out.inner.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
         w.out.notify.notify_one();
         let now = Instant::now();
@@ -1885,6 +2026,9 @@ impl State {
             return;
         }
         self.phase = Phase::Shutdown;
+        if self.fifo() {
+            crate::fifo::release_dir(&self.cfg.fifo_dir);
+        }
         if let Some((op, err)) = self.init_failure.take() {
             // A failed initialize leaves the pool as it was before: it may be retried.
             self.phase = Phase::Created;
@@ -1915,6 +2059,7 @@ impl State {
         };
         consider(self.queue.next_retry_at());
         consider(self.shutdown_deadline);
+        consider(self.next_autoscale);
         for w in self.workers.values() {
             consider(w.head_deadline);
             consider(w.abandon_deadline);
@@ -2007,12 +2152,54 @@ impl State {
             self.log("warn", "Graceful shutdown timed out; rejecting what is left");
             self.force_close();
         }
+        if self.phase == Phase::Running && self.next_autoscale.is_some_and(|t| t <= now) {
+            self.autoscale_tick(now);
+        }
         if now.duration_since(self.last_health) >= Duration::from_millis(self.cfg.health_check_interval) {
             self.last_health = now;
             self.health_check(now);
         }
         self.maybe_close();
         self.dispatch();
+    }
+
+    /// One autoscaling decision: up by `stepUp` when more than `queueDepthHigh` tasks
+    /// wait, down by `stepDown` when nothing waits and fewer than `busyLow` workers are
+    /// busy; within [minWorkers, maxWorkers] and not again within the cooldown.
+    fn autoscale_tick(&mut self, now: Instant) {
+        let Some(a) = self.cfg.auto_scale.clone() else { return };
+        self.next_autoscale = Some(now + Duration::from_millis(a.interval_ms));
+        let depth = self.queue.depth();
+        let busy = self.workers.values().filter(|w| w.ready && !w.in_flight.is_empty()).count() as u64;
+        let size = self.active_size();
+        let want_up = depth > a.queue_depth_high && size < self.cfg.max_workers as usize;
+        let want_down = depth == 0 && busy < a.busy_low && size > self.cfg.min_workers as usize;
+        if !want_up && !want_down {
+            return;
+        }
+        let direction = if want_up { "up" } else { "down" };
+        if self.scale_cooldown_until.is_some_and(|t| now < t) {
+            self.emit(
+                "autoscale",
+                json!({ "action": "cooldown", "direction": direction, "size": size, "queueDepth": depth, "busyWorkers": busy }),
+            );
+            return;
+        }
+        self.scale_cooldown_until = Some(now + Duration::from_millis(a.cooldown_ms));
+        let changed = if want_up {
+            self.scale_up(a.step_up as usize, 0)
+        } else {
+            self.scale_down(a.step_down as usize, 0)
+        };
+        let to = if want_up { size + changed } else { size - changed };
+        self.log(
+            "info",
+            &format!("Autoscale {direction}: {size} -> {to} workers (queue depth {depth}, {busy} busy)"),
+        );
+        self.emit(
+            "autoscale",
+            json!({ "action": format!("scale-{direction}"), "from": size, "to": to, "queueDepth": depth, "busyWorkers": busy }),
+        );
     }
 
     fn health_check(&mut self, now: Instant) {

@@ -23,12 +23,14 @@ pub struct SpawnSpec<'a> {
     pub script: &'a str,
     pub env: Vec<(String, String)>,
     pub extra_env: &'a BTreeMap<String, String>,
+    /// Give the child Node's IPC channel (fd 3). Off for the FIFO transport.
+    pub ipc: bool,
 }
 
 pub struct Spawned {
     pub child: Child,
     pub pid: u32,
-    pub channel: StdUnixStream,
+    pub channel: Option<StdUnixStream>,
     pub stderr_tail: Arc<Mutex<StderrTail>>,
 }
 
@@ -70,9 +72,13 @@ impl StderrTail {
 /// Spawns a worker. Must run inside the core's runtime, on one of its long-lived
 /// threads: the parent-death signal is tied to the thread that forks.
 pub fn spawn(spec: &SpawnSpec<'_>) -> io::Result<Spawned> {
-    let (parent_end, child_end) = StdUnixStream::pair()?;
-    let child_fd: OwnedFd = child_end.into();
-    let raw_child_fd = child_fd.as_raw_fd();
+    let (parent_end, child_fd) = if spec.ipc {
+        let (p, c) = StdUnixStream::pair()?;
+        (Some(p), Some(OwnedFd::from(c)))
+    } else {
+        (None, None)
+    };
+    let raw_child_fd = child_fd.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1);
     let parent_pid = unsafe { libc::getpid() };
 
     let mut cmd = Command::new(spec.exec_path);
@@ -80,18 +86,24 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> io::Result<Spawned> {
         .arg(spec.script)
         .envs(spec.extra_env.iter())
         .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("NODE_CHANNEL_FD", CHANNEL_FD.to_string())
-        .env("NODE_CHANNEL_SERIALIZATION_MODE", "json")
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    if spec.ipc {
+        cmd.env("NODE_CHANNEL_FD", CHANNEL_FD.to_string())
+            .env("NODE_CHANNEL_SERIALIZATION_MODE", "json");
+    } else {
+        cmd.env_remove("NODE_CHANNEL_FD").env_remove("NODE_CHANNEL_SERIALIZATION_MODE");
+    }
     // SAFETY: only async-signal-safe calls (dup2, fcntl, prctl, getppid, raise) run
     // between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            if raw_child_fd == CHANNEL_FD {
+            if raw_child_fd < 0 {
+                // No IPC channel (FIFO transport).
+            } else if raw_child_fd == CHANNEL_FD {
                 let flags = libc::fcntl(CHANNEL_FD, libc::F_GETFD);
                 if flags < 0 || libc::fcntl(CHANNEL_FD, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
                     return Err(io::Error::last_os_error());
@@ -207,6 +219,30 @@ fn page_size() -> u64 {
     }
 }
 
+/// Creates a named pipe with mode 0600, replacing a stale one.
+pub fn make_fifo(path: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::remove_file(path);
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path has a NUL byte"))?;
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
+/// Opens a FIFO read-write and non-blocking: the open never waits for the peer, and
+/// the pipe never reports EOF while we hold it (the worker's exit is watched instead).
+pub fn open_fifo(path: &std::path::Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,11 +278,13 @@ mod tests {
                 script: "echo '{\"type\":\"worker-ready\"}' >&3",
                 env: vec![],
                 extra_env: &env,
+                ipc: true,
             };
             let mut s = spawn(&spec).unwrap();
             let stream = tokio::net::UnixStream::from_std({
-                s.channel.set_nonblocking(true).unwrap();
-                s.channel
+                let c = s.channel.take().unwrap();
+                c.set_nonblocking(true).unwrap();
+                c
             })
             .unwrap();
             let mut r = tokio::io::BufReader::new(stream);
