@@ -2428,3 +2428,44 @@ impl Pool {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_lines_and_keeps_the_partial_one() {
+        let buf = b"{\"a\":1}\n{\"b\":2}\n{\"c\"";
+        let mut scanned = 0;
+        let (msgs, used) = split_messages(buf, &mut scanned, 100, false).unwrap();
+        let texts: Vec<&[u8]> = msgs.iter().map(|&(a, b)| &buf[a..b]).collect();
+        assert_eq!(texts, vec![&b"{\"a\":1}"[..], &b"{\"b\":2}"[..]]);
+        assert_eq!(used, 16);
+    }
+
+    #[test]
+    fn a_line_over_the_limit_is_a_protocol_error_even_without_newline() {
+        let buf = vec![b'x'; 200];
+        let mut scanned = 0;
+        assert!(split_messages(&buf, &mut scanned, 100, false).is_err());
+        let mut buf = vec![b'x'; 150];
+        buf.push(b'\n');
+        let mut scanned = 0;
+        assert!(split_messages(&buf, &mut scanned, 100, false).is_err());
+    }
+
+    #[test]
+    fn frames_round_trip() {
+        let framed = frame_lines(b"{\"a\":1}\n{\"bb\":22}\n");
+        let mut scanned = 0;
+        let (msgs, used) = split_messages(&framed[..framed.len() - 2], &mut scanned, 100, true).unwrap();
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(&framed[msgs[0].0..msgs[0].1], b"{\"a\":1}");
+        assert_eq!(used, 4 + 7);
+        let (msgs, _) = split_messages(&framed, &mut scanned, 100, true).unwrap();
+        assert_eq!(msgs.len(), 2);
+        let mut big = (1000u32).to_be_bytes().to_vec();
+        big.extend_from_slice(&[b' '; 10]);
+        assert!(split_messages(&big, &mut 0, 100, true).is_err());
+    }
+}
