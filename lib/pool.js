@@ -401,6 +401,11 @@ class WorkerPoolManager extends EventEmitter {
     return run;
   }
 
+  /** The pool's metrics in the Prometheus text exposition format. */
+  getPrometheusMetrics() {
+    return this.#native.prometheus();
+  }
+
   /** Pids of the current worker processes (for diagnostics and tests). */
   getWorkerPids() {
     return this.#native.workerPids();

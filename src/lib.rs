@@ -134,6 +134,11 @@ impl NativePool {
     }
 
     #[napi]
+    pub fn prometheus(&self) -> String {
+        self.pool.prometheus()
+    }
+
+    #[napi]
     pub fn worker_pids(&self) -> Vec<u32> {
         self.pool.worker_pids()
     }

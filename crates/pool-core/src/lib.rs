@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod fifo;
 pub mod health;
+pub mod metrics;
 pub mod pool;
 pub mod process;
 pub mod protocol;

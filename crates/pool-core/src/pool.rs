@@ -236,6 +236,8 @@ struct Slot {
 
 #[derive(Default)]
 struct Metrics {
+    wait: crate::metrics::Histogram,
+    run: crate::metrics::Histogram,
     submitted: u64,
     completed: u64,
     failed: u64,
@@ -605,6 +607,10 @@ impl Pool {
 
     pub fn metrics_json(&self) -> String {
         self.lock().metrics_json().to_string()
+    }
+
+    pub fn prometheus(&self) -> String {
+        self.lock().prometheus()
     }
 
     pub fn worker_pids(&self) -> Vec<u32> {
@@ -1240,6 +1246,7 @@ impl State {
         w.last_activity = w.last_activity.max(now);
         let wid = w.id.clone();
         let executed = w.tasks_executed;
+        self.metrics.wait.observe(queued_ms as f64 / 1000.0);
         if w.in_flight.len() == 1 {
             self.health.set_state(&wid, "busy", Some(&task_id), executed);
         }
@@ -1368,6 +1375,7 @@ impl State {
         w.idle_since = now;
         let (id, slot) = (w.id.clone(), w.slot);
         self.health.set_state(&id, "ready", None, 0);
+        self.sample_worker(num, now);
         if let Some(op) = self.slots.get_mut(&slot).and_then(|s| s.op.take()) {
             self.op_worker_done(op, true);
         }
@@ -1507,6 +1515,7 @@ impl State {
                     return;
                 }
                 self.metrics.completed += 1;
+                self.metrics.run.observe(reported_ms.unwrap_or(duration as f64) / 1000.0);
                 if reused {
                     self.metrics.reused += 1;
                 }
@@ -2202,40 +2211,48 @@ impl State {
         );
     }
 
+    /// Memory and CPU of a worker from /proc, recorded with the health monitor.
+    fn sample_worker(&mut self, n: u64, now: Instant) {
+        let w = match self.workers.get_mut(&n) {
+            Some(w) => w,
+            None => return,
+        };
+        if let Some(s) = process::sample(w.pid) {
+            let cpu = match w.cpu_prev {
+                Some((t, c)) => {
+                    let dt = now.duration_since(t).as_secs_f64() * 1000.0;
+                    if dt > 0.0 {
+                        ((s.cpu_ms - c) / dt * 100.0).max(0.0)
+                    } else {
+                        0.0
+                    }
+                }
+                None => 0.0,
+            };
+            w.cpu_prev = Some((now, s.cpu_ms));
+            w.rss = s.rss_bytes;
+            w.cpu_percent = (cpu * 10.0).round() / 10.0;
+            let sample = Sample {
+                timestamp: epoch_ms(),
+                memory_mb: s.rss_bytes as f64 / 1048576.0,
+                rss_bytes: s.rss_bytes as f64,
+                heap_used: w.heap.0,
+                heap_total: w.heap.1,
+                cpu: w.cpu_percent,
+                uptime: now.duration_since(w.spawned).as_millis() as f64,
+            };
+            let id = w.id.clone();
+            self.health.sample(&id, sample);
+        }
+    }
+
     fn health_check(&mut self, now: Instant) {
         if !matches!(self.phase, Phase::Running | Phase::ShuttingDown) {
             return;
         }
         let nums: Vec<u64> = self.workers.keys().copied().collect();
-        for n in &nums {
-            let w = self.workers.get_mut(n).expect("worker exists");
-            if let Some(s) = process::sample(w.pid) {
-                let cpu = match w.cpu_prev {
-                    Some((t, c)) => {
-                        let dt = now.duration_since(t).as_secs_f64() * 1000.0;
-                        if dt > 0.0 {
-                            ((s.cpu_ms - c) / dt * 100.0).max(0.0)
-                        } else {
-                            0.0
-                        }
-                    }
-                    None => 0.0,
-                };
-                w.cpu_prev = Some((now, s.cpu_ms));
-                w.rss = s.rss_bytes;
-                w.cpu_percent = (cpu * 10.0).round() / 10.0;
-                let sample = Sample {
-                    timestamp: epoch_ms(),
-                    memory_mb: s.rss_bytes as f64 / 1048576.0,
-                    rss_bytes: s.rss_bytes as f64,
-                    heap_used: w.heap.0,
-                    heap_total: w.heap.1,
-                    cpu: w.cpu_percent,
-                    uptime: now.duration_since(w.spawned).as_millis() as f64,
-                };
-                let id = w.id.clone();
-                self.health.sample(&id, sample);
-            }
+        for n in nums {
+            self.sample_worker(n, now);
         }
         let out = self.health.check(now);
         for id in out.zombies {
@@ -2298,6 +2315,79 @@ impl State {
             "cpuPercent": w.cpu_percent,
             "health": health,
         })
+    }
+
+    fn prometheus(&self) -> String {
+        use crate::metrics::{family, sample};
+        let mut o = String::with_capacity(4096);
+        family(&mut o, "worker_pool_workers", "gauge", "Workers by state.");
+        let mut by_state: BTreeMap<&str, u64> = ["initializing", "ready", "busy", "shutting-down"].iter().map(|s| (*s, 0)).collect();
+        for w in self.workers.values() {
+            *by_state.entry(w.state_str()).or_default() += 1;
+        }
+        for (state, n) in &by_state {
+            sample(&mut o, "worker_pool_workers", &[("state", state)], *n as f64);
+        }
+        family(&mut o, "worker_pool_size", "gauge", "Configured pool size (slots).");
+        sample(&mut o, "worker_pool_size", &[], self.active_size() as f64);
+        family(&mut o, "worker_pool_queue_depth", "gauge", "Tasks waiting in the queue.");
+        sample(&mut o, "worker_pool_queue_depth", &[], self.queue.depth() as f64);
+        family(&mut o, "worker_pool_dead_letters", "gauge", "Tasks in the dead-letter queue.");
+        sample(&mut o, "worker_pool_dead_letters", &[], self.queue.dlq_len() as f64);
+        family(
+            &mut o,
+            "worker_pool_worker_rss_bytes",
+            "gauge",
+            "Resident memory of each worker, from /proc.",
+        );
+        for w in self.workers.values() {
+            let pid = w.pid.to_string();
+            sample(
+                &mut o,
+                "worker_pool_worker_rss_bytes",
+                &[("worker", &w.id), ("pid", &pid)],
+                w.rss as f64,
+            );
+        }
+        family(
+            &mut o,
+            "worker_pool_worker_cpu_percent",
+            "gauge",
+            "CPU use of each worker over the last health check.",
+        );
+        for w in self.workers.values() {
+            sample(&mut o, "worker_pool_worker_cpu_percent", &[("worker", &w.id)], w.cpu_percent);
+        }
+        let counters: [(&str, &str, u64); 7] = [
+            ("worker_pool_tasks_submitted_total", "Tasks submitted.", self.metrics.submitted),
+            ("worker_pool_tasks_completed_total", "Tasks completed.", self.metrics.completed),
+            (
+                "worker_pool_tasks_failed_total",
+                "Tasks that failed for good (rejected).",
+                self.metrics.failed,
+            ),
+            ("worker_pool_tasks_retried_total", "Task attempts retried.", self.queue.retried()),
+            ("worker_pool_worker_restarts_total", "Workers restarted.", self.metrics.restarted),
+            ("worker_pool_workers_spawned_total", "Workers spawned.", self.metrics.spawned),
+            (
+                "worker_pool_worker_crashes_total",
+                "Workers that exited unexpectedly.",
+                self.metrics.crashed,
+            ),
+        ];
+        for (name, help, v) in counters {
+            family(&mut o, name, "counter", help);
+            sample(&mut o, name, &[], v as f64);
+        }
+        self.metrics.wait.write(
+            &mut o,
+            "worker_pool_task_wait_seconds",
+            "Time tasks waited in the queue before a worker took them.",
+        );
+        self.metrics
+            .run
+            .write(&mut o, "worker_pool_task_run_seconds", "Run time of completed tasks.");
+        o
     }
 
     fn failed_slots(&self) -> u64 {
