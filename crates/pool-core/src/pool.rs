@@ -770,8 +770,16 @@ impl Pool {
         }
         let p = self.clone();
         let mut child = spawned.child;
+        let stderr_done = spawned.stderr_done;
         tokio::spawn(async move {
             let status = child.wait().await;
+            // A worker that died before it was ready is reported with its last stderr
+            // lines: let the stderr reader drain the pipe first (bounded: a grandchild
+            // may hold the pipe open).
+            let ready = p.lock().workers.get(&num).is_some_and(|w| w.ready);
+            if let (false, Some(done)) = (ready, stderr_done) {
+                let _ = tokio::time::timeout(Duration::from_millis(500), done).await;
+            }
             let (code, signal) = match status {
                 Ok(s) => (s.code(), s.signal()),
                 Err(_) => (None, None),
@@ -1329,6 +1337,13 @@ impl State {
             Kind::Ready => {
                 if !w.ready {
                     let features = msg.features.unwrap_or_default();
+                    if !features.is_empty() {
+                        // A worker that speaks this package's protocol sends heartbeats:
+                        // its clock starts now, so a hang before the first one is seen.
+                        let id = w.id.clone();
+                        self.health.heartbeat(&id, None, None);
+                    }
+                    let Some(w) = self.workers.get_mut(&num) else { return Ok(()) };
                     w.batch = features.iter().any(|f| f == "batch");
                     w.cancel = features.iter().any(|f| f == "cancel");
                     for c in msg.capabilities.unwrap_or_default() {

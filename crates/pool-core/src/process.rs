@@ -32,6 +32,8 @@ pub struct Spawned {
     pub pid: u32,
     pub channel: Option<StdUnixStream>,
     pub stderr_tail: Arc<Mutex<StderrTail>>,
+    /// Fires when the worker's stderr reached EOF (everything it wrote is in the tail).
+    pub stderr_done: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 /// The last lines a worker wrote to stderr (for start-failure reports).
@@ -125,8 +127,11 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> io::Result<Spawned> {
     drop(child_fd);
     let pid = child.id().unwrap_or(0);
     let tail = Arc::new(Mutex::new(StderrTail::default()));
+    let mut stderr_done = None;
     if let Some(mut err) = child.stderr.take() {
         let tail = tail.clone();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        stderr_done = Some(done_rx);
         tokio::spawn(async move {
             let mut buf = vec![0u8; 8192];
             loop {
@@ -140,6 +145,7 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> io::Result<Spawned> {
                     }
                 }
             }
+            let _ = done_tx.send(());
         });
     }
     Ok(Spawned {
@@ -147,6 +153,7 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> io::Result<Spawned> {
         pid,
         channel: parent_end,
         stderr_tail: tail,
+        stderr_done,
     })
 }
 
