@@ -680,10 +680,22 @@ class FIFOWorkerEndpoint extends EventEmitter {
     this._writer.on('close', lost);
   }
 
-  /** Send one frame to the pool. Throws ERR_CHANNEL_CLOSED after close(). */
-  send(message) {
+  /**
+   * Send one frame to the pool. Throws ERR_CHANNEL_CLOSED after close(), and
+   * the encodeFrame errors (nothing is written then). Never blocks: what the
+   * pipe cannot take yet is queued in memory, in order. `callback(err)`, if
+   * given, runs once the frame has been handed to the kernel (or failed).
+   * @returns {boolean} false when the in-memory queue is over the high-water mark
+   */
+  send(message, callback) {
     if (this._closed) throw codedError('ERR_CHANNEL_CLOSED', 'Worker side of the FIFO channel is closed');
-    return this._writer.write(encodeFrame(message, { maxFrameBytes: this.maxFrameBytes }));
+    const frame = encodeFrame(message, { maxFrameBytes: this.maxFrameBytes });
+    return callback ? this._writer.write(frame, callback) : this._writer.write(frame);
+  }
+
+  /** Bytes queued in user space waiting for the pipe to accept them. */
+  get writableLength() {
+    return this._writer.destroyed ? 0 : this._writer.writableLength;
   }
 
   isConnected() {

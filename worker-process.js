@@ -24,6 +24,20 @@
  * execute-batch are answered with task-results, buffered and flushed once per
  * macrotask (setImmediate), so tasks finishing together share one message.
  *
+ * Transports. By default the channel is Node's IPC channel (above). With
+ * WORKER_TRANSPORT=fifo (or the option transport: 'fifo') the worker has no IPC
+ * channel; it talks over two named pipes created by the pool instead:
+ *   WORKER_FIFO_IN   pool -> worker pipe (the worker reads it)
+ *   WORKER_FIFO_OUT  worker -> pool pipe (the worker writes it)
+ *   WORKER_FIFO_MAX_FRAME_BYTES  optional, largest frame either way (default 8 MiB)
+ * Every message is one frame: a 4-byte big-endian unsigned length, then that
+ * many bytes of UTF-8 JSON (see fifo-channel.js); the message objects are the
+ * same as over IPC. Both pipes are opened O_RDWR, so neither end ever sees EOF:
+ * the worker notices its parent's death by polling process.ppid (once a
+ * second) and exits 0 when it has been reparented. Writes never block: what
+ * the pipe cannot take yet is queued in memory, in order, and exit paths wait
+ * (1 s at most) for the queue to reach the pipe.
+ *
  * Run directly (`node worker-process.js`) this file is the default worker.
  */
 
@@ -43,8 +57,13 @@ const DEFAULTS = Object.freeze({
 const FEATURES = Object.freeze(['batch', 'cancel']);
 const LOG_LEVELS = new Set(['error', 'warning', 'info', 'debug']);
 
+const TRANSPORTS = new Set(['ipc', 'fifo']);
+const MAX_FRAME_LIMIT = 0xffffffff; // what a 4-byte length prefix can announce
+
 const GRACEFUL_SHUTDOWN_MS = 30000;
 const EXIT_FLUSH_MS = 2000; // upper bound for a final message to be written before exit
+const FIFO_EXIT_FLUSH_MS = 1000; // same, for the frames still queued on the FIFO transport
+const PARENT_POLL_MS = 1000; // FIFO transport: how often process.ppid is checked
 const HIGH_MEMORY_WARNING_INTERVAL_MS = 10000;
 // A run of tasks that complete without giving the event loop a turn is cut
 // after this many ms so that cancel-task, health-check and heartbeats get in.
@@ -162,6 +181,30 @@ class WorkerProcess {
       throw new TypeError('WorkerProcess option "capabilities" must be an array of strings');
     }
 
+    // Transport: an explicit option wins over WORKER_TRANSPORT (read by start()).
+    const transport = options.transport;
+    if (transport !== undefined && transport !== null && !TRANSPORTS.has(transport)) {
+      throw new TypeError(`WorkerProcess option "transport" must be "ipc" or "fifo", got ${describe(transport)}`);
+    }
+    this._transportOption = transport === undefined || transport === null ? null : transport;
+    for (const name of ['fifoIn', 'fifoOut']) {
+      const value = options[name];
+      if (value !== undefined && value !== null && (typeof value !== 'string' || value.length === 0)) {
+        throw new TypeError(`WorkerProcess option "${name}" must be a non-empty string (a FIFO path)`);
+      }
+    }
+    this._fifoIn = options.fifoIn || null;
+    this._fifoOut = options.fifoOut || null;
+    const maxFrame = options.fifoMaxFrameBytes;
+    if (maxFrame !== undefined && maxFrame !== null &&
+        (!Number.isInteger(maxFrame) || maxFrame < 1 || maxFrame > MAX_FRAME_LIMIT)) {
+      throw new RangeError(
+        `WorkerProcess option "fifoMaxFrameBytes" must be a whole number in [1, ${MAX_FRAME_LIMIT}], got ${describe(maxFrame)}`);
+    }
+    this._fifoMaxFrameBytes = maxFrame === undefined || maxFrame === null ? null : maxFrame;
+    /** 'ipc' or 'fifo' once started. */
+    this.transport = null;
+
     this.state = 'initializing';
     this.tasksExecuted = 0;
     this.currentTask = null;
@@ -197,10 +240,19 @@ class WorkerProcess {
     this._shutdownTimer = null;
     this._exiting = false;
 
+    // FIFO transport: the worker end of the channel, frames handed to it whose
+    // write has not completed yet, callbacks waiting for that count to reach 0.
+    this._fifo = null;
+    this._framesPending = 0;
+    this._flushWaiters = [];
+    this._parentTimer = null;
+    this._exitCode = null;
+
     this._onResolve = (value) => this._settle(true, value);
     this._onReject = (err) => this._settle(false, err);
     this._flushBound = () => this._flush();
     this._afterYieldBound = () => this._afterYield();
+    this._frameWrittenBound = () => this._frameWritten();
   }
 
   /** fn(payload, signal, { taskId, type, timeout }) -> result | Promise<result> */
@@ -217,6 +269,9 @@ class WorkerProcess {
 
   start() {
     if (this._started) return this;
+    const fifo = this._fifoSettings();
+    if (fifo === false) return this; // bad settings: reported, exiting
+    if (fifo !== null) return this._startFifo(fifo);
     if (typeof process.send !== 'function') {
       process.stderr.write(
         `worker-process: ${this.workerId} has no IPC channel (process.send is missing).\n` +
@@ -226,6 +281,7 @@ class WorkerProcess {
       return this;
     }
     this._started = true;
+    this.transport = 'ipc';
 
     process.on('message', (msg) => this._onMessage(msg));
     // The parent is gone: nothing can be reported any more.
@@ -234,6 +290,84 @@ class WorkerProcess {
     // emitted on `process`; without a listener they would become fatal.
     // Never answer them over IPC: a failing write would fail again and loop.
     process.on('error', (err) => this._onChannelError(err));
+    return this._begin();
+  }
+
+  /**
+   * The FIFO settings when this worker is to use the FIFO transport, null for
+   * IPC, false after reporting unusable settings (the process is exiting).
+   */
+  _fifoSettings() {
+    const env = process.env;
+    const kind = this._transportOption !== null ? this._transportOption : (env.WORKER_TRANSPORT || 'ipc');
+    if (kind === 'ipc') return null;
+    const fail = (problem) => {
+      process.stderr.write(`worker-process: ${this.workerId}: ${problem}\n`);
+      process.exit(1);
+      return false;
+    };
+    if (kind !== 'fifo') {
+      return fail(`WORKER_TRANSPORT must be "ipc" or "fifo", got ${describe(kind)}`);
+    }
+    const inPath = this._fifoIn || env.WORKER_FIFO_IN;
+    const outPath = this._fifoOut || env.WORKER_FIFO_OUT;
+    if (!inPath || !outPath) {
+      return fail('transport "fifo" needs the pipe paths in WORKER_FIFO_IN and WORKER_FIFO_OUT ' +
+        '(or the fifoIn / fifoOut options)');
+    }
+    let maxFrameBytes = this._fifoMaxFrameBytes;
+    if (maxFrameBytes === null && env.WORKER_FIFO_MAX_FRAME_BYTES) {
+      const text = env.WORKER_FIFO_MAX_FRAME_BYTES;
+      maxFrameBytes = /^[0-9]+$/.test(text) ? Number(text) : NaN;
+      if (!Number.isSafeInteger(maxFrameBytes) || maxFrameBytes < 1 || maxFrameBytes > MAX_FRAME_LIMIT) {
+        return fail(`WORKER_FIFO_MAX_FRAME_BYTES must be a whole number in [1, ${MAX_FRAME_LIMIT}], got ${describe(text)}`);
+      }
+    }
+    return { inPath, outPath, maxFrameBytes };
+  }
+
+  _startFifo({ inPath, outPath, maxFrameBytes }) {
+    let endpoint;
+    try {
+      const FIFOChannel = require('./fifo-channel.js');
+      endpoint = FIFOChannel.openWorkerSide(
+        maxFrameBytes === null ? { inPath, outPath } : { inPath, outPath, maxFrameBytes });
+    } catch (err) {
+      process.stderr.write(
+        `worker-process: ${this.workerId} cannot open its FIFOs (in: ${inPath}, out: ${outPath}): ` +
+        `${err && err.message ? err.message : String(err)}\n`);
+      process.exit(1);
+      return this;
+    }
+    this._started = true;
+    this.transport = 'fifo';
+    this._fifo = endpoint;
+    // Processes this worker starts must not take these pipes for their own.
+    delete process.env.WORKER_TRANSPORT;
+    delete process.env.WORKER_FIFO_IN;
+    delete process.env.WORKER_FIFO_OUT;
+    delete process.env.WORKER_FIFO_MAX_FRAME_BYTES;
+
+    endpoint.on('message', (msg) => this._onMessage(msg));
+    endpoint.on('error', (err) => this._onFifoError(err));
+    // The descriptors are gone (not expected with O_RDWR): nothing can be
+    // reported any more.
+    endpoint.on('close', () => process.exit(this._exitCode !== null ? this._exitCode : 0));
+    this._watchParent();
+    return this._begin();
+  }
+
+  /** Exits 0 once the parent is gone (we were reparented); FIFO transport only. */
+  _watchParent() {
+    const parent = process.ppid;
+    this._parentTimer = setInterval(() => {
+      if (process.ppid !== parent) process.exit(0);
+    }, PARENT_POLL_MS);
+    this._parentTimer.unref();
+  }
+
+  /** Common part of start(): signals, error hooks, worker-ready, heartbeats. */
+  _begin() {
     process.on('SIGTERM', () => this._onSignal());
     process.on('SIGINT', () => this._onSignal());
     process.on('uncaughtException', (err) => this._onUncaught(err));
@@ -564,12 +698,23 @@ class WorkerProcess {
     sanitizeResults(results);
     if (this._send(msg) === null) return;
     for (let i = 0; i < results.length; i++) {
-      this._send({ type: 'task-results', workerId: this.workerId, results: [results[i]] });
+      const entry = results[i];
+      const err = this._send({ type: 'task-results', workerId: this.workerId, results: [entry] });
+      if (err === null) continue;
+      // This one result alone cannot be sent (e.g. larger than a FIFO frame).
+      this._send({ type: 'task-results', workerId: this.workerId, results: [{
+        taskId: entry.taskId,
+        ok: false,
+        error: serializeError(makeError(
+          `Task result could not be sent: ${err.message}`, 'ERR_RESULT_NOT_SERIALIZABLE')),
+        duration: entry.duration,
+      }] });
     }
   }
 
-  /** process.send that never throws; returns the error (or null). */
+  /** process.send (or a FIFO frame) that never throws; returns the error (or null). */
   _send(msg, callback) {
+    if (this._fifo !== null) return this._sendFrame(msg, callback);
     if (!process.connected) return null;
     try {
       if (callback) process.send(msg, callback);
@@ -578,6 +723,50 @@ class WorkerProcess {
     } catch (err) {
       return err;
     }
+  }
+
+  /**
+   * FIFO transport: encodes msg as one frame and queues it on the out-pipe.
+   * Returns the encoding error (nothing written then), else null.
+   */
+  _sendFrame(msg, callback) {
+    const fifo = this._fifo;
+    if (!fifo.isConnected()) return null;
+    this._framesPending++;
+    try {
+      fifo.send(msg, callback
+        ? (err) => { this._frameWritten(); callback(err); }
+        : this._frameWrittenBound);
+      return null;
+    } catch (err) {
+      this._framesPending--;
+      return err;
+    }
+  }
+
+  _frameWritten() {
+    if (--this._framesPending === 0 && this._flushWaiters.length > 0) {
+      const waiters = this._flushWaiters;
+      this._flushWaiters = [];
+      for (const fn of waiters) fn();
+    }
+  }
+
+  /** Runs fn once every frame queued so far has reached the pipe, or after timeoutMs. */
+  _whenFlushed(timeoutMs, fn) {
+    if (this._framesPending === 0) {
+      fn();
+      return;
+    }
+    let done = false;
+    const once = () => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      fn();
+    };
+    const timer = setTimeout(once, timeoutMs);
+    this._flushWaiters.push(once);
   }
 
   // ------------------------------------------------- heartbeats and status
@@ -663,6 +852,21 @@ class WorkerProcess {
     }
   }
 
+  /** Errors of the FIFO transport; never answered with an I/O-level retry. */
+  _onFifoError(err) {
+    const code = err && err.code;
+    if (code === 'ERR_FRAME_TOO_LARGE' || code === 'ERR_FRAME_INVALID_JSON') {
+      // The frame is skipped; the ones around it still arrive.
+      this.log('warning', `Ignored a frame from the pool: ${err.message}`, { error: err });
+      return;
+    }
+    try {
+      process.stderr.write(`worker-process ${this.workerId}: FIFO error: ${err && err.stack ? err.stack : String(err)}\n`);
+    } catch {
+      // stderr may be closed too.
+    }
+  }
+
   _onSignal() {
     if (this._shuttingDown) this.shutdown(false);
     else this.shutdown(true);
@@ -705,6 +909,13 @@ class WorkerProcess {
 
   /** Sends a last message and exits once it is written (or after EXIT_FLUSH_MS). */
   _exitAfter(msg, code) {
+    if (this._fifo !== null) {
+      // Everything queued before (results, logs) goes out first: frames keep order.
+      this._exitCode = code;
+      this._send(msg);
+      this._whenFlushed(FIFO_EXIT_FLUSH_MS, () => process.exit(code));
+      return;
+    }
     if (!process.connected) process.exit(code);
     const err = this._send(msg, () => process.exit(code));
     if (err !== null) process.exit(code);

@@ -250,14 +250,8 @@ impl PoolConfig {
             )
         })?;
         let transport = r.string("transport", "ipc")?;
-        if transport != "ipc" {
-            // The FIFO transport is on the roadmap (issue 5); refuse it rather than
-            // silently running over IPC.
-            return Err(CoreError::config(
-                "transport",
-                "'ipc' ('fifo' is not available yet)",
-                format!("\"{transport}\""),
-            ));
+        if transport != "ipc" && transport != "fifo" {
+            return Err(CoreError::config("transport", "'ipc' or 'fifo'", format!("\"{transport}\"")));
         }
         let log_level = r.string("logLevel", "info")?;
         if !["silent", "error", "warn", "info", "debug"].contains(&log_level.as_str()) {

@@ -675,6 +675,10 @@ impl Pool {
             spec.env.push(("WORKER_TRANSPORT".into(), "fifo".into()));
             spec.env.push(("WORKER_FIFO_IN".into(), inp.to_string_lossy().into_owned()));
             spec.env.push(("WORKER_FIFO_OUT".into(), outp.to_string_lossy().into_owned()));
+            spec.env.push((
+                "WORKER_FIFO_MAX_FRAME_BYTES".into(),
+                st.cfg.max_message_bytes.min(u32::MAX as u64).to_string(),
+            ));
         }
         let spawned = match process::spawn(&spec) {
             Ok(s) => s,
