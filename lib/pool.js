@@ -43,10 +43,11 @@ class WorkerPoolManager extends EventEmitter {
   #logLevel;
   #shutdownPromise = null;
   #closed = false;
-  #tickArmed = false;
-  #disarm = () => {
-    this.#tickArmed = false;
-  };
+  // Tasks cross N-API in batches: submitTask appends a line, one call per microtask.
+  #seq = 0;
+  #batch = '';
+  #flushQueued = false;
+  #flushBound = () => this.#flush();
 
   constructor(config = {}) {
     super();
@@ -74,7 +75,10 @@ class WorkerPoolManager extends EventEmitter {
 
     const native = this.#native;
     const poolCalls = {
-      call: (method, args = []) => callNative(() => native.call(method, JSON.stringify(args))),
+      call: (method, args = []) => {
+        this.#flush();
+        return callNative(() => native.call(method, JSON.stringify(args)));
+      },
       requeueDeadLetters: (taskId) => this.#requeueDeadLetters(taskId),
     };
     this.taskQueue = new TaskQueue(undefined, {
@@ -131,6 +135,7 @@ class WorkerPoolManager extends EventEmitter {
   }
 
   #op(start) {
+    this.#flush();
     const op = ++this.#opSeq;
     return new Promise((resolve, reject) => {
       this.#ops.set(op, { resolve, reject });
@@ -315,18 +320,14 @@ class WorkerPoolManager extends EventEmitter {
         return Promise.reject(abortError('The task was aborted before it was submitted', signal.reason));
       }
     }
-    // The first submit of a tick goes straight to an idle worker; the rest of a burst
-    // is dispatched by the core thread in batches.
-    const urgent = !this.#tickArmed;
-    if (urgent) {
-      this.#tickArmed = true;
-      queueMicrotask(this.#disarm);
-    }
-    let seq;
-    try {
-      seq = this.#native.submit(JSON.stringify(task.type), payloadJson, priority, timeout, maxRetries, metadataJson, requires, urgent);
-    } catch (e) {
-      return Promise.reject(fromNative(e));
+    let requiresJson = '';
+    if (requires !== undefined) requiresJson = JSON.stringify(requires);
+    const seq = ++this.#seq;
+    // One line per task; JSON text never contains a raw tab or newline.
+    this.#batch += `${seq}\t${priority}\t${timeout ?? ''}\t${maxRetries ?? ''}\t${JSON.stringify(task.type)}\t${payloadJson}\t${metadataJson ?? ''}\t${requiresJson}\n`;
+    if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      queueMicrotask(this.#flushBound);
     }
     return this.#track(seq, signal);
   }
@@ -336,6 +337,7 @@ class WorkerPoolManager extends EventEmitter {
       const entry = { resolve, reject, signal: null, cleanup: null };
       if (signal) {
         const onAbort = () => {
+          this.#flush();
           const reason = signal.reason instanceof Error ? signal.reason.message : signal.reason === undefined ? '' : String(signal.reason);
           this.#native.cancel(seq, reason);
         };
@@ -348,20 +350,43 @@ class WorkerPoolManager extends EventEmitter {
     });
   }
 
+  /** Hands the tasks submitted so far to the core; refusals reject their promises. */
+  #flush() {
+    this.#flushQueued = false;
+    if (this.#batch === '') return;
+    const batch = this.#batch;
+    this.#batch = '';
+    const refused = this.#native.submitBatch(batch);
+    if (refused === '') return;
+    for (const [seq, info] of JSON.parse(refused)) {
+      const p = this.#pending.get(seq);
+      if (!p) continue;
+      this.#pending.delete(seq);
+      if (p.cleanup) p.cleanup();
+      p.reject(fromCore(info));
+    }
+    this.#refresh();
+  }
+
   #requeueDeadLetters(taskId) {
-    const seqs = callNative(() => this.#native.requeueDeadLetters(taskId ?? undefined));
+    this.#flush();
+    const seqs = callNative(() => this.#native.requeueDeadLetters(taskId ?? undefined, this.#seq + 1));
+    if (seqs.length) this.#seq = seqs[seqs.length - 1];
     return seqs.map((s) => this.#track(s, null));
   }
 
   getWorkerStatus(workerId) {
+    this.#flush();
     return JSON.parse(this.#native.workerStatus(String(workerId)));
   }
 
   getAllWorkersStatus() {
+    this.#flush();
     return JSON.parse(this.#native.allWorkers());
   }
 
   getPoolMetrics() {
+    this.#flush();
     return JSON.parse(this.#native.metrics());
   }
 
@@ -403,6 +428,7 @@ class WorkerPoolManager extends EventEmitter {
 
   /** The pool's metrics in the Prometheus text exposition format. */
   getPrometheusMetrics() {
+    this.#flush();
     return this.#native.prometheus();
   }
 

@@ -5,7 +5,7 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use pool_core::standalone::{StandaloneHealth, StandaloneQueue};
-use pool_core::{CoreError, EventSink, Pool, PoolConfig, PoolTask, SubmitOptions};
+use pool_core::{CoreError, EventSink, Pool, PoolConfig};
 use serde_json::Value;
 use std::sync::Mutex;
 
@@ -65,32 +65,16 @@ impl NativePool {
         self.pool.initialize(size, op as u64).map_err(to_napi_error)
     }
 
+    /// Many tasks in one call (see `Pool::submit_batch` for the line format). Returns
+    /// "" or a JSON array of `[seq, error]` for the tasks refused at once.
     #[napi]
-    #[allow(clippy::too_many_arguments, reason = "flat primitives keep the per-task call cheap")]
-    pub fn submit(
-        &self,
-        type_json: String,
-        payload_json: String,
-        priority: f64,
-        timeout: Option<f64>,
-        max_retries: Option<u32>,
-        metadata_json: Option<String>,
-        requires: Option<Vec<String>>,
-        urgent: bool,
-    ) -> Result<f64> {
-        let task = PoolTask {
-            type_json,
-            payload_json,
-            metadata_json,
-            requires: requires.unwrap_or_default(),
-        };
-        let opts = SubmitOptions {
-            urgent,
-            priority,
-            timeout_ms: timeout.map(|t| t as u64),
-            max_retries,
-        };
-        self.pool.submit(task, opts).map(|(seq, _)| seq as f64).map_err(to_napi_error)
+    pub fn submit_batch(&self, batch: String) -> String {
+        let refused = self.pool.submit_batch(&batch);
+        if refused.is_empty() {
+            return String::new();
+        }
+        let items: Vec<String> = refused.iter().map(|(seq, e)| format!("[{seq},{}]", e.to_json())).collect();
+        format!("[{}]", items.join(","))
     }
 
     #[napi]
@@ -151,9 +135,9 @@ impl NativePool {
 
     /// Returns the new sequence numbers of the resubmitted tasks.
     #[napi]
-    pub fn requeue_dead_letters(&self, id: Option<String>) -> Result<Vec<f64>> {
+    pub fn requeue_dead_letters(&self, id: Option<String>, first_seq: f64) -> Result<Vec<f64>> {
         self.pool
-            .requeue_dead_letters(id.as_deref())
+            .requeue_dead_letters(id.as_deref(), first_seq as u64)
             .map(|v| v.into_iter().map(|(s, _)| s as f64).collect())
             .map_err(to_napi_error)
     }

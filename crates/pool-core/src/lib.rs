@@ -17,4 +17,4 @@ pub mod util;
 
 pub use config::PoolConfig;
 pub use error::{Code, CoreError, CoreResult};
-pub use pool::{EventSink, Pool, PoolTask, SubmitOptions};
+pub use pool::{EventSink, Pool, PoolTask};

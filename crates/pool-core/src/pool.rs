@@ -15,7 +15,7 @@ use crate::queue::{Attempt, FailOutcome, QueueOptions, TaskData, TaskQueue};
 use crate::runtime;
 use crate::util::{epoch_ms, json_str, signal_name};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::os::unix::process::ExitStatusExt;
@@ -56,15 +56,6 @@ impl TaskData for PoolTask {
     }
 }
 
-pub struct SubmitOptions {
-    /// The first submit of a JS tick: dispatch it now if a worker is idle. Later
-    /// submits of the same tick are left to the core thread, which sends them in bulk.
-    pub urgent: bool,
-    pub priority: f64,
-    pub timeout_ms: Option<u64>,
-    pub max_retries: Option<u32>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Created,
@@ -98,6 +89,8 @@ enum KillReason {
 struct InFlight {
     seq: u64,
     abandoned: bool,
+    /// Predicted run time (ms) from its type's history; infinite when unknown.
+    pred: f64,
 }
 
 /// Bytes waiting for a worker's socket. Whoever pushes first tries a non-blocking
@@ -197,8 +190,8 @@ struct Worker {
     rss: u64,
     cpu_percent: f64,
     ready_deadline: Instant,
-    /// Moving average of the worker's task run time (ms), for the prefetch window.
-    avg_run_ms: Option<f64>,
+    /// Predicted work (ms) sent ahead of the running task.
+    ahead_ms: f64,
 }
 
 impl Worker {
@@ -287,8 +280,9 @@ struct State {
     last_health: Instant,
     spawn_requests: Vec<u64>,
     wake_hint: bool,
-    dispatch_requested: bool,
     next_autoscale: Option<Instant>,
+    /// Moving average of run time (ms) per task type, to predict what prefetch costs.
+    type_avg: HashMap<String, f64>,
     scale_cooldown_until: Option<Instant>,
     init_failure: Option<(u64, CoreError)>,
     shutdown_waiters: Vec<u64>,
@@ -361,8 +355,8 @@ impl Pool {
                 last_health: Instant::now(),
                 spawn_requests: Vec::new(),
                 wake_hint: false,
-                dispatch_requested: false,
                 next_autoscale: None,
+                type_avg: HashMap::new(),
                 scale_cooldown_until: None,
                 init_failure: None,
                 shutdown_waiters: Vec::new(),
@@ -516,45 +510,41 @@ impl Pool {
         })
     }
 
-    pub fn submit(&self, task: PoolTask, opts: SubmitOptions) -> CoreResult<(u64, String)> {
+    /// Submits many tasks in one call. `batch` has one task per line, fields separated
+    /// by tabs: `seq, priority, timeout, maxRetries, typeJson, payloadJson, metadataJson,
+    /// requiresJson` (empty = absent). JSON text never contains a raw tab or newline.
+    /// Returns the tasks refused at once, with their errors; the rest are queued and
+    /// settle through events.
+    pub fn submit_batch(&self, batch: &str) -> Vec<(u64, CoreError)> {
         self.with(|st| {
-            match st.phase {
-                Phase::Running => {}
-                Phase::Created | Phase::Initializing => {
-                    return Err(CoreError::new(
-                        Code::PoolNotInitialized,
-                        "Pool not initialized: call initialize() (or use createWorkerPool) first",
-                    ))
+            let mut refused = Vec::new();
+            let phase_err = match st.phase {
+                Phase::Running => None,
+                Phase::Created | Phase::Initializing => Some(CoreError::new(
+                    Code::PoolNotInitialized,
+                    "Pool not initialized: call initialize() (or use createWorkerPool) first",
+                )),
+                Phase::ShuttingDown | Phase::Closing => Some(CoreError::new(Code::PoolShuttingDown, "Pool is shutting down")),
+                Phase::Shutdown => Some(CoreError::new(Code::PoolShutdown, "Pool has been shut down")),
+            };
+            for line in batch.split('\n').filter(|l| !l.is_empty()) {
+                let mut f = line.split('\t');
+                let Some(seq) = f.next().and_then(|x| x.parse::<u64>().ok()) else {
+                    continue;
+                };
+                if let Some(e) = &phase_err {
+                    refused.push((seq, e.clone()));
+                    continue;
                 }
-                Phase::ShuttingDown | Phase::Closing => return Err(CoreError::new(Code::PoolShuttingDown, "Pool is shutting down")),
-                Phase::Shutdown => return Err(CoreError::new(Code::PoolShutdown, "Pool has been shut down")),
-            }
-            if let Some(max) = st.cfg.max_queue_size {
-                if st.queue.depth() >= max {
-                    st.queue_full_seen = true;
-                    return Err(CoreError::new(
-                        Code::QueueFull,
-                        format!("Queue is full: maxQueueSize is {max}; retry later or raise maxQueueSize"),
-                    ));
+                match st.submit_line(seq, &mut f) {
+                    Ok(()) => {}
+                    Err(e) => refused.push((seq, e)),
                 }
             }
-            if !task.requires.is_empty() && !st.any_worker_could_serve(&task.requires) {
-                return Err(CoreError::new(
-                    Code::NoCapableWorker,
-                    format!("No worker of this pool has every capability the task requires: {:?}", task.requires),
-                ));
-            }
-            let (seq, id) = st.queue.enqueue(task, opts.priority, opts.timeout_ms, opts.max_retries);
-            st.metrics.submitted += 1;
-            // An idle worker takes the task now, written to its socket from this thread.
-            // Otherwise the core thread dispatches later, many tasks at a time.
-            if opts.urgent && st.workers.values().any(|w| w.in_flight.is_empty() && st.capacity_of(w) > 0) {
+            if !batch.is_empty() && phase_err.is_none() {
                 st.dispatch();
-            } else if !st.dispatch_requested {
-                st.dispatch_requested = true;
-                st.wake_hint = true;
             }
-            Ok((seq, id))
+            refused
         })
     }
 
@@ -742,7 +732,7 @@ impl Pool {
                 rss: 0,
                 cpu_percent: 0.0,
                 ready_deadline,
-                avg_run_ms: None,
+                ahead_ms: 0.0,
             },
         );
         if let Some(s) = st.slots.get_mut(&slot) {
@@ -1083,6 +1073,56 @@ impl State {
         removed
     }
 
+    fn submit_line<'a>(&mut self, seq: u64, f: &mut impl Iterator<Item = &'a str>) -> CoreResult<()> {
+        let bad = |what: &str| CoreError::new(Code::InvalidTask, format!("Invalid task: malformed {what} in a submit batch"));
+        let priority: f64 = f.next().and_then(|x| x.parse().ok()).ok_or_else(|| bad("priority"))?;
+        let timeout_ms = match f.next() {
+            Some("") | None => None,
+            Some(x) => Some(x.parse::<f64>().map_err(|_| bad("timeout"))?.ceil() as u64),
+        };
+        let max_retries = match f.next() {
+            Some("") | None => None,
+            Some(x) => Some(x.parse::<u32>().map_err(|_| bad("maxRetries"))?),
+        };
+        let type_json = f.next().filter(|x| !x.is_empty()).ok_or_else(|| bad("type"))?.to_string();
+        let payload_json = f.next().filter(|x| !x.is_empty()).unwrap_or("null").to_string();
+        let metadata_json = f.next().filter(|x| !x.is_empty()).map(str::to_string);
+        let requires: Vec<String> = match f.next() {
+            Some("") | None => Vec::new(),
+            Some(x) => serde_json::from_str(x).map_err(|_| bad("requires"))?,
+        };
+        if self.queue.contains(seq) {
+            return Err(CoreError::new(
+                Code::InvalidTask,
+                format!("Task sequence number {seq} is already in use"),
+            ));
+        }
+        if let Some(max) = self.cfg.max_queue_size {
+            if self.queue.depth() >= max {
+                self.queue_full_seen = true;
+                return Err(CoreError::new(
+                    Code::QueueFull,
+                    format!("Queue is full: maxQueueSize is {max}; retry later or raise maxQueueSize"),
+                ));
+            }
+        }
+        if !requires.is_empty() && !self.any_worker_could_serve(&requires) {
+            return Err(CoreError::new(
+                Code::NoCapableWorker,
+                format!("No worker of this pool has every capability the task requires: {requires:?}"),
+            ));
+        }
+        let task = PoolTask {
+            type_json,
+            payload_json,
+            metadata_json,
+            requires,
+        };
+        self.queue.enqueue_as(seq, task, priority, timeout_ms, max_retries);
+        self.metrics.submitted += 1;
+        Ok(())
+    }
+
     fn fifo(&self) -> bool {
         self.cfg.transport == "fifo"
     }
@@ -1144,24 +1184,40 @@ impl State {
 
     // ------------------------------------------------------------------ dispatch
 
-    fn capacity_of(&self, w: &Worker) -> usize {
+    /// Predicted run time of a queued task, from its type's history.
+    fn predict(&self, seq: u64) -> f64 {
+        self.queue
+            .get(seq)
+            .and_then(|r| self.type_avg.get(r.data.type_json.as_str()))
+            .copied()
+            .unwrap_or(f64::INFINITY)
+    }
+
+    /// Whether worker `w` may take one more task predicted to run `pred` ms now.
+    ///
+    /// An idle worker always may. A busy one gets tasks sent ahead (prefetch) only if
+    /// it batches, the queue is deep, and everything that would wait inside it (the
+    /// rest of the running task plus what is already ahead plus this task) is
+    /// predicted to fit in PREFETCH_BUDGET_MS. So a task is never committed behind a
+    /// long or unknown task, and priorities and fairness hold within that budget.
+    fn can_take(&self, w: &Worker, pred: f64, now: Instant) -> bool {
         if !w.ready || w.retiring.is_some() || w.kill.is_some() {
-            return 0;
+            return false;
         }
-        if !w.batch || self.cfg.prefetch <= 1 {
-            return 1;
+        let Some(head) = w.in_flight.front() else { return true };
+        if !w.batch || w.in_flight.len() >= self.cfg.prefetch as usize || head.abandoned {
+            return false;
         }
-        // Send tasks ahead only while that delays nothing much: the work queued inside a
-        // worker stays under PREFETCH_BUDGET_MS (so priorities and fairness hold within
-        // that), and only a deep queue is spread ahead.
-        let by_time = match w.avg_run_ms {
-            Some(avg) if avg > 0.0 => (PREFETCH_BUDGET_MS / avg) as u64,
-            Some(_) => u64::MAX,
-            None => 1,
-        };
         let n = self.workers.len().max(1) as u64;
-        let by_depth = 1 + self.queue.depth() / n;
-        by_time.min(by_depth).min(self.cfg.prefetch as u64).max(1) as usize
+        if w.in_flight.len() as u64 >= 1 + self.queue.depth() / n {
+            return false;
+        }
+        let elapsed = w.head_started.map(|t| now.duration_since(t).as_secs_f64() * 1000.0).unwrap_or(0.0);
+        if head.pred > PREFETCH_BUDGET_MS || elapsed > PREFETCH_BUDGET_MS {
+            return false;
+        }
+        let remaining = (head.pred - elapsed).max(0.0);
+        remaining + w.ahead_ms + pred <= PREFETCH_BUDGET_MS
     }
 
     fn dispatch(&mut self) {
@@ -1191,18 +1247,13 @@ impl State {
 
     fn pick_worker(&self, seq: u64) -> Option<u64> {
         let requires: &[String] = self.queue.get(seq).map(|r| r.data.requires.as_slice()).unwrap_or(&[]);
+        let pred = self.predict(seq);
+        let now = Instant::now();
         for idle_only in [true, false] {
             let cands: Vec<Candidate> = self
                 .workers
                 .values()
-                .filter(|w| {
-                    let cap = self.capacity_of(w);
-                    if idle_only {
-                        cap > 0 && w.in_flight.is_empty()
-                    } else {
-                        w.in_flight.len() < cap
-                    }
-                })
+                .filter(|w| (!idle_only || w.in_flight.is_empty()) && self.can_take(w, pred, now))
                 .map(|w| Candidate {
                     num: w.num,
                     in_flight: w.in_flight.len(),
@@ -1223,7 +1274,8 @@ impl State {
     /// When the first queued task can't run anywhere now (capabilities), look further
     /// down the queue for a task a free worker can serve.
     fn pick_any_task(&self) -> Option<(u64, u64)> {
-        let free = self.workers.values().any(|w| w.in_flight.len() < self.capacity_of(w));
+        let now = Instant::now();
+        let free = self.workers.values().any(|w| self.can_take(w, 0.0, now));
         if !free {
             return None;
         }
@@ -1246,8 +1298,16 @@ impl State {
             None => return,
         };
         let task_events = self.task_events;
+        let pred = self.predict(seq);
         let Some(w) = self.workers.get_mut(&wn) else { return };
-        w.in_flight.push_back(InFlight { seq, abandoned: false });
+        if !w.in_flight.is_empty() {
+            w.ahead_ms += pred;
+        }
+        w.in_flight.push_back(InFlight {
+            seq,
+            abandoned: false,
+            pred,
+        });
         let mut deadline = None;
         if w.in_flight.len() == 1 {
             let d = now + Duration::from_millis(timeout);
@@ -1484,13 +1544,8 @@ impl State {
         };
         let entry = w.in_flight.remove(pos).expect("position is valid");
         let was_head = pos == 0;
-        if let Some(ms) = reported_ms.filter(|d| d.is_finite() && *d >= 0.0) {
-            w.avg_run_ms = Some(match w.avg_run_ms {
-                Some(avg) => avg * 0.8 + ms * 0.2,
-                None => ms,
-            });
-        }
         let started = if was_head { w.head_started } else { Some(now) };
+        w.ahead_ms = w.in_flight.iter().skip(1).map(|f| f.pred).sum();
         if was_head {
             w.abandon_deadline = None;
             match w.in_flight.front().map(|f| f.seq) {
@@ -1528,6 +1583,21 @@ impl State {
             return;
         }
         let duration = started.map(|s| now.duration_since(s).as_millis() as u64).unwrap_or(0);
+        let measured = reported_ms
+            .filter(|d| d.is_finite() && *d >= 0.0)
+            .or_else(|| started.map(|s| now.duration_since(s).as_secs_f64() * 1000.0));
+        if let (Some(ms), Some(rec)) = (measured, self.queue.get(seq)) {
+            let key = rec.data.type_json.as_str();
+            match self.type_avg.get_mut(key) {
+                Some(avg) => *avg = *avg * 0.8 + ms * 0.2,
+                None => {
+                    if self.type_avg.len() >= 4096 {
+                        self.type_avg.clear();
+                    }
+                    self.type_avg.insert(key.to_string(), ms);
+                }
+            }
+        }
         match outcome {
             Ok(raw) => {
                 if self.queue.complete(seq).is_none() {
@@ -1672,6 +1742,7 @@ impl State {
             w.in_flight[pos].abandoned = true;
         } else if pos > 0 {
             w.in_flight.remove(pos);
+            w.ahead_ms = w.in_flight.iter().skip(1).map(|f| f.pred).sum();
         } else {
             w.in_flight[0].abandoned = true;
             w.head_deadline = None;
@@ -2104,7 +2175,6 @@ impl State {
 
     fn on_timers(&mut self, now: Instant, _pool: &Pool) {
         self.next_wake = None;
-        self.dispatch_requested = false;
         if self.queue.promote_due(now) > 0 {
             self.dispatch();
         }
@@ -2521,14 +2591,17 @@ impl State {
 }
 
 impl Pool {
-    /// Resubmits dead-lettered tasks (all, or the one with `id`); returns new (seq, id)s.
-    pub fn requeue_dead_letters(&self, id: Option<&str>) -> CoreResult<Vec<(u64, String)>> {
+    /// Resubmits dead-lettered tasks (all, or the one with `id`) under sequence numbers
+    /// `first_seq`, `first_seq + 1`, ...; returns them.
+    pub fn requeue_dead_letters(&self, id: Option<&str>, first_seq: u64) -> CoreResult<Vec<(u64, String)>> {
         self.with(|st| {
             st.require_running()?;
             let items = st.take_dead_letters(id);
             let mut out = Vec::new();
-            for (task, prio, timeout, max_retries) in items {
-                let r = st.queue.enqueue(task, prio, Some(timeout), Some(max_retries));
+            for (i, (task, prio, timeout, max_retries)) in items.into_iter().enumerate() {
+                let r = st
+                    .queue
+                    .enqueue_as(first_seq + i as u64, task, prio, Some(timeout), Some(max_retries));
                 st.metrics.submitted += 1;
                 out.push(r);
             }

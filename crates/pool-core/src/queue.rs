@@ -235,6 +235,10 @@ impl<T: TaskData> TaskQueue<T> {
         id.strip_prefix("task-")?.rsplit('-').next()?.parse().ok()
     }
 
+    pub fn contains(&self, seq: u64) -> bool {
+        self.records.contains_key(&seq)
+    }
+
     pub fn depth(&self) -> u64 {
         self.queued.len() as u64
     }
@@ -257,7 +261,13 @@ impl<T: TaskData> TaskQueue<T> {
 
     pub fn enqueue(&mut self, data: T, priority: f64, timeout_ms: Option<u64>, max_retries: Option<u32>) -> (u64, String) {
         let seq = self.next_seq;
-        self.next_seq += 1;
+        self.enqueue_as(seq, data, priority, timeout_ms, max_retries)
+    }
+
+    /// Enqueues under a sequence number the caller chose (the pool's JS side numbers
+    /// its tasks so that many can cross N-API in one call). Must be unused.
+    pub fn enqueue_as(&mut self, seq: u64, data: T, priority: f64, timeout_ms: Option<u64>, max_retries: Option<u32>) -> (u64, String) {
+        self.next_seq = self.next_seq.max(seq + 1);
         let id = format!("task-{}-{}", epoch_ms() as u64, seq);
         let rec = Record {
             seq,
