@@ -1209,7 +1209,7 @@ impl State {
             return false;
         }
         let n = self.workers.len().max(1) as u64;
-        if w.in_flight.len() as u64 >= 1 + self.queue.depth() / n {
+        if w.in_flight.len() as u64 > self.queue.depth() / n {
             return false;
         }
         let elapsed = w.head_started.map(|t| now.duration_since(t).as_secs_f64() * 1000.0).unwrap_or(0.0);
