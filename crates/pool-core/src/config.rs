@@ -274,7 +274,7 @@ impl PoolConfig {
             Some(Value::Object(o)) => Some(parse_autoscale(o)?),
             Some(v) => return Err(CoreError::config("autoScale", "true, false or an object", describe(v))),
         };
-        let prefetch = r.int("prefetch", 64, 1)?;
+        let prefetch = r.int("prefetch", 256, 1)?;
         if prefetch > 1024 {
             return Err(CoreError::config("prefetch", "an integer from 1 to 1024", prefetch));
         }
