@@ -218,6 +218,8 @@ impl Worker {
 
 struct Slot {
     group: usize,
+    /// Capabilities of this slot's workers: the group's plus what the last one declared.
+    caps: Vec<String>,
     /// The initialize/scaleUp operation waiting for this slot's first worker.
     op: Option<u64>,
     unstable: u32,
@@ -1056,18 +1058,29 @@ impl State {
             .collect();
         order.sort_by_key(|&(busy, sn)| (busy, std::cmp::Reverse(sn)));
         let mut waiting = Vec::new();
+        let mut removed = 0;
         for (_, sn) in order {
             if remove == 0 {
                 break;
             }
+            // Never scale away the last slot that has a set of capabilities.
+            let caps = self.slots[&sn].caps.clone();
+            if !caps.is_empty()
+                && !self
+                    .slots
+                    .iter()
+                    .any(|(&o, s)| o != sn && !s.failed && balance::can_serve(&caps, &s.caps))
+            {
+                continue;
+            }
             remove -= 1;
+            removed += 1;
             let slot = self.slots.remove(&sn).expect("slot exists");
             if let Some(wn) = slot.worker {
                 waiting.push(wn);
                 self.retire(wn, Retire::ScaleDown);
             }
         }
-        let removed = size - target;
         self.ops.push(PendingOp::ScaleDown { op, waiting, removed });
         self.finish_ops();
         removed
@@ -1157,6 +1170,12 @@ impl State {
             n,
             Slot {
                 group,
+                caps: self
+                    .cfg
+                    .worker_groups
+                    .get(group)
+                    .map(|g| g.capabilities.clone())
+                    .unwrap_or_default(),
                 op: None,
                 unstable: 0,
                 restarts: 0,
@@ -1173,13 +1192,34 @@ impl State {
         self.slots.values().filter(|s| !s.failed).count()
     }
 
+    /// Whether some slot of the pool (its worker now, or the one that replaces it)
+    /// has every capability in `requires`.
     fn any_worker_could_serve(&self, requires: &[String]) -> bool {
-        let group_caps = |g: usize| -> &[String] { self.cfg.worker_groups.get(g).map(|x| x.capabilities.as_slice()).unwrap_or(&[]) };
-        self.workers.values().any(|w| balance::can_serve(requires, &w.capabilities))
-            || self
-                .slots
-                .values()
-                .any(|s| !s.failed && s.worker.is_none() && balance::can_serve(requires, group_caps(s.group)))
+        self.slots.values().any(|s| !s.failed && balance::can_serve(requires, &s.caps))
+    }
+
+    /// Rejects waiting tasks that no slot can serve any more (the last capable worker
+    /// was scaled down, idled out or given up): a task never waits forever.
+    fn reject_unservable(&mut self) {
+        if !matches!(self.phase, Phase::Running | Phase::ShuttingDown) {
+            return;
+        }
+        for seq in self.queue.waiting() {
+            let Some(rec) = self.queue.get(seq) else { continue };
+            if rec.data.requires.is_empty() || self.any_worker_could_serve(&rec.data.requires) {
+                continue;
+            }
+            let err = CoreError::new(
+                Code::NoCapableWorker,
+                format!(
+                    "No worker of this pool has every capability the task requires any more: {:?}",
+                    rec.data.requires
+                ),
+            );
+            self.queue.remove(seq);
+            self.metrics.failed += 1;
+            self.settle_err(seq, &err);
+        }
     }
 
     // ------------------------------------------------------------------ dispatch
@@ -1203,6 +1243,12 @@ impl State {
     fn can_take(&self, w: &Worker, pred: f64, now: Instant) -> bool {
         if !w.ready || w.retiring.is_some() || w.kill.is_some() {
             return false;
+        }
+        if let Some(max) = self.cfg.max_tasks_per_worker {
+            // A worker due for recycling takes no more than its quota.
+            if w.tasks_executed + w.in_flight.len() as u64 >= max {
+                return false;
+            }
         }
         let Some(head) = w.in_flight.front() else { return true };
         if !w.batch || w.in_flight.len() >= self.cfg.prefetch as usize || head.abandoned {
@@ -1453,6 +1499,10 @@ impl State {
         w.ready_at = Some(now);
         w.idle_since = now;
         let (id, slot) = (w.id.clone(), w.slot);
+        let caps = w.capabilities.clone();
+        if let Some(s) = self.slots.get_mut(&slot) {
+            s.caps = caps;
+        }
         self.health.set_state(&id, "ready", None, 0);
         self.sample_worker(num, now);
         if let Some(op) = self.slots.get_mut(&slot).and_then(|s| s.op.take()) {
@@ -1982,6 +2032,7 @@ impl State {
                 slot.failed = true;
             }
         }
+        self.reject_unservable();
         self.finish_ops();
         self.check_closed();
         self.dispatch();
@@ -2229,8 +2280,16 @@ impl State {
                     && self.active_size() > self.cfg.min_workers as usize
                 {
                     let slot = w.slot;
-                    self.slots.remove(&slot);
-                    self.retire(n, Retire::Idle);
+                    let caps = self.slots.get(&slot).map(|s| s.caps.clone()).unwrap_or_default();
+                    let covered = caps.is_empty()
+                        || self
+                            .slots
+                            .iter()
+                            .any(|(&o, s)| o != slot && !s.failed && balance::can_serve(&caps, &s.caps));
+                    if covered {
+                        self.slots.remove(&slot);
+                        self.retire(n, Retire::Idle);
+                    }
                 }
             }
         }

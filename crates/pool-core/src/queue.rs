@@ -235,6 +235,15 @@ impl<T: TaskData> TaskQueue<T> {
         id.strip_prefix("task-")?.rsplit('-').next()?.parse().ok()
     }
 
+    /// Tasks waiting to run (queued or waiting for a retry).
+    pub fn waiting(&self) -> Vec<u64> {
+        self.records
+            .values()
+            .filter(|r| r.status != Status::Dequeued)
+            .map(|r| r.seq)
+            .collect()
+    }
+
     pub fn contains(&self, seq: u64) -> bool {
         self.records.contains_key(&seq)
     }
