@@ -91,6 +91,8 @@ struct InFlight {
     abandoned: bool,
     /// Predicted run time (ms) from its type's history; infinite when unknown.
     pred: f64,
+    /// Size of its payload (bytes of JSON).
+    bytes: usize,
 }
 
 /// Bytes waiting for a worker's socket. Whoever pushes first tries a non-blocking
@@ -190,11 +192,17 @@ struct Worker {
     rss: u64,
     cpu_percent: f64,
     ready_deadline: Instant,
-    /// Predicted work (ms) sent ahead of the running task.
+    /// Predicted work (ms) and payload bytes sent ahead of the running task.
     ahead_ms: f64,
+    ahead_bytes: usize,
 }
 
 impl Worker {
+    fn recount_ahead(&mut self) {
+        self.ahead_ms = self.in_flight.iter().skip(1).map(|f| f.pred).sum();
+        self.ahead_bytes = self.in_flight.iter().skip(1).map(|f| f.bytes).sum();
+    }
+
     fn state_str(&self) -> &'static str {
         if self.retiring.is_some() || self.kill.is_some() {
             "shutting-down"
@@ -292,7 +300,6 @@ struct State {
 
 pub struct Inner {
     state: Mutex<State>,
-    flush: Notify,
     wake: Notify,
     sink: Box<dyn EventSink>,
 }
@@ -306,6 +313,9 @@ pub struct Pool {
 const READ_CHUNK: usize = 64 * 1024;
 /// Work (by average run time) a worker may hold queued ahead of the running task.
 const PREFETCH_BUDGET_MS: f64 = 2.0;
+/// Largest payload sent ahead, and most payload bytes a worker may hold ahead.
+const PREFETCH_MAX_PAYLOAD: usize = 64 * 1024;
+const PREFETCH_MAX_BYTES: usize = 1024 * 1024;
 
 impl Pool {
     pub fn new(cfg: PoolConfig, sink: Box<dyn EventSink>) -> CoreResult<Pool> {
@@ -363,14 +373,11 @@ impl Pool {
                 init_failure: None,
                 shutdown_waiters: Vec::new(),
             }),
-            flush: Notify::new(),
             wake: Notify::new(),
             sink,
         });
         let pool = Pool { inner };
         let rt = runtime::handle();
-        let p = pool.clone();
-        rt.spawn(async move { p.flusher().await });
         let p = pool.clone();
         rt.spawn(async move { p.timer_loop().await });
         Ok(pool)
@@ -393,46 +400,19 @@ impl Pool {
         st.pump();
         let spawns = std::mem::take(&mut st.spawn_requests);
         let wake = st.take_wake_hint();
-        let has_ev = !st.ev.is_empty();
-        drop(st);
-        if has_ev {
-            self.inner.flush.notify_one();
+        let batch = st.take_events();
+        if !batch.is_empty() {
+            // Delivered under the lock so batches reach JS in the order they were made;
+            // the call only queues (non-blocking threadsafe function).
+            self.inner.sink.deliver(batch);
         }
+        drop(st);
         if wake {
             self.inner.wake.notify_one();
         }
         for slot in spawns {
             let p = self.clone();
             runtime::handle().spawn(async move { p.spawn_worker(slot) });
-        }
-    }
-
-    async fn flusher(self) {
-        loop {
-            self.inner.flush.notified().await;
-            let batch = {
-                let mut st = self.lock();
-                if st.ev.is_empty() {
-                    drop(st);
-                    if Arc::strong_count(&self.inner) == 1 {
-                        break;
-                    }
-                    continue;
-                }
-                let mut b = String::with_capacity(st.ev.len() + 2);
-                b.push('[');
-                b.push_str(&st.ev);
-                b.push(']');
-                st.ev.clear();
-                if st.ev.capacity() > 1 << 20 {
-                    st.ev.shrink_to(64 * 1024);
-                }
-                b
-            };
-            self.inner.sink.deliver(batch);
-            if Arc::strong_count(&self.inner) == 1 {
-                break;
-            }
         }
     }
 
@@ -456,8 +436,6 @@ impl Pool {
             let p = self.clone();
             self.with(|st| st.on_timers(Instant::now(), &p));
         }
-        // Deliver anything left (the pool-shutdown event) before the loop ends.
-        self.inner.flush.notify_one();
     }
 
     // ---------------------------------------------------------------- JS-facing API
@@ -735,6 +713,7 @@ impl Pool {
                 cpu_percent: 0.0,
                 ready_deadline,
                 ahead_ms: 0.0,
+                ahead_bytes: 0,
             },
         );
         if let Some(s) = st.slots.get_mut(&slot) {
@@ -743,7 +722,7 @@ impl Pool {
         st.health.register(&id, spawned.pid, "initializing");
         st.note_deadline(ready_deadline);
         let max_line = st.cfg.max_message_bytes as usize;
-        drop(st);
+        self.after(st);
 
         let started = match (spawned.channel, fifo_files) {
             (Some(chan), _) => tokio::net::UnixStream::from_std(chan).map(|stream| {
@@ -935,11 +914,24 @@ fn exit_desc(code: Option<i32>, signal: Option<i32>) -> String {
 }
 
 impl State {
+    /// Starts the next event in the outgoing batch (a JSON array being built).
+    fn ev_sep(&mut self) {
+        self.ev.push(if self.ev.is_empty() { '[' } else { ',' });
+    }
+
     fn push_ev(&mut self, frag: &str) {
-        if !self.ev.is_empty() {
-            self.ev.push(',');
-        }
+        self.ev_sep();
         self.ev.push_str(frag);
+    }
+
+    /// Takes the batch built so far as JSON array text ("" when there is none).
+    fn take_events(&mut self) -> String {
+        if self.ev.is_empty() {
+            return String::new();
+        }
+        self.ev.push(']');
+        let cap = self.ev.len().clamp(256, 64 * 1024);
+        std::mem::replace(&mut self.ev, String::with_capacity(cap))
     }
 
     fn emit(&mut self, name: &str, data: Value) {
@@ -966,11 +958,10 @@ impl State {
     }
 
     fn settle_ok(&mut self, seq: u64, raw: &str) {
-        let mut frag = String::with_capacity(24 + raw.len());
-        let _ = write!(frag, "{{\"k\":\"ok\",\"s\":{seq},\"r\":");
-        frag.push_str(raw);
-        frag.push('}');
-        self.push_ev(&frag);
+        self.ev_sep();
+        let _ = write!(self.ev, "{{\"k\":\"ok\",\"s\":{seq},\"r\":");
+        self.ev.push_str(raw);
+        self.ev.push('}');
     }
 
     fn settle_err(&mut self, seq: u64, err: &CoreError) {
@@ -1240,7 +1231,7 @@ impl State {
     /// rest of the running task plus what is already ahead plus this task) is
     /// predicted to fit in PREFETCH_BUDGET_MS. So a task is never committed behind a
     /// long or unknown task, and priorities and fairness hold within that budget.
-    fn can_take(&self, w: &Worker, pred: f64, now: Instant) -> bool {
+    fn can_take(&self, w: &Worker, pred: f64, bytes: usize, now: Instant) -> bool {
         if !w.ready || w.retiring.is_some() || w.kill.is_some() {
             return false;
         }
@@ -1260,6 +1251,11 @@ impl State {
         }
         let elapsed = w.head_started.map(|t| now.duration_since(t).as_secs_f64() * 1000.0).unwrap_or(0.0);
         if head.pred > PREFETCH_BUDGET_MS || elapsed > PREFETCH_BUDGET_MS {
+            return false;
+        }
+        // Large payloads are not sent ahead: the replies of a batch share one message,
+        // which maxMessageBytes bounds.
+        if bytes > PREFETCH_MAX_PAYLOAD || w.ahead_bytes + bytes > PREFETCH_MAX_BYTES {
             return false;
         }
         let remaining = (head.pred - elapsed).max(0.0);
@@ -1294,12 +1290,13 @@ impl State {
     fn pick_worker(&self, seq: u64) -> Option<u64> {
         let requires: &[String] = self.queue.get(seq).map(|r| r.data.requires.as_slice()).unwrap_or(&[]);
         let pred = self.predict(seq);
+        let bytes = self.queue.get(seq).map(|r| r.data.payload_json.len()).unwrap_or(0);
         let now = Instant::now();
         for idle_only in [true, false] {
             let cands: Vec<Candidate> = self
                 .workers
                 .values()
-                .filter(|w| (!idle_only || w.in_flight.is_empty()) && self.can_take(w, pred, now))
+                .filter(|w| (!idle_only || w.in_flight.is_empty()) && self.can_take(w, pred, bytes, now))
                 .map(|w| Candidate {
                     num: w.num,
                     in_flight: w.in_flight.len(),
@@ -1321,7 +1318,7 @@ impl State {
     /// down the queue for a task a free worker can serve.
     fn pick_any_task(&self) -> Option<(u64, u64)> {
         let now = Instant::now();
-        let free = self.workers.values().any(|w| self.can_take(w, 0.0, now));
+        let free = self.workers.values().any(|w| self.can_take(w, 0.0, 0, now));
         if !free {
             return None;
         }
@@ -1345,14 +1342,17 @@ impl State {
         };
         let task_events = self.task_events;
         let pred = self.predict(seq);
+        let bytes = self.queue.get(seq).map(|r| r.data.payload_json.len()).unwrap_or(0);
         let Some(w) = self.workers.get_mut(&wn) else { return };
         if !w.in_flight.is_empty() {
             w.ahead_ms += pred;
+            w.ahead_bytes += bytes;
         }
         w.in_flight.push_back(InFlight {
             seq,
             abandoned: false,
             pred,
+            bytes,
         });
         let mut deadline = None;
         if w.in_flight.len() == 1 {
@@ -1595,7 +1595,7 @@ impl State {
         let entry = w.in_flight.remove(pos).expect("position is valid");
         let was_head = pos == 0;
         let started = if was_head { w.head_started } else { Some(now) };
-        w.ahead_ms = w.in_flight.iter().skip(1).map(|f| f.pred).sum();
+        w.recount_ahead();
         if was_head {
             w.abandon_deadline = None;
             match w.in_flight.front().map(|f| f.seq) {
@@ -1792,7 +1792,7 @@ impl State {
             w.in_flight[pos].abandoned = true;
         } else if pos > 0 {
             w.in_flight.remove(pos);
-            w.ahead_ms = w.in_flight.iter().skip(1).map(|f| f.pred).sum();
+            w.recount_ahead();
         } else {
             w.in_flight[0].abandoned = true;
             w.head_deadline = None;
