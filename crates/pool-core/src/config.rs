@@ -285,7 +285,7 @@ impl PoolConfig {
             max_workers: max_workers.min(u32::MAX as u64) as u32,
             worker_script,
             exec_path: exec_path.to_string(),
-            exec_argv: r.strings("execArgv", vec!["--expose-gc".to_string()])?,
+            exec_argv: r.strings("execArgv", Vec::new())?,
             env,
             worker_memory_limit_mb: r.int("workerMemoryLimitMB", 512, 1)?,
             heartbeat_interval,
