@@ -420,8 +420,9 @@ impl Pool {
         loop {
             let next = {
                 let mut st = self.lock();
-                // Ends once the pool is shut down, or was dropped unused by JavaScript.
-                let unused = Arc::strong_count(&self.inner) <= 2 && matches!(st.phase, Phase::Created);
+                // Ends once the pool is shut down, or was dropped unused by JavaScript
+                // (then this loop holds the only reference).
+                let unused = Arc::strong_count(&self.inner) <= 1 && matches!(st.phase, Phase::Created);
                 if (st.phase == Phase::Shutdown || unused) && st.workers.is_empty() {
                     break;
                 }
