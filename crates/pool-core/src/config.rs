@@ -56,6 +56,7 @@ pub struct PoolConfig {
     pub exec_path: String,
     pub exec_argv: Vec<String>,
     pub env: BTreeMap<String, String>,
+    #[serde(rename = "workerMemoryLimitMB")]
     pub worker_memory_limit_mb: u64,
     pub heartbeat_interval: u64,
     pub zombie_threshold_ms: u64,
