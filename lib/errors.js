@@ -31,6 +31,7 @@ function describe(value) {
   if (typeof value === 'bigint') return `${value}n (a BigInt)`;
   if (typeof value === 'function') return 'a function';
   if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
   try {
     return JSON.stringify(value) ?? String(value);
   } catch {

@@ -316,6 +316,8 @@ const PREFETCH_BUDGET_MS: f64 = 2.0;
 /// Largest payload sent ahead, and most payload bytes a worker may hold ahead.
 const PREFETCH_MAX_PAYLOAD: usize = 64 * 1024;
 const PREFETCH_MAX_BYTES: usize = 1024 * 1024;
+/// Queued tasks per worker before any is sent ahead.
+const PREFETCH_MIN_DEPTH: u64 = 32;
 
 impl Pool {
     pub fn new(cfg: PoolConfig, sink: Box<dyn EventSink>) -> CoreResult<Pool> {
@@ -1246,8 +1248,11 @@ impl State {
         if !w.batch || w.in_flight.len() >= self.cfg.prefetch as usize || head.abandoned {
             return false;
         }
+        // Only a real backlog is spread ahead; tasks that trickle in wait in the queue,
+        // where priorities decide.
         let n = self.workers.len().max(1) as u64;
-        if w.in_flight.len() as u64 > self.queue.depth() / n {
+        let depth = self.queue.depth();
+        if depth < PREFETCH_MIN_DEPTH * n || w.in_flight.len() as u64 > depth / n {
             return false;
         }
         let elapsed = w.head_started.map(|t| now.duration_since(t).as_secs_f64() * 1000.0).unwrap_or(0.0);
