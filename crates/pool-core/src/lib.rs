@@ -4,6 +4,7 @@
 pub mod balance;
 pub mod config;
 pub mod error;
+pub mod fdio;
 pub mod fifo;
 pub mod health;
 pub mod metrics;

@@ -21,7 +21,7 @@ use std::io::Write as _;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::Notify;
 
 /// Receives batches of events as a JSON array text.
@@ -208,7 +208,7 @@ impl Worker {
             "shutting-down"
         } else if !self.ready {
             "initializing"
-        } else if self.in_flight.iter().any(|f| !f.abandoned) || !self.in_flight.is_empty() {
+        } else if !self.in_flight.is_empty() {
             "busy"
         } else {
             "ready"
@@ -436,8 +436,7 @@ impl Pool {
                 _ = tokio::time::sleep_until(next.into()) => {}
                 _ = self.inner.wake.notified() => {}
             }
-            let p = self.clone();
-            self.with(|st| st.on_timers(Instant::now(), &p));
+            self.with(|st| st.on_timers(Instant::now()));
         }
     }
 
@@ -728,17 +727,18 @@ impl Pool {
         self.after(st);
 
         let started = match (spawned.channel, fifo_files) {
-            (Some(chan), _) => tokio::net::UnixStream::from_std(chan).map(|stream| {
-                let (rd, wr) = stream.into_split();
+            (Some(chan), _) => chan.try_clone().and_then(|w| {
+                let rd = crate::fdio::ReadHalf::new(chan)?;
                 let p = self.clone();
                 tokio::spawn(async move { p.reader(num, rd, max_line, false).await });
-                tokio::spawn(writer(out, wr));
+                tokio::spawn(writer(out, crate::fdio::Sink::Socket(w)));
+                Ok(())
             }),
             (None, Some((inp, outp))) => tokio::net::unix::pipe::Sender::from_file_unchecked(inp).and_then(|tx| {
                 let rx = tokio::net::unix::pipe::Receiver::from_file_unchecked(outp)?;
                 let p = self.clone();
                 tokio::spawn(async move { p.reader(num, rx, max_line, true).await });
-                tokio::spawn(writer(out, tx));
+                tokio::spawn(writer(out, crate::fdio::Sink::Fifo(tx)));
                 Ok(())
             }),
             _ => Err(std::io::Error::other("no channel")),
@@ -762,8 +762,7 @@ impl Pool {
                 Ok(s) => (s.code(), s.signal()),
                 Err(_) => (None, None),
             };
-            let p2 = p.clone();
-            p.with(|st| st.on_exit(num, code, signal, &p2));
+            p.with(|st| st.on_exit(num, code, signal));
         });
     }
 
@@ -875,7 +874,7 @@ fn split_messages(buf: &[u8], scanned: &mut usize, max: usize, framed: bool) -> 
     }
 }
 
-async fn writer<W: tokio::io::AsyncWrite + Unpin>(out: Arc<Outbox>, mut wr: W) {
+async fn writer(out: Arc<Outbox>, mut wr: crate::fdio::Sink) {
     loop {
         let data = {
             let mut g = out.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -1804,7 +1803,7 @@ impl State {
             w.head_deadline = None;
             let d = now + grace;
             w.abandon_deadline = Some(d);
-            self.next_wake_candidate(d);
+            self.note_deadline(d);
         }
         let w = self.workers.get(&wn).expect("worker exists");
         if w.cancel {
@@ -1812,10 +1811,6 @@ impl State {
                 w.out.push(&protocol::cancel_task(&tid, reason));
             }
         }
-    }
-
-    fn next_wake_candidate(&mut self, at: Instant) {
-        self.note_deadline(at);
     }
 
     // ---------------------------------------------------------------- lifecycle
@@ -1897,7 +1892,7 @@ impl State {
         self.attempt_failed(head.seq, err, dur, true);
     }
 
-    fn on_exit(&mut self, num: u64, code: Option<i32>, signal: Option<i32>, _pool: &Pool) {
+    fn on_exit(&mut self, num: u64, code: Option<i32>, signal: Option<i32>) {
         let Some(w) = self.workers.remove(&num) else { return };
         self.remove_fifos(&w.id);
         w.out.inner.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
@@ -2230,7 +2225,7 @@ impl State {
         next.max(now)
     }
 
-    fn on_timers(&mut self, now: Instant, _pool: &Pool) {
+    fn on_timers(&mut self, now: Instant) {
         self.next_wake = None;
         if self.queue.promote_due(now) > 0 {
             self.dispatch();
