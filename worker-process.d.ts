@@ -28,7 +28,10 @@ declare namespace WorkerProcessClass {
     timeout?: number;
   }
 
-  /** A task handler: returns the result (or a promise of it). */
+  /**
+   * A task handler: returns the result (or a promise of it). A handler declared with
+   * exactly one parameter is called with the payload alone (no AbortSignal is made).
+   */
   type TaskHandler<P = any, R = unknown> = (payload: P, signal: AbortSignal, context: TaskContext) => R | PromiseLike<R>;
 
   /** Levels of `log()`; 'warn' is accepted as 'warning'. */
