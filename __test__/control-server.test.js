@@ -14,7 +14,7 @@ const { startControlServer } = require('../lib/control-server');
 const { request, call } = require('../lib/control-client');
 const { startMetricsServer } = require('../lib/metrics-http');
 const { createWorkerPool } = require('..');
-const { tempDir, makeStaleSocket, fileMode, sleep, waitFor } = require('./ops-helpers');
+const { tempDir, makeStaleSocket, fileMode, sleep, waitFor } = require('./helpers');
 
 const dir = tempDir('wpcs-');
 test.after(() => fs.rmSync(dir, { recursive: true, force: true }));

@@ -13,7 +13,7 @@ const path = require('node:path');
 const http = require('node:http');
 const { spawn } = require('node:child_process');
 const { request, call } = require('../lib/control-client');
-const { ROOT, DAEMON_SH, run, cli, tempDir, isAlive, waitFor, makeStaleSocket, fileMode, sleep } = require('./ops-helpers');
+const { ROOT, DAEMON_SH, run, cli, tempDir, isAlive, waitFor, makeStaleSocket, fileMode, sleep } = require('./helpers');
 
 const CUSTOM_WORKER = path.join(ROOT, 'examples', 'custom-worker.js');
 
@@ -34,9 +34,9 @@ function setup(extraEnv = {}) {
   return { dir, env, pidFile: env.PID_FILE, socket: env.SOCKET_PATH, logFile: path.join(env.LOG_DIR, 'worker-pool.log') };
 }
 
-/** `worker-pool-daemon.sh start` in the background (own process group). */
-function startDaemon(ctx) {
-  const child = spawn('bash', [DAEMON_SH, 'start'], { env: ctx.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+/** Makes `child` the ctx's starter: its stdout and stderr go to ctx.output, its end to ctx.exited. */
+function attachStarter(ctx, child) {
+  ctx.starter = child;
   ctx.output = '';
   child.stdout.setEncoding('utf8').on('data', (d) => {
     ctx.output += d;
@@ -45,8 +45,12 @@ function startDaemon(ctx) {
     ctx.output += d;
   });
   ctx.exited = new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
-  ctx.starter = child;
   return child;
+}
+
+/** `worker-pool-daemon.sh start` in the background (own process group). */
+function startDaemon(ctx) {
+  return attachStarter(ctx, spawn('bash', [DAEMON_SH, 'start'], { env: ctx.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true }));
 }
 
 async function waitReady(ctx, timeoutMs = 20000) {
@@ -383,16 +387,7 @@ test('bad settings and usage errors', { timeout: 60000 }, async (t) => {
 test('npm-start runs the daemon with a status line and stops it on Ctrl-C', { timeout: 60000 }, async (t) => {
   const ctx = setup({ STATUS_INTERVAL_MS: '200' });
   t.after(() => teardown(ctx));
-  const child = spawn(process.execPath, [path.join(ROOT, 'scripts', 'npm-start.js')], { env: ctx.env, stdio: ['ignore', 'pipe', 'pipe'] });
-  ctx.starter = child;
-  ctx.output = '';
-  child.stdout.setEncoding('utf8').on('data', (d) => {
-    ctx.output += d;
-  });
-  child.stderr.setEncoding('utf8').on('data', (d) => {
-    ctx.output += d;
-  });
-  ctx.exited = new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+  const child = attachStarter(ctx, spawn(process.execPath, [path.join(ROOT, 'scripts', 'npm-start.js')], { env: ctx.env, stdio: ['ignore', 'pipe', 'pipe'] }));
   await waitReady(ctx);
   ctx.workerPids = (await call(ctx.socket, 'workers')).map((w) => w.pid);
   await call(ctx.socket, 'submit', { task: { type: 'test', payload: 1 } });

@@ -5,7 +5,7 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const path = require('node:path');
-const { ROOT, run } = require('./ops-helpers');
+const { ROOT, run } = require('./helpers');
 
 const EXAMPLES = path.join(ROOT, 'example-usage.js');
 const NAMES = ['basic', 'parallel', 'events', 'scaling', 'health', 'errors', 'custom'];

@@ -1,25 +1,40 @@
 'use strict';
-// Shared helpers for the pool's node:test suites: polling, fixtures, pool setup that
-// always shuts down, and process-liveness checks (a zombie counts as NOT gone).
+// Shared helpers for the node:test suites: polling, fixtures and paths, pools that
+// always shut down, process checks (read from /proc: these tests run on Linux only;
+// a zombie counts as NOT gone), and running commands (daemon, control socket, CLI).
 
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
+const { spawn } = require('node:child_process');
+
+// ---------------------------------------------------------------------------------
+// Paths
 
 const ROOT = path.join(__dirname, '..');
+const DAEMON_SH = path.join(ROOT, 'scripts', 'worker-pool-daemon.sh');
+const CLI = path.join(ROOT, 'bin', 'worker-pool.js');
 
 /** Absolute path of a fixture script in __test__/fixtures. */
 function fixture(name) {
   return path.join(__dirname, 'fixtures', name);
 }
 
+// ---------------------------------------------------------------------------------
+// Time
+
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Polls fn() (sync or async) until it returns a truthy value; resolves with that
- * value. Rejects after timeoutMs with `message` (or the last error fn threw).
+ * value. Rejects after timeoutMs naming what it waited for (and the last error fn
+ * threw, if the last poll threw). The third argument is either that description (a
+ * string) or { interval, message, what }, where message/what is a string or a
+ * function giving one (called only on timeout).
  */
-async function waitFor(fn, timeoutMs = 10000, { interval = 10, message = 'condition' } = {}) {
+async function waitFor(fn, timeoutMs = 10000, opts = {}) {
+  const { interval = 10, message, what } = typeof opts === 'string' ? { message: opts } : opts;
   const deadline = Date.now() + timeoutMs;
   let lastError = null;
   for (;;) {
@@ -31,8 +46,10 @@ async function waitFor(fn, timeoutMs = 10000, { interval = 10, message = 'condit
       lastError = e;
     }
     if (Date.now() >= deadline) {
+      const label = message ?? what ?? 'condition';
+      const desc = typeof label === 'function' ? label() : label;
       const why = lastError ? ` (last error: ${lastError.message})` : '';
-      throw new Error(`waitFor timed out after ${timeoutMs} ms waiting for ${message}${why}`);
+      throw new Error(`waitFor timed out after ${timeoutMs} ms waiting for ${desc}${why}`);
     }
     await sleep(interval);
   }
@@ -55,16 +72,28 @@ function settle(promise) {
   );
 }
 
-/** The one-letter state of /proc/<pid>/stat, or null when the process does not exist. */
-function procState(pid) {
+// ---------------------------------------------------------------------------------
+// Processes
+
+/** { pid, comm, state, ppid } from /proc/<pid>/stat, or null when there is no such process. */
+function procStat(pid) {
   let text;
   try {
     text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   } catch {
     return null;
   }
+  // comm is in parentheses and may itself contain spaces or parentheses.
   const close = text.lastIndexOf(')');
-  return text.slice(close + 2, close + 3) || '?';
+  const comm = text.slice(text.indexOf('(') + 1, close);
+  const rest = text.slice(close + 2).split(' ');
+  return { pid: Number(pid), comm, state: rest[0] || '?', ppid: Number(rest[1]) };
+}
+
+/** The one-letter state of /proc/<pid>/stat, or null when the process does not exist. */
+function procState(pid) {
+  const s = procStat(pid);
+  return s ? s.state : null;
 }
 
 /** True only when the pid no longer exists at all (a zombie still exists). */
@@ -73,24 +102,86 @@ function isGone(pid) {
     process.kill(pid, 0);
     return false;
   } catch (e) {
-    if (e.code === 'ESRCH') return true;
-    return false; // EPERM: it exists
+    return e.code === 'ESRCH'; // EPERM: it exists
   }
 }
 
-/** Waits until every pid is gone (not alive and not a zombie); fails naming the rest. */
+/**
+ * 'alive' | 'zombie' | 'gone', from one read of /proc/<pid>/stat (one read, so a
+ * zombie reaped in between is not mistaken for a live process).
+ */
+function pidState(pid) {
+  const s = procStat(pid);
+  if (!s) return 'gone';
+  return s.state === 'Z' ? 'zombie' : 'alive';
+}
+
+/** True when pid exists and is not a zombie. */
+function isAlive(pid) {
+  return pidState(pid) === 'alive';
+}
+
+/**
+ * Waits until every pid is gone (not alive and not a zombie: an exited child nobody
+ * reaped still counts). Fails naming each pid still present at the deadline.
+ */
 async function assertGone(pids, timeoutMs = 10000) {
-  const list = [...pids];
+  const list = [...new Set(pids)].filter((p) => Number.isInteger(p) && p > 0);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const left = list.filter((pid) => !isGone(pid));
     if (left.length === 0) return;
     if (Date.now() >= deadline) {
-      const desc = left.map((pid) => `${pid} (state ${procState(pid) ?? 'gone?'})`).join(', ');
-      assert.fail(`worker processes still present after ${timeoutMs} ms: ${desc}`);
+      const desc = left.map((pid) => {
+        const s = procStat(pid);
+        return `${pid} ${pidState(pid)}${s ? ` (comm ${s.comm}, state ${s.state}, ppid ${s.ppid})` : ''}`;
+      });
+      assert.fail(`process(es) not gone after ${timeoutMs} ms: ${desc.join('; ')}`);
     }
     await sleep(20);
   }
+}
+
+/** Every process whose parent is `ppid` (default: this process). */
+function childrenOf(ppid = process.pid) {
+  const out = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const s = procStat(name);
+    if (s && s.ppid === ppid) out.push(s);
+  }
+  return out;
+}
+
+/** Children of this process that are zombies (<defunct>). */
+function defunctChildren(ppid = process.pid) {
+  return childrenOf(ppid).filter((s) => s.state === 'Z');
+}
+
+/** Fails when this process has <defunct> children that stay so for `ms`. */
+async function assertNoDefunct(ms = 2000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const z = defunctChildren();
+    if (z.length === 0) return;
+    if (Date.now() >= deadline) {
+      assert.fail(`<defunct> children of the test process: ${z.map((s) => `${s.pid} (${s.comm})`).join(', ')}`);
+    }
+    await sleep(25);
+  }
+}
+
+// ---------------------------------------------------------------------------------
+// Pools
+
+const SILENT = { logLevel: 'silent' };
+
+/** Per-test time limit: a hung pool operation fails its test instead of the run. */
+const TEST_TIMEOUT_MS = 90000;
+
+/** node:test's test() with a time limit (the pool is shut down by t.after either way). */
+function test(name, fn) {
+  return require('node:test')(name, { timeout: TEST_TIMEOUT_MS }, fn);
 }
 
 /**
@@ -115,16 +206,6 @@ function trackPids(pool, seen) {
     grab();
     clearInterval(timer);
   };
-}
-
-const SILENT = { logLevel: 'silent' };
-
-/** Per-test time limit: a hung pool operation fails its test instead of the run. */
-const TEST_TIMEOUT_MS = 90000;
-
-/** node:test's test() with a time limit (the pool is shut down by t.after either way). */
-function test(name, fn) {
-  return require('node:test')(name, { timeout: TEST_TIMEOUT_MS }, fn);
 }
 
 /**
@@ -159,20 +240,150 @@ function finalGoneTest(test, seen, timeoutMs = 15000) {
   });
 }
 
+/**
+ * Shuts `pool` down (immediately by default), then asserts that every pid in `pids`
+ * (plus the pool's current ones) is gone and that no <defunct> child is left.
+ * Safe to call on a pool that is already shut down.
+ */
+async function closePool(pool, pids = [], { graceful = false, ms = 8000 } = {}) {
+  if (!pool) return;
+  let current = [];
+  try {
+    current = pool.getWorkerPids();
+  } catch {
+    /* already closed */
+  }
+  const all = [...pids, ...current];
+  await within(pool.shutdown(graceful), ms, 'pool.shutdown()');
+  await assertGone(all, ms);
+  await assertNoDefunct();
+}
+
+/** The fault-injection tests' pool config: echo worker, silent, 1..4 workers. */
+function baseConfig(extra = {}) {
+  const size = extra.poolSize ?? 1;
+  return {
+    poolSize: size,
+    minWorkers: 1,
+    maxWorkers: Math.max(size, 4),
+    workerScript: fixture('echo-worker.js'),
+    logLevel: 'silent',
+    ...extra,
+  };
+}
+
+/**
+ * Creates a pool from baseConfig(config) and returns { pool, pids, note, close }.
+ * `pids` collects every worker pid seen (call `note()` after workers change);
+ * `close()` shuts the pool down and asserts that all of them are gone and that
+ * nothing is left <defunct>.
+ */
+async function openPool(config) {
+  const { createWorkerPool } = require(ROOT);
+  const pool = await createWorkerPool(baseConfig(config));
+  const pids = new Set(pool.getWorkerPids());
+  const note = () => {
+    for (const p of pool.getWorkerPids()) pids.add(p);
+  };
+  const close = () => closePool(pool, [...pids]);
+  return { pool, pids, note, close };
+}
+
+/** Number of workers in state 'ready' or 'busy' (alive and serving). */
+function serving(pool) {
+  return pool.getAllWorkersStatus().filter((w) => w.state === 'ready' || w.state === 'busy').length;
+}
+
+// ---------------------------------------------------------------------------------
+// Commands, temp dirs, sockets (operations tests)
+
+/** Runs a command; resolves { code, signal, stdout, stderr }; SIGKILLs it after timeoutMs. */
+function run(cmd, args, { env = process.env, timeoutMs = 30000, input } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d) => {
+      stderr += d;
+    });
+    if (input !== undefined) child.stdin.end(input);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${cmd} ${args.join(' ')} did not exit within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
+    }, timeoutMs);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+/** Runs the worker-pool CLI. */
+function cli(args, opts) {
+  return run(process.execPath, [CLI, ...args], opts);
+}
+
+/** A fresh temp dir with a short path (Unix socket paths are limited to 107 bytes). */
+function tempDir(prefix = 'wpops-') {
+  const base = fs.existsSync('/tmp') ? '/tmp' : os.tmpdir();
+  return fs.mkdtempSync(path.join(base, prefix));
+}
+
+/** Leaves a socket file nobody listens on (its process was SIGKILLed). */
+async function makeStaleSocket(socketPath) {
+  const code = `require('net').createServer().listen(${JSON.stringify(socketPath)}, () => process.kill(process.pid, 'SIGKILL'))`;
+  await run(process.execPath, ['-e', code], { timeoutMs: 10000 });
+  if (!fs.lstatSync(socketPath).isSocket()) throw new Error('no stale socket was left');
+}
+
+/** The permission bits of a file. */
+function fileMode(p) {
+  return fs.statSync(p).mode & 0o777;
+}
+
 module.exports = {
-  test,
-  TEST_TIMEOUT_MS,
+  // paths
   ROOT,
+  DAEMON_SH,
+  CLI,
   fixture,
+  // time
   sleep,
   waitFor,
   within,
   settle,
+  // processes
+  procStat,
   procState,
   isGone,
+  pidState,
+  isAlive,
   assertGone,
+  childrenOf,
+  defunctChildren,
+  assertNoDefunct,
+  // pools
+  SILENT,
+  TEST_TIMEOUT_MS,
+  test,
   trackPids,
   makePool,
   finalGoneTest,
-  SILENT,
+  closePool,
+  baseConfig,
+  openPool,
+  serving,
+  // commands
+  run,
+  cli,
+  tempDir,
+  makeStaleSocket,
+  fileMode,
 };

@@ -6,40 +6,10 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { createWorkerPool } = require('..');
-const { fixture, waitFor, assertGone, assertNoDefunct, isAlive, closePool, settle, withTimeout, serving } = require('./fault-helpers');
-
-const ECHO = fixture('echo-worker.js');
-
-function baseConfig(extra = {}) {
-  const size = extra.poolSize ?? 1;
-  return {
-    poolSize: size,
-    minWorkers: 1,
-    maxWorkers: Math.max(size, 4),
-    workerScript: ECHO,
-    logLevel: 'silent',
-    ...extra,
-  };
-}
-
-/**
- * Creates a pool and returns { pool, pids, close }. `pids` collects every worker pid
- * seen (call `note()` after workers change); `close()` shuts the pool down and
- * asserts that all of them are gone and that nothing is left <defunct>.
- */
-async function openPool(config) {
-  const pool = await createWorkerPool(baseConfig(config));
-  const pids = new Set(pool.getWorkerPids());
-  const note = () => {
-    for (const p of pool.getWorkerPids()) pids.add(p);
-  };
-  const close = () => closePool(pool, [...pids]);
-  return { pool, pids, note, close };
-}
+const { waitFor, assertGone, assertNoDefunct, isAlive, openPool, settle, within, serving } = require('./helpers');
 
 async function expectReject(promise, check, ms = 15000) {
-  const out = await withTimeout(settle(promise), ms, 'task promise');
+  const out = await within(settle(promise), ms, 'task promise');
   assert.equal(out.ok, false, `expected a rejection, got ${JSON.stringify(out.value)}`);
   if (check) check(out.error);
   return out.error;
@@ -169,7 +139,7 @@ test('a task that always crashes its worker rejects ERR_WORKER_CRASHED after its
 
     // The pool still serves (slots come back).
     note();
-    assert.equal(await withTimeout(pool.submitTask({ type: 'echo', payload: 'after' }), 15000, 'echo after crashes'), 'after');
+    assert.equal(await within(pool.submitTask({ type: 'echo', payload: 'after' }), 15000, 'echo after crashes'), 'after');
     note();
   } finally {
     await close();
@@ -196,7 +166,7 @@ test('a poison task that crashes every worker it runs on does not disable the po
         `alerts: ${JSON.stringify(pool.healthMonitor.getAlerts(5).map((a) => a.type))}`,
     });
     note();
-    assert.equal(await withTimeout(pool.submitTask({ type: 'echo', payload: 'ok' }), 5000, 'echo after the poison task'), 'ok');
+    assert.equal(await within(pool.submitTask({ type: 'echo', payload: 'ok' }), 5000, 'echo after the poison task'), 'ok');
   } finally {
     await close();
     await assertGone(exits.map((e) => e.pid), 3000);
@@ -214,7 +184,7 @@ test('a spinning task times out (ERR_TASK_TIMEOUT), its worker is killed and rep
     assert.ok(Date.now() - t0 < 3000, `timeout reported after ${Date.now() - t0} ms`);
 
     const t1 = Date.now();
-    const r = await withTimeout(pool.submitTask({ type: 'pid' }), 8000, 'next task after the spin');
+    const r = await within(pool.submitTask({ type: 'pid' }), 8000, 'next task after the spin');
     assert.ok(Date.now() - t1 < 5000, `next task served after ${Date.now() - t1} ms`);
     assert.notEqual(r.pid, spinPid, 'the next task ran on a new worker');
     note();
@@ -233,7 +203,7 @@ test('a sleep task that honours the signal times out without its worker being ki
     const err = await expectReject(pool.submitTask({ type: 'sleep', payload: { ms: 10000 }, timeout: 300, maxRetries: 0 }));
     const timedOutAt = Date.now();
     assert.equal(err.code, 'ERR_TASK_TIMEOUT');
-    const r = await withTimeout(pool.submitTask({ type: 'pid' }), 5000, 'next task');
+    const r = await within(pool.submitTask({ type: 'pid' }), 5000, 'next task');
     assert.equal(r.pid, pid, 'the same worker serves the next task');
     // Past the grace period (2000 ms), still the same worker.
     await waitFor(() => Date.now() - timedOutAt > 2500 || exits.length > 0, 8000);
@@ -281,7 +251,7 @@ test('cancellation with AbortSignal', { timeout: 60000 }, async (t) => {
       assert.equal(err.name, 'AbortError');
       assert.equal(pool.taskQueue.getQueueDepth(), 0);
       assert.deepEqual(await busy, { slept: 800 });
-      const r = await withTimeout(pool.submitTask({ type: 'pid' }), 5000, 'next task');
+      const r = await within(pool.submitTask({ type: 'pid' }), 5000, 'next task');
       assert.equal(r.pid, pid);
       assert.deepEqual(exits, [], 'the aborted crash task never ran');
       assert.equal(pool.getAllWorkersStatus()[0].tasksExecuted, 2);
@@ -332,7 +302,7 @@ test('cancellation with AbortSignal', { timeout: 60000 }, async (t) => {
       const err = await expectReject(running);
       assert.ok(Date.now() - t0 < 1000, `rejected after ${Date.now() - t0} ms`);
       assert.equal(err.name, 'AbortError');
-      const r = await withTimeout(pool.submitTask({ type: 'pid' }), 5000, 'next task');
+      const r = await within(pool.submitTask({ type: 'pid' }), 5000, 'next task');
       // The handler stops on the signal and replies, so the worker must not be killed.
       assert.equal(r.pid, pid, `same worker expected; worker exits: ${JSON.stringify(exits)}`);
       assert.deepEqual(exits, []);
@@ -361,7 +331,7 @@ test('cancellation with AbortSignal', { timeout: 60000 }, async (t) => {
       }, 6000, { what: 'a new ready worker' });
       note();
       await assertGone([pid], 3000);
-      const r = await withTimeout(pool.submitTask({ type: 'pid' }), 5000, 'next task');
+      const r = await within(pool.submitTask({ type: 'pid' }), 5000, 'next task');
       assert.notEqual(r.pid, pid);
     } finally {
       await close();
@@ -440,7 +410,7 @@ test('dead-letter records: contents, clearDeadLetterQueue, requeueDeadLetter', {
     // Requeue all.
     const all = pool.taskQueue.requeueDeadLetter();
     assert.equal(all.length, 2);
-    const outs = await withTimeout(Promise.all(all.map(settle)), 10000, 'requeued tasks');
+    const outs = await within(Promise.all(all.map(settle)), 10000, 'requeued tasks');
     assert.ok(outs.every((o) => !o.ok && o.error.code === 'ERR_TASK_FAILED'));
     assert.equal(pool.taskQueue.getDeadLetterQueue().length, 2);
     assert.equal(pool.taskQueue.clearDeadLetterQueue(), 2);
@@ -459,8 +429,8 @@ test('shutdown(false) rejects 20 running and queued tasks promptly with ERR_POOL
     const tasks = Array.from({ length: 20 }, () => settle(pool.submitTask({ type: 'sleep', payload: { ms: 30000 } })));
     await waitFor(() => pool.getAllWorkersStatus().every((w) => w.state === 'busy'), 3000);
     const t0 = Date.now();
-    await withTimeout(pool.shutdown(false), 5000, 'shutdown(false)');
-    const outs = await withTimeout(Promise.all(tasks), 5000, 'task promises');
+    await within(pool.shutdown(false), 5000, 'shutdown(false)');
+    const outs = await within(Promise.all(tasks), 5000, 'task promises');
     assert.ok(Date.now() - t0 < 5000, `settled after ${Date.now() - t0} ms`);
     for (const o of outs) {
       assert.equal(o.ok, false);
@@ -494,7 +464,7 @@ test('a late reply after a timeout never settles twice; the worker is reused', {
     assert.equal(failed.length, 1);
     const lateId = failed[0].taskId;
 
-    const r = await withTimeout(pool.submitTask({ type: 'pid' }), 5000, 'next task');
+    const r = await within(pool.submitTask({ type: 'pid' }), 5000, 'next task');
     const took = Date.now() - t0;
     assert.equal(r.pid, pid, 'the same worker serves the next task');
     assert.ok(took >= 500, `next task ran after the sleep finished (${took} ms)`);

@@ -8,7 +8,7 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { createWorkerPool, createPool } = require('..');
-const { fixture, delay, waitFor, pidState, closePool, withTimeout, settle } = require('./fault-helpers');
+const { fixture, sleep, waitFor, pidState, closePool, within, settle } = require('./helpers');
 
 const ECHO = fixture('echo-worker.js');
 const FORK_STYLE = fixture('fork-style-worker.js');
@@ -21,7 +21,7 @@ const T = { timeout: 60000 };
  * pid the pool ever had (initial, replacements, exited ones) must be gone afterwards.
  */
 async function open(t, options) {
-  const pool = await withTimeout(
+  const pool = await within(
     createWorkerPool({ logLevel: 'silent', workerScript: ECHO, ...options }),
     20000,
     'createWorkerPool',
@@ -43,7 +43,7 @@ async function open(t, options) {
 /** Runs the tasks one after another; resolves with their results in order. */
 async function sequential(pool, tasks) {
   const out = [];
-  for (const task of tasks) out.push(await withTimeout(pool.submitTask(task), 10000, `task ${JSON.stringify(task)}`));
+  for (const task of tasks) out.push(await within(pool.submitTask(task), 10000, `task ${JSON.stringify(task)}`));
   return out;
 }
 
@@ -77,7 +77,7 @@ test('least-loaded: a task goes to the idle worker while another sleeps, then to
   const quick = await sequential(pool, repeat(3, { type: 'pid' }));
   assert.ok(Date.now() - started < 1000, 'quick tasks did not wait for the sleeping worker');
   assert.deepEqual(quick.map((r) => r.pid), [idle.pid, idle.pid, idle.pid], 'all went to the idle worker');
-  assert.deepEqual(await withTimeout(slow, 5000, 'sleep task'), { slept: 1500 });
+  assert.deepEqual(await within(slow, 5000, 'sleep task'), { slept: 1500 });
 
   // Now the sleeper ran 1 task and the other 3: least-loaded (unlike round-robin)
   // sends the next two to the sleeper.
@@ -114,7 +114,7 @@ test('capability-based: the worker whose capabilities fit most tightly wins', T,
   // The tight fit busy: a gpu task takes the looser gpu worker rather than waiting.
   const slow = pool.submitTask({ type: 'sleep', payload: { ms: 800 }, requires: ['gpu'] });
   await waitFor(() => pool.getWorkerStatus(gpu.id).state === 'busy', 3000, { what: 'gpu worker busy' });
-  const spill = await withTimeout(pool.submitTask({ type: 'pid', requires: ['gpu'] }), 5000, 'spill task');
+  const spill = await within(pool.submitTask({ type: 'pid', requires: ['gpu'] }), 5000, 'spill task');
   assert.equal(spill.workerId, wide.id);
   await slow;
 });
@@ -190,7 +190,7 @@ test('workerGroups: a gpu task waits for the busy gpu worker while cpu tasks kee
   assert.equal(bDone, 0, 'the gpu task is still waiting');
   assert.equal(pool.getPoolMetrics().tasks.queued, 1);
 
-  assert.deepEqual(await withTimeout(b, 5000, 'queued gpu task'), { KIND: 'gpu' });
+  assert.deepEqual(await within(b, 5000, 'queued gpu task'), { KIND: 'gpu' });
   assert.deepEqual(await a, { slept: 2000 });
   assert.ok(bDone >= aDone, 'the queued gpu task ran after the gpu worker finished its sleep');
   assert.deepEqual(failures, []);
@@ -207,11 +207,11 @@ test('workerGroups: a group with its own fork-style workerScript', T, async (t) 
   // The fork-style script declares nothing; the group's capabilities apply.
   assert.deepEqual(pool.getWorkerStatus('worker-0').capabilities, ['legacy']);
   for (let i = 0; i < 3; i++) {
-    const r = await withTimeout(pool.submitTask({ type: 'echo', payload: { i }, requires: ['legacy'] }), 5000, 'legacy');
+    const r = await within(pool.submitTask({ type: 'echo', payload: { i }, requires: ['legacy'] }), 5000, 'legacy');
     assert.deepEqual(r, { echo: { i }, by: 'fork-style' });
   }
   // The WorkerProcess group still serves its own handlers.
-  const r = await withTimeout(pool.submitTask({ type: 'pid' }), 5000, 'pid');
+  const r = await within(pool.submitTask({ type: 'pid' }), 5000, 'pid');
   assert.ok(r && (r.by === 'fork-style' || r.workerId === 'worker-1'), JSON.stringify(r));
 });
 
@@ -225,7 +225,7 @@ test('workerGroups: the replacement of a crashed gpu worker keeps the capability
   assert.equal(crash.error.code, 'ERR_WORKER_CRASHED');
   // Submitted while the gpu slot is being refilled: it must wait, not be refused.
   const next = await settle(
-    withTimeout(pool.submitTask({ type: 'env', payload: { keys: ['KIND'] }, requires: ['gpu'] }), 10000, 'gpu task'),
+    within(pool.submitTask({ type: 'env', payload: { keys: ['KIND'] }, requires: ['gpu'] }), 10000, 'gpu task'),
   );
   assert.ok(next.ok, `gpu task during restart: ${next.error && next.error.code} ${next.error && next.error.message}`);
   assert.deepEqual(next.value, { KIND: 'gpu' });
@@ -269,7 +269,7 @@ test('scaleDown with every worker busy: all tasks resolve, the event reports rea
   const before = pool.getAllWorkersStatus();
 
   const started = Date.now();
-  const res = await withTimeout(pool.scaleDown(2), 10000, 'scaleDown(2)');
+  const res = await within(pool.scaleDown(2), 10000, 'scaleDown(2)');
   const resolvedAt = Date.now();
   assert.deepEqual(res, { count: 2, newSize: 2 });
   assert.ok(resolvedAt - started >= 300, `busy workers drained first (resolved after ${resolvedAt - started} ms)`);
@@ -283,7 +283,7 @@ test('scaleDown with every worker busy: all tasks resolve, the event reports rea
     const done = completed.find((c) => c.workerId === w.id);
     assert.ok(done && done.at <= resolvedAt, `${w.id} finished its task before leaving`);
   }
-  const results = await withTimeout(Promise.all(tasks), 5000, 'tasks');
+  const results = await within(Promise.all(tasks), 5000, 'tasks');
   assert.deepEqual(results, Array(4).fill({ slept: 500 }));
   await waitFor(() => downs.length === 1, 1000, { what: 'pool-scaled-down' });
   assert.deepEqual(downs, [{ count: 2, newSize: 2 }]);
@@ -299,12 +299,12 @@ test('scaleDown past minWorkers with queued work: clamps, and every queued task 
   const tasks = Array.from({ length: 8 }, (_, i) => pool.submitTask({ type: 'sleep', payload: { ms: 300 + i } }));
   await waitFor(() => statusBy(pool, (w) => w.state === 'busy').length === 4, 3000, { what: 'all 4 busy' });
   const before = pool.getWorkerPids();
-  const res = await withTimeout(pool.scaleDown(10), 15000, 'scaleDown(10)');
+  const res = await within(pool.scaleDown(10), 15000, 'scaleDown(10)');
   assert.deepEqual(res, { count: 3, newSize: 1 });
   const left = pool.getWorkerPids();
   assert.equal(left.length, 1);
   for (const p of before.filter((x) => !left.includes(x))) assert.equal(pidState(p), 'gone');
-  const results = await withTimeout(Promise.all(tasks), 15000, 'tasks');
+  const results = await within(Promise.all(tasks), 15000, 'tasks');
   assert.deepEqual(results, Array.from({ length: 8 }, (_, i) => ({ slept: 300 + i })));
   await waitFor(() => downs.length === 1, 1000, { what: 'pool-scaled-down' });
   assert.deepEqual(downs, [{ count: 3, newSize: 1 }]);
@@ -327,12 +327,12 @@ test('scaleDown never strands a queued task that needs the capability of a remov
   const queued = settle(pool.submitTask({ type: 'env', payload: { keys: ['KIND'] }, requires: ['gpu'] }));
   await waitFor(() => pool.getPoolMetrics().tasks.queued === 1, 1000, { what: 'gpu task queued' });
 
-  const res = await withTimeout(pool.scaleDown(2), 10000, 'scaleDown(2)');
+  const res = await within(pool.scaleDown(2), 10000, 'scaleDown(2)');
   assert.equal(res.newSize, 1);
-  assert.deepEqual(await withTimeout(Promise.all(running), 5000, 'running tasks'), Array(3).fill({ slept: 500 }));
+  assert.deepEqual(await within(Promise.all(running), 5000, 'running tasks'), Array(3).fill({ slept: 500 }));
   // The queued task must settle: run on a gpu worker, or be rejected because none is
   // left (ERR_NO_CAPABLE_WORKER). It must not wait forever in the queue.
-  const outcome = await Promise.race([queued, delay(5000).then(() => 'pending')]);
+  const outcome = await Promise.race([queued, sleep(5000).then(() => 'pending')]);
   assert.notEqual(
     outcome,
     'pending',
@@ -346,11 +346,11 @@ test('scaleUp past maxWorkers clamps and pool-scaled-up reports the real count',
   const { pool } = await open(t, { poolSize: 2, minWorkers: 1, maxWorkers: 3 });
   const ups = [];
   pool.on('pool-scaled-up', (e) => ups.push(e));
-  assert.deepEqual(await withTimeout(pool.scaleUp(5), 15000, 'scaleUp(5)'), { count: 1, newSize: 3 });
+  assert.deepEqual(await within(pool.scaleUp(5), 15000, 'scaleUp(5)'), { count: 1, newSize: 3 });
   assert.equal(pool.getWorkerPids().length, 3);
   assert.ok(pool.getAllWorkersStatus().every((w) => w.state === 'ready'));
-  assert.deepEqual(await withTimeout(pool.scaleUp(1), 5000, 'scaleUp at max'), { count: 0, newSize: 3 });
-  await delay(100);
+  assert.deepEqual(await within(pool.scaleUp(1), 5000, 'scaleUp at max'), { count: 0, newSize: 3 });
+  await sleep(100);
   assert.deepEqual(ups, [{ count: 1, newSize: 3 }], 'one event, with the real count; none for a no-op');
   assert.equal(pool.getWorkerPids().length, 3);
 });
@@ -381,7 +381,7 @@ test('autoScale: a burst scales up (never above maxWorkers), then back down to m
   t.after(() => clearInterval(sampler));
 
   const burst = Array.from({ length: 40 }, () => pool.submitTask({ type: 'sleep', payload: { ms: 100 } }));
-  const results = await withTimeout(Promise.all(burst), 20000, 'burst');
+  const results = await within(Promise.all(burst), 20000, 'burst');
   assert.deepEqual(results, Array(40).fill({ slept: 100 }));
 
   const up = auto.filter((e) => e.action === 'scale-up');
@@ -444,11 +444,11 @@ test('autoScale: true uses the defaults; false/absent leaves it off', T, async (
   assert.equal(absent.config.autoScale, null);
   // Never initialized: no processes; shutting down is harmless.
   for (const p of [on, off, absent]) {
-    await withTimeout(p.shutdown(), 5000, 'shutdown');
+    await within(p.shutdown(), 5000, 'shutdown');
     assert.deepEqual(p.getWorkerPids(), []);
   }
   // A pool with autoScale: true runs normally.
-  const pool = await withTimeout(
+  const pool = await within(
     createWorkerPool({ logLevel: 'silent', workerScript: ECHO, poolSize: 1, autoScale: true }),
     20000,
     'createWorkerPool',
@@ -477,7 +477,7 @@ test('maxTasksPerWorker 3, sequential: 9 tasks on 3 pids in groups of 3, none fa
 
 test('maxTasksPerWorker 3, one burst of 9: still 3 pids in groups of 3 (prefetch must not exceed the limit)', T, async (t) => {
   const { pool, failures } = await open(t, { poolSize: 1, minWorkers: 1, maxWorkers: 1, maxTasksPerWorker: 3 });
-  const results = await withTimeout(Promise.all(repeat(9, { type: 'pid' }).map((task) => pool.submitTask(task))), 15000, 'burst');
+  const results = await within(Promise.all(repeat(9, { type: 'pid' }).map((task) => pool.submitTask(task))), 15000, 'burst');
   const pids = results.map((r) => r.pid);
   const counts = [...countBy(pids).values()];
   assert.deepEqual(failures, []);
@@ -503,16 +503,16 @@ test('idleTimeoutMs: idle workers above minWorkers exit, busy ones are spared, s
   });
   assert.deepEqual(pool.getWorkerPids(), [busy.pid], 'the busy worker is spared');
   assert.equal(pool.getPoolMetrics().pool.size, 1);
-  assert.deepEqual(await withTimeout(long, 6000, 'long task'), { slept: 3500 });
+  assert.deepEqual(await within(long, 6000, 'long task'), { slept: 3500 });
 
   // Stays at minWorkers however long it idles.
-  await delay(1500);
+  await sleep(1500);
   assert.equal(pool.getWorkerPids().length, 1);
 
-  const res = await withTimeout(pool.scaleUp(2), 15000, 'scaleUp(2)');
+  const res = await within(pool.scaleUp(2), 15000, 'scaleUp(2)');
   assert.deepEqual(res, { count: 2, newSize: 3 });
   assert.equal(pool.getWorkerPids().length, 3);
-  const ran = await withTimeout(Promise.all(repeat(3, { type: 'sleep', payload: { ms: 150 } }).map((x) => pool.submitTask(x))), 5000, 'after scaleUp');
+  const ran = await within(Promise.all(repeat(3, { type: 'sleep', payload: { ms: 150 } }).map((x) => pool.submitTask(x))), 5000, 'after scaleUp');
   assert.deepEqual(ran, Array(3).fill({ slept: 150 }));
   // ... and shrinks again once idle.
   await waitFor(() => pool.getWorkerPids().length === 1, 4000, { what: 'shrink again' });

@@ -17,34 +17,12 @@ const {
   childrenOf,
   isAlive,
   closePool,
+  baseConfig,
+  openPool,
   settle,
-  withTimeout,
+  within,
   serving,
-} = require('./fault-helpers');
-
-const ECHO = fixture('echo-worker.js');
-
-function baseConfig(extra = {}) {
-  const size = extra.poolSize ?? 1;
-  return {
-    poolSize: size,
-    minWorkers: 1,
-    maxWorkers: Math.max(size, 4),
-    workerScript: ECHO,
-    logLevel: 'silent',
-    ...extra,
-  };
-}
-
-async function openPool(config) {
-  const pool = await createWorkerPool(baseConfig(config));
-  const pids = new Set(pool.getWorkerPids());
-  const note = () => {
-    for (const p of pool.getWorkerPids()) pids.add(p);
-  };
-  const close = () => closePool(pool, [...pids]);
-  return { pool, pids, note, close };
-}
+} = require('./helpers');
 
 /** Resolves when the pool's monitor has a heartbeat from every current worker. */
 async function heartbeatsFromAll(pool, ms = 5000) {
@@ -100,7 +78,7 @@ test('a SIGSTOPped worker is detected as a zombie, killed and replaced; its task
     assert.match(String(z.currentTask), /^task-\d+-\d+$/);
 
     // The retry on the other worker resolves.
-    assert.deepEqual(await withTimeout(task, 10000, 'the retried sleep task'), { slept: 1500 });
+    assert.deepEqual(await within(task, 10000, 'the retried sleep task'), { slept: 1500 });
     // Killed (SIGKILL reaches a stopped process) and replaced.
     await assertGone([stopped], 5000);
     await waitFor(() => serving(pool) === 2 && !pool.getWorkerPids().includes(stopped), 8000, {
@@ -135,7 +113,7 @@ test('a handler stuck in a sync loop is detected as a zombie when no timeout fir
     await heartbeatsFromAll(pool);
     const [pid] = pool.getWorkerPids();
     const t0 = Date.now();
-    const err = await withTimeout(settle(pool.submitTask({ type: 'spin', maxRetries: 0 })), 10000, 'spin task');
+    const err = await within(settle(pool.submitTask({ type: 'spin', maxRetries: 0 })), 10000, 'spin task');
     assert.equal(err.ok, false);
     assert.equal(err.error.code, 'ERR_WORKER_CRASHED', `${err.error.code}: ${err.error.message}`);
     assert.match(err.error.message, /unresponsive/);
@@ -146,7 +124,7 @@ test('a handler stuck in a sync loop is detected as a zombie when no timeout fir
     await assertGone([pid], 5000);
     await waitFor(() => serving(pool) === 1, 8000);
     note();
-    assert.equal(await withTimeout(pool.submitTask({ type: 'echo', payload: 'next' }), 5000, 'echo'), 'next');
+    assert.equal(await within(pool.submitTask({ type: 'echo', payload: 'next' }), 5000, 'echo'), 'next');
   } finally {
     await close();
   }
@@ -175,7 +153,7 @@ test('a worker that hangs before its first heartbeat is still detected as a zomb
     });
     t.diagnostic(`zombie-detected after ${zombies[0].at - t0} ms`);
     assert.equal(zombies[0].pid, pid);
-    const out = await withTimeout(task, 5000, 'spin task');
+    const out = await within(task, 5000, 'spin task');
     assert.equal(out.ok, false);
     assert.equal(out.error.code, 'ERR_WORKER_CRASHED');
     await assertGone([pid], 5000);
@@ -195,7 +173,7 @@ for (const [name, expectCode, expectStderr] of [
     const before = new Set(childrenOf().map((c) => c.pid));
     const script = fixture(name);
     const t0 = Date.now();
-    const out = await withTimeout(settle(createWorkerPool(baseConfig({ poolSize: 2, workerScript: script }))), 15000, 'createWorkerPool');
+    const out = await within(settle(createWorkerPool(baseConfig({ poolSize: 2, workerScript: script }))), 15000, 'createWorkerPool');
     assert.ok(Date.now() - t0 < 15000);
     assert.equal(out.ok, false, 'createWorkerPool must reject');
     const err = out.error;
@@ -216,7 +194,7 @@ test('a pool from createPool whose workers die at start: initialize rejects and 
   const pool = createPool(baseConfig({ poolSize: 2, workerScript: fixture('crash-at-start.js') }));
   const exited = [];
   pool.on('worker-exited', (e) => exited.push(e.pid));
-  const out = await withTimeout(settle(pool.initialize()), 15000, 'initialize');
+  const out = await within(settle(pool.initialize()), 15000, 'initialize');
   assert.equal(out.ok, false);
   assert.equal(out.error.code, 'ERR_WORKER_START_FAILED');
   assert.deepEqual(pool.getWorkerPids(), []);
@@ -232,7 +210,7 @@ test('a worker over the memory limit raises high-memory and is recycled', { time
   const high = [];
   pool.on('high-memory', (e) => high.push(e));
   try {
-    const r = await withTimeout(pool.submitTask({ type: 'leak', payload: { mb: 200 } }), 15000, 'leak task');
+    const r = await within(pool.submitTask({ type: 'leak', payload: { mb: 200 } }), 15000, 'leak task');
     assert.equal(r.retainedMB, 200);
     await waitFor(() => high.length > 0, 5000, { what: 'high-memory on the pool' });
     const e = high[0];
@@ -257,7 +235,7 @@ test('a worker that writes a non-JSON line fails its task with ERR_PROTOCOL and 
   pool.on('worker-error', (e) => errors.push(e));
   try {
     const [pid] = pool.getWorkerPids();
-    const out = await withTimeout(settle(pool.submitTask({ type: 'anything', payload: 1, maxRetries: 0 })), 10000, 'task');
+    const out = await within(settle(pool.submitTask({ type: 'anything', payload: 1, maxRetries: 0 })), 10000, 'task');
     assert.equal(out.ok, false);
     assert.equal(out.error.code, 'ERR_PROTOCOL', `${out.error.code}: ${out.error.message}`);
     await assertGone([pid], 5000);
@@ -286,7 +264,7 @@ test('a worker that writes 96 MB without a newline: ERR_PROTOCOL, bounded parent
     sampler = setInterval(() => {
       peak = Math.max(peak, process.memoryUsage().rss);
     }, 5);
-    const out = await withTimeout(settle(pool.submitTask({ type: 'anything', payload: 1, maxRetries: 0 })), 30000, 'task');
+    const out = await within(settle(pool.submitTask({ type: 'anything', payload: 1, maxRetries: 0 })), 30000, 'task');
     peak = Math.max(peak, process.memoryUsage().rss);
     clearInterval(sampler);
     sampler = null;
@@ -399,7 +377,7 @@ test('crash-loop protection: a worker killed while idle right after start respaw
     note();
     await assertGone([pid], 3000);
     assert.equal(pool.getPoolMetrics().performance.workersRestarted, 1);
-    assert.equal(await withTimeout(pool.submitTask({ type: 'echo', payload: 'x' }), 5000, 'echo'), 'x');
+    assert.equal(await within(pool.submitTask({ type: 'echo', payload: 'x' }), 5000, 'echo'), 'x');
   } finally {
     await close();
   }

@@ -4,17 +4,12 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
 const { createWorkerPool } = require('..');
-const { fixture, assertGone, waitFor } = require('./fault-helpers');
-
-function tempDir() {
-  return fs.mkdtempSync(path.join(os.tmpdir(), 'wp-fifo-'));
-}
+const { fixture, assertGone, waitFor, tempDir } = require('./helpers');
 
 test('tasks run over FIFOs; pipes are 0600, replaced per worker, removed at shutdown', { timeout: 60000 }, async () => {
-  const dir = tempDir();
+  const dir = tempDir('wp-fifo-');
   // A stale pipe from an earlier run is removed at start.
   fs.writeFileSync(path.join(dir, 'worker-7-in.fifo'), 'stale');
   const pool = await createWorkerPool({ poolSize: 2, transport: 'fifo', fifoDir: dir, logLevel: 'silent', workerScript: fixture('echo-worker.js') });
@@ -54,7 +49,7 @@ test('tasks run over FIFOs; pipes are 0600, replaced per worker, removed at shut
 });
 
 test('a second live pool on the same fifoDir is refused', { timeout: 30000 }, async () => {
-  const dir = tempDir();
+  const dir = tempDir('wp-fifo-');
   const pool = await createWorkerPool({ poolSize: 1, transport: 'fifo', fifoDir: dir, logLevel: 'silent' });
   try {
     await assert.rejects(createWorkerPool({ poolSize: 1, transport: 'fifo', fifoDir: dir, logLevel: 'silent' }), (e) => {

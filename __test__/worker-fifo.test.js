@@ -14,6 +14,8 @@ const { spawn } = require('child_process');
 
 const FIFOChannel = require('../fifo-channel.js');
 const { encodeFrame } = FIFOChannel;
+// isAlive: a zombie (exited, not yet reaped by whoever adopted it) counts as dead.
+const { isAlive, procStat } = require('./helpers');
 
 const ROOT = path.join(__dirname, '..');
 const WORKER = path.join(ROOT, 'worker-process.js');
@@ -33,19 +35,11 @@ function workerEnv(extra) {
   return env;
 }
 
-function isAlive(pid) {
-  // A zombie (exited, not yet reaped by whoever adopted it) counts as dead.
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
+/** The parent pid of a live process (throws when there is no such process). */
 function parentPid(pid) {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  const stat = procStat(pid);
+  if (!stat) throw new Error(`no process ${pid}`);
+  return stat.ppid;
 }
 
 function killQuietly(pid) {
