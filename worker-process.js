@@ -87,6 +87,7 @@ const NODE_MODULES = `${path.sep}node_modules${path.sep}`;
 
 const now = () => performance.now();
 const HEAP_CHECK_EVERY = 16;
+const OUTBOX_MAX_AGE_MS = 1;
 
 function optionNumber(options, name, { min, integer = false }) {
   const value = options[name];
@@ -242,6 +243,7 @@ class WorkerProcess {
 
     // Buffered task-results entries.
     this._outbox = [];
+    this._outboxSince = 0;
     this._flushScheduled = false;
 
     this._sliceStart = 0;
@@ -553,6 +555,9 @@ class WorkerProcess {
         setImmediate(this._afterYieldBound);
         return;
       }
+      // Results wait for the end of the macrotask to share one message, but not for
+      // long: a slow next task must not hold back replies that are ready.
+      if (this._outbox.length > 0 && now() - this._outboxSince > OUTBOX_MAX_AGE_MS) this._flush();
       const task = tasks[head];
       const batch = this._qBatch[head];
       tasks[head] = undefined;
@@ -688,6 +693,7 @@ class WorkerProcess {
 
   _reply(taskId, batch, ok, value, duration) {
     if (batch) {
+      if (this._outbox.length === 0) this._outboxSince = now();
       this._outbox.push(ok
         ? { taskId, ok: true, result: value, duration }
         : { taskId, ok: false, error: serializeError(value), duration });

@@ -121,7 +121,7 @@ class HealthMonitor extends EventEmitter {
   }
 
   clearAlerts(olderThanMs = 3600000) {
-    return this.#pool ? this.#call('clearAlerts', [olderThanMs]) : this.#call('clearAlerts', [olderThanMs]);
+    return this.#call('clearAlerts', [olderThanMs]);
   }
 
   getHealthSummary() {

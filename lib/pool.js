@@ -41,8 +41,6 @@ class WorkerPoolManager extends EventEmitter {
   #opSeq = 0;
   #keepAlive = null;
   #logLevel;
-  #shutdownPromise = null;
-  #closed = false;
   // Tasks cross N-API in batches: submitTask appends a line, one call per microtask.
   #seq = 0;
   #batch = '';
@@ -412,17 +410,16 @@ class WorkerPoolManager extends EventEmitter {
    */
   shutdown(graceful = true) {
     const run = this.#op((op) => this.#native.shutdown(graceful !== false, op)).then(() => {
-      this.#closed = true;
       livePools.delete(this.#native);
       // Nothing may stay pending; the core settles everything, this is a safety net.
       const err = withCode(CODES.ERR_POOL_SHUTDOWN, 'Pool was shut down before the task finished');
       for (const [seq, p] of this.#pending) {
         this.#pending.delete(seq);
+        if (p.cleanup) p.cleanup();
         p.reject(err);
       }
       this.#refresh();
     });
-    if (!this.#shutdownPromise || graceful === false) this.#shutdownPromise = run;
     return run;
   }
 

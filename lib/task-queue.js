@@ -76,7 +76,7 @@ class TaskQueue extends EventEmitter {
   }
 
   peek() {
-    return this.#pool ? this.#call('peek') : this.#call('peek');
+    return this.#call('peek');
   }
 
   getTaskById(id) {
@@ -131,9 +131,7 @@ class TaskQueue extends EventEmitter {
   }
 
   clear() {
-    const n = this.#call('clear');
-    if (this.#pool) this.emit('queue-cleared', { count: n });
-    return n;
+    return this.#call('clear');
   }
 }
 

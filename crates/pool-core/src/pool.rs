@@ -101,6 +101,8 @@ struct InFlight {
 struct Outbox {
     inner: Mutex<OutboxInner>,
     notify: Notify,
+    /// Wakes a writer blocked on a full pipe when the worker is gone.
+    close: Notify,
     direct: Option<std::fs::File>,
     /// FIFO transport: each message goes out as a 4-byte big-endian length + JSON.
     framed: bool,
@@ -311,6 +313,12 @@ pub struct Pool {
 }
 
 const READ_CHUNK: usize = 64 * 1024;
+
+/// Between a worker's exit waiter and its reader.
+struct ReaderEnds {
+    exited: tokio::sync::oneshot::Receiver<()>,
+    drained: tokio::sync::oneshot::Sender<()>,
+}
 /// Work (by average run time) a worker may hold queued ahead of the running task.
 const PREFETCH_BUDGET_MS: f64 = 2.0;
 /// Largest payload sent ahead, and most payload bytes a worker may hold ahead.
@@ -557,7 +565,11 @@ impl Pool {
 
     /// Last resort when the JS side goes away (process exit, GC): kill everything now.
     pub fn kill_all(&self) {
-        let st = self.lock();
+        let mut st = self.lock();
+        // No respawning from here on.
+        if !matches!(st.phase, Phase::Shutdown | Phase::Created) {
+            st.phase = Phase::Closing;
+        }
         for w in st.workers.values() {
             process::kill_group(w.pid, libc::SIGKILL);
         }
@@ -678,6 +690,7 @@ impl Pool {
         let out = Arc::new(Outbox {
             inner: Mutex::new(OutboxInner::default()),
             notify: Notify::new(),
+            close: Notify::new(),
             direct,
             framed: fifo_files.is_some(),
         });
@@ -726,18 +739,27 @@ impl Pool {
         let max_line = st.cfg.max_message_bytes as usize;
         self.after(st);
 
+        // The exit waiter tells the reader the child is gone; the reader reads what the
+        // worker wrote before dying and says when it is done, so replies sent just
+        // before an exit are never mistaken for a crash.
+        let (exited_tx, exited_rx) = tokio::sync::oneshot::channel::<()>();
+        let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+        let ends = ReaderEnds {
+            exited: exited_rx,
+            drained: drained_tx,
+        };
         let started = match (spawned.channel, fifo_files) {
             (Some(chan), _) => chan.try_clone().and_then(|w| {
                 let rd = crate::fdio::ReadHalf::new(chan)?;
                 let p = self.clone();
-                tokio::spawn(async move { p.reader(num, rd, max_line, false).await });
+                tokio::spawn(async move { p.reader(num, rd, max_line, false, ends).await });
                 tokio::spawn(writer(out, crate::fdio::Sink::Socket(w)));
                 Ok(())
             }),
             (None, Some((inp, outp))) => tokio::net::unix::pipe::Sender::from_file_unchecked(inp).and_then(|tx| {
                 let rx = tokio::net::unix::pipe::Receiver::from_file_unchecked(outp)?;
                 let p = self.clone();
-                tokio::spawn(async move { p.reader(num, rx, max_line, true).await });
+                tokio::spawn(async move { p.reader(num, rx, max_line, true, ends).await });
                 tokio::spawn(writer(out, crate::fdio::Sink::Fifo(tx)));
                 Ok(())
             }),
@@ -751,6 +773,8 @@ impl Pool {
         let stderr_done = spawned.stderr_done;
         tokio::spawn(async move {
             let status = child.wait().await;
+            let _ = exited_tx.send(());
+            let _ = tokio::time::timeout(Duration::from_millis(1000), drained_rx).await;
             // A worker that died before it was ready is reported with its last stderr
             // lines: let the stderr reader drain the pipe first (bounded: a grandchild
             // may hold the pipe open).
@@ -769,14 +793,35 @@ impl Pool {
     /// Reads a worker's messages: newline-delimited JSON (IPC) or length-prefixed
     /// frames (FIFO). A message over `max_line` bytes, or one that is not JSON, is a
     /// protocol error: the worker is killed and at most `max_line` bytes are buffered.
-    async fn reader<R: tokio::io::AsyncRead + Unpin>(self, num: u64, mut rd: R, max_line: usize, framed: bool) {
+    async fn reader<R: tokio::io::AsyncRead + Unpin>(self, num: u64, mut rd: R, max_line: usize, framed: bool, ends: ReaderEnds) {
+        let ReaderEnds {
+            exited: mut exited_rx,
+            drained,
+        } = ends;
         let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
         let mut scanned = 0usize;
+        let mut exited = false;
         loop {
             if buf.capacity() - buf.len() < READ_CHUNK / 4 {
                 buf.reserve(READ_CHUNK);
             }
-            match rd.read_buf(&mut buf).await {
+            let read = if exited {
+                // The child is gone: take what is left. A FIFO never reports EOF (we hold
+                // it read-write), so a short silence ends the drain.
+                match tokio::time::timeout(Duration::from_millis(50), rd.read_buf(&mut buf)).await {
+                    Ok(r) => r,
+                    Err(_) => break,
+                }
+            } else {
+                tokio::select! {
+                    r = rd.read_buf(&mut buf) => r,
+                    _ = &mut exited_rx => {
+                        exited = true;
+                        continue;
+                    }
+                }
+            };
+            match read {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }
@@ -821,6 +866,7 @@ impl Pool {
                 buf.shrink_to(READ_CHUNK);
             }
         }
+        let _ = drained.send(());
     }
 }
 
@@ -895,7 +941,10 @@ async fn writer(out: Arc<Outbox>, mut wr: crate::fdio::Sink) {
             out.notify.notified().await;
             continue;
         };
-        let ok = wr.write_all(&data).await.is_ok();
+        let ok = tokio::select! {
+            r = wr.write_all(&data) => r.is_ok(),
+            _ = out.close.notified() => false,
+        };
         let mut g = out.inner.lock().unwrap_or_else(|e| e.into_inner());
         g.writing = false;
         if !ok {
@@ -1273,7 +1322,12 @@ impl State {
         }
         let mut sends: Vec<(u64, Vec<u64>)> = Vec::new();
         while let Some(seq) = self.queue.peek() {
-            let target = self.pick_worker(seq).map(|w| (w, seq)).or_else(|| self.pick_any_task());
+            // Looking past the head only helps when the head waits for a capability.
+            let head_requires = self.queue.get(seq).is_some_and(|r| !r.data.requires.is_empty());
+            let target = self
+                .pick_worker(seq)
+                .map(|w| (w, seq))
+                .or_else(|| if head_requires { self.pick_any_task() } else { None });
             let Some((wn, seq)) = target else { break };
             self.queue.take(seq);
             self.rr_last = wn;
@@ -1659,7 +1713,7 @@ impl State {
                     return;
                 }
                 self.metrics.completed += 1;
-                self.metrics.run.observe(reported_ms.unwrap_or(duration as f64) / 1000.0);
+                self.metrics.run.observe(measured.unwrap_or(duration as f64) / 1000.0);
                 if reused {
                     self.metrics.reused += 1;
                 }
@@ -1897,6 +1951,7 @@ impl State {
         self.remove_fifos(&w.id);
         w.out.inner.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
         w.out.notify.notify_one();
+        w.out.close.notify_one();
         let now = Instant::now();
         let uptime = now.duration_since(w.spawned).as_millis() as u64;
         let desc = exit_desc(code, signal);
@@ -1970,13 +2025,12 @@ impl State {
                 self.check_closed();
                 return;
             }
-            if let Some(PendingOp::ScaleUp { waiting, added, .. }) = self
-                .ops
-                .iter_mut()
-                .find(|o| matches!(o, PendingOp::ScaleUp { waiting, .. } if *waiting > 0))
-            {
-                *waiting -= 1;
-                *added = added.saturating_sub(1);
+            if let Some(op) = self.slots.get_mut(&w.slot).and_then(|s| s.op.take()) {
+                // The first worker of a slot a scaleUp added never started: the slot is
+                // dropped and the scaleUp reports one worker fewer.
+                self.op_worker_done(op, false);
+                self.slots.remove(&w.slot);
+                self.log("error", &err.message);
             }
         }
 
@@ -2060,6 +2114,7 @@ impl State {
         } else if let Some(s) = self.slots.get_mut(&slot) {
             s.failed = true;
         }
+        self.reject_unservable();
         self.health
             .raise_alert("critical", None, "worker-spawn-failed", json!({ "message": err.message }));
     }
@@ -2184,6 +2239,9 @@ impl State {
             // A failed initialize leaves the pool as it was before: it may be retried.
             self.phase = Phase::Created;
             self.op_done(op, Err(err));
+            for op in std::mem::take(&mut self.shutdown_waiters) {
+                self.op_done(op, Ok(json!({})));
+            }
             return;
         }
         self.log("info", "Pool shutdown complete");
@@ -2665,6 +2723,7 @@ impl Pool {
                 st.metrics.submitted += 1;
                 out.push(r);
             }
+            st.reject_unservable();
             st.dispatch();
             Ok(out)
         })
