@@ -508,15 +508,7 @@ impl Pool {
     pub fn submit_batch(&self, batch: &str) -> Vec<(u64, CoreError)> {
         self.with(|st| {
             let mut refused = Vec::new();
-            let phase_err = match st.phase {
-                Phase::Running => None,
-                Phase::Created | Phase::Initializing => Some(CoreError::new(
-                    Code::PoolNotInitialized,
-                    "Pool not initialized: call initialize() (or use createWorkerPool) first",
-                )),
-                Phase::ShuttingDown | Phase::Closing => Some(CoreError::new(Code::PoolShuttingDown, "Pool is shutting down")),
-                Phase::Shutdown => Some(CoreError::new(Code::PoolShutdown, "Pool has been shut down")),
-            };
+            let phase_err = st.require_running().err();
             for line in batch.split('\n').filter(|l| !l.is_empty()) {
                 let mut f = line.split('\t');
                 let Some(seq) = f.next().and_then(|x| x.parse::<u64>().ok()) else {
@@ -1105,14 +1097,7 @@ impl State {
             if remove == 0 {
                 break;
             }
-            // Never scale away the last slot that has a set of capabilities.
-            let caps = self.slots[&sn].caps.clone();
-            if !caps.is_empty()
-                && !self
-                    .slots
-                    .iter()
-                    .any(|(&o, s)| o != sn && !s.failed && balance::can_serve(&caps, &s.caps))
-            {
+            if !self.slot_removable(sn) {
                 continue;
             }
             remove -= 1;
@@ -1196,10 +1181,26 @@ impl State {
         }
     }
 
+    /// Scaling down or idling out never removes the last slot with a set of
+    /// capabilities (tasks that need them would have nowhere to go).
+    fn slot_removable(&self, slot: u64) -> bool {
+        let Some(caps) = self.slots.get(&slot).map(|s| &s.caps) else {
+            return false;
+        };
+        caps.is_empty()
+            || self
+                .slots
+                .iter()
+                .any(|(&o, s)| o != slot && !s.failed && balance::can_serve(caps, &s.caps))
+    }
+
     fn require_running(&self) -> CoreResult<()> {
         match self.phase {
             Phase::Running => Ok(()),
-            Phase::Created | Phase::Initializing => Err(CoreError::new(Code::PoolNotInitialized, "Pool not initialized")),
+            Phase::Created | Phase::Initializing => Err(CoreError::new(
+                Code::PoolNotInitialized,
+                "Pool not initialized: call initialize() (or use createWorkerPool) first",
+            )),
             Phase::ShuttingDown | Phase::Closing => Err(CoreError::new(Code::PoolShuttingDown, "Pool is shutting down")),
             Phase::Shutdown => Err(CoreError::new(Code::PoolShutdown, "Pool has been shut down")),
         }
@@ -2339,13 +2340,7 @@ impl State {
                     && self.active_size() > self.cfg.min_workers as usize
                 {
                     let slot = w.slot;
-                    let caps = self.slots.get(&slot).map(|s| s.caps.clone()).unwrap_or_default();
-                    let covered = caps.is_empty()
-                        || self
-                            .slots
-                            .iter()
-                            .any(|(&o, s)| o != slot && !s.failed && balance::can_serve(&caps, &s.caps));
-                    if covered {
+                    if self.slot_removable(slot) {
                         self.slots.remove(&slot);
                         self.retire(n, Retire::Idle);
                     }

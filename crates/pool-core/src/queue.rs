@@ -657,10 +657,6 @@ impl<T: TaskData> TaskQueue<T> {
         avg(self.dur_sum_ms, self.dur_n)
     }
 
-    pub fn total(&self) -> u64 {
-        self.total
-    }
-
     pub fn retried(&self) -> u64 {
         self.retried
     }
