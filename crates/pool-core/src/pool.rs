@@ -568,7 +568,8 @@ impl Pool {
     }
 
     pub fn worker_status_json(&self, id: &str) -> String {
-        let st = self.lock();
+        let mut st = self.lock();
+        st.sync_health();
         st.workers
             .values()
             .find(|w| w.id == id)
@@ -577,12 +578,15 @@ impl Pool {
     }
 
     pub fn all_workers_json(&self) -> String {
-        let st = self.lock();
+        let mut st = self.lock();
+        st.sync_health();
         Value::Array(st.workers.values().map(|w| st.worker_status(w)).collect()).to_string()
     }
 
     pub fn metrics_json(&self) -> String {
-        self.lock().metrics_json().to_string()
+        let mut st = self.lock();
+        st.sync_health();
+        st.metrics_json().to_string()
     }
 
     pub fn prometheus(&self) -> String {
@@ -1181,6 +1185,15 @@ impl State {
         }
     }
 
+    /// Brings the health monitor's view of each worker (state, current task, tasks run)
+    /// up to date. Done when someone looks, not on every task.
+    fn sync_health(&mut self) {
+        for w in self.workers.values() {
+            let cur = w.current_task(&self.queue);
+            self.health.set_state(&w.id, w.state_str(), cur.as_deref(), w.tasks_executed);
+        }
+    }
+
     /// Scaling down or idling out never removes the last slot with a set of
     /// capabilities (tasks that need them would have nowhere to go).
     fn slot_removable(&self, slot: u64) -> bool {
@@ -1392,12 +1405,8 @@ impl State {
 
     fn assign(&mut self, wn: u64, seq: u64) {
         let now = Instant::now();
-        let (timeout, queued_ms, task_id) = match self.queue.get(seq) {
-            Some(r) => (
-                r.timeout_ms,
-                now.duration_since(r.enqueued_instant).as_millis() as u64,
-                r.id.clone(),
-            ),
+        let (timeout, queued_ms) = match self.queue.get(seq) {
+            Some(r) => (r.timeout_ms, now.duration_since(r.enqueued_instant).as_millis() as u64),
             None => return,
         };
         let task_events = self.task_events;
@@ -1422,16 +1431,13 @@ impl State {
             deadline = Some(d);
         }
         w.last_activity = w.last_activity.max(now);
-        let wid = w.id.clone();
-        let executed = w.tasks_executed;
         self.metrics.wait.observe(queued_ms as f64 / 1000.0);
-        if w.in_flight.len() == 1 {
-            self.health.set_state(&wid, "busy", Some(&task_id), executed);
-        }
         if let Some(d) = deadline {
             self.note_deadline(d);
         }
         if task_events {
+            let wid = self.workers.get(&wn).map(|w| w.id.clone()).unwrap_or_default();
+            let task_id = self.queue.get(seq).map(|r| r.id.clone()).unwrap_or_default();
             self.emit(
                 "task-assigned",
                 json!({ "taskId": task_id, "workerId": wid, "queuedTimeMs": queued_ms }),
@@ -1558,12 +1564,12 @@ impl State {
         w.ready = true;
         w.ready_at = Some(now);
         w.idle_since = now;
-        let (id, slot) = (w.id.clone(), w.slot);
+        let slot = w.slot;
         let caps = w.capabilities.clone();
         if let Some(s) = self.slots.get_mut(&slot) {
             s.caps = caps;
         }
-        self.health.set_state(&id, "ready", None, 0);
+
         self.sample_worker(num, now);
         if let Some(op) = self.slots.get_mut(&slot).and_then(|s| s.op.take()) {
             self.op_worker_done(op, true);
@@ -1676,16 +1682,10 @@ impl State {
         if !entry.abandoned {
             w.tasks_executed += 1;
         }
-        let executed = w.tasks_executed;
-        let next_head = w.in_flight.front().filter(|f| !f.abandoned).map(|f| f.seq);
         let head_deadline = w.head_deadline;
         if let Some(d) = head_deadline {
             self.note_deadline(d);
         }
-        let cur = next_head.and_then(|s| self.queue.get(s)).map(|r| r.id.clone());
-        let busy = next_head.is_some();
-        self.health
-            .set_state(&wid, if busy { "busy" } else { "ready" }, cur.as_deref(), executed);
         if entry.abandoned {
             // A late reply from an attempt that already timed out or was cancelled:
             // the worker is free again, and the message settles nothing.
@@ -1876,8 +1876,7 @@ impl State {
             return;
         }
         w.retiring = Some(why);
-        let id = w.id.clone();
-        self.health.set_state(&id, "shutting-down", None, 0);
+
         if self.workers[&wn].in_flight.is_empty() {
             self.send_retire(wn);
         }
@@ -2452,6 +2451,7 @@ impl State {
         if !matches!(self.phase, Phase::Running | Phase::ShuttingDown) {
             return;
         }
+        self.sync_health();
         let nums: Vec<u64> = self.workers.keys().copied().collect();
         for n in nums {
             self.sample_worker(n, now);
@@ -2644,6 +2644,9 @@ impl State {
     }
 
     fn call(&mut self, method: &str, args: &Value) -> CoreResult<String> {
+        if method.starts_with("health.") {
+            self.sync_health();
+        }
         let arg_str = |i: usize| args.get(i).and_then(Value::as_str);
         let arg_num = |i: usize| args.get(i).and_then(Value::as_f64);
         Ok(match method {
