@@ -147,6 +147,11 @@ export interface WorkerPoolConfig {
    * about 2 ms of its average run time; 1 turns prefetching off. @default 256
    */
   prefetch?: number;
+  /**
+   * How long (µs, 0–10000) the JS thread may poll for a reply predicted to arrive that
+   * soon instead of sleeping in its event loop; 0 never spins. @default 100
+   */
+  spinWaitUs?: number;
   /** Node options for the worker processes (the original used --expose-gc; `forceGC` workers expose it on demand). @default [] */
   execArgv?: string[];
   /** Extra environment variables for the workers. @default {} */
@@ -202,6 +207,7 @@ export interface ResolvedWorkerPoolConfig {
   maxTasksPerWorker: number | null;
   idleTimeoutMs: number | null;
   prefetch: number;
+  spinWaitUs: number;
   fifoDir: string;
   transport: 'ipc' | 'fifo';
   workerGroups: Array<Required<Omit<WorkerGroupConfig, 'env'>> & { env: Record<string, string> }>;

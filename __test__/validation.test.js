@@ -84,6 +84,9 @@ test('bad config: ERR_INVALID_CONFIG thrown by createPool and rejected by create
     ['taskTimeout -5', { taskTimeout: -5 }, /taskTimeout/],
     ['maxTaskRetries -1', { maxTaskRetries: -1 }, /maxTaskRetries/],
     ["logLevel 'loud'", { logLevel: 'loud' }, /logLevel/],
+    ['spinWaitUs -1', { spinWaitUs: -1 }, /spinWaitUs/],
+    ['spinWaitUs 10001', { spinWaitUs: 10001 }, /spinWaitUs[\s\S]*0 to 10000/],
+    ["spinWaitUs '50'", { spinWaitUs: '50' }, /spinWaitUs/],
   ];
   const pools = [];
   t.after(() => Promise.all(pools.map((p) => p.shutdown(false))));

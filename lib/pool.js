@@ -151,6 +151,8 @@ class WorkerPoolManager extends EventEmitter {
   // ------------------------------------------------------------ core events
 
   #onEvents(text) {
+    // "" = a wake-up whose events a JS-thread read already delivered.
+    if (text === '') return;
     const events = JSON.parse(text);
     let thrown = null;
     for (let i = 0; i < events.length; i++) {

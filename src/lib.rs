@@ -1,13 +1,14 @@
 //! The N-API binding: thin `#[napi]` types that convert arguments and delegate to
 //! the core. All errors cross through `to_napi_error`, the one conversion point.
 
+mod jsloop;
+
 use napi::bindgen_prelude::*;
-use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use pool_core::standalone::{StandaloneHealth, StandaloneQueue};
-use pool_core::{CoreError, EventSink, Pool, PoolConfig};
+use pool_core::{CoreError, Pool, PoolConfig};
 use serde_json::Value;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Errors reach JS as `Error` objects whose message is the core error as JSON;
 /// index.js turns that into an `Error` with `code` and the details.
@@ -24,17 +25,6 @@ fn parse_json(text: &str, what: &str) -> Result<Value> {
     })
 }
 
-/// Weak: the pending-work timer in index.js decides when the process may exit.
-type EventsFn = ThreadsafeFunction<String, (), String, Status, false, true>;
-
-struct JsSink(EventsFn);
-
-impl EventSink for JsSink {
-    fn deliver(&self, batch: String) {
-        self.0.call(batch, ThreadsafeFunctionCallMode::NonBlocking);
-    }
-}
-
 #[napi]
 pub struct NativePool {
     pool: Pool,
@@ -43,10 +33,25 @@ pub struct NativePool {
 #[napi]
 impl NativePool {
     #[napi(constructor)]
-    pub fn new(config_json: String, exec_path: String, default_script: String, on_events: EventsFn) -> Result<Self> {
+    pub fn new(
+        env: Env,
+        config_json: String,
+        exec_path: String,
+        default_script: String,
+        on_events: Function<'_, String, ()>,
+    ) -> Result<Self> {
         let raw = parse_json(&config_json, "options")?;
         let cfg = PoolConfig::from_json(&raw, &exec_path, &default_script).map_err(to_napi_error)?;
-        let pool = Pool::new(cfg, Box::new(JsSink(on_events))).map_err(to_napi_error)?;
+        let shared = Arc::new(jsloop::Shared::default());
+        // SAFETY: the constructor runs on the JS thread with this call's env and value.
+        let side = unsafe { jsloop::JsSide::new(env.raw(), on_events.raw(), &shared)? };
+        let wake: jsloop::WakeFn = on_events
+            .build_threadsafe_function::<()>()
+            .weak::<true>()
+            .callee_handled::<false>()
+            .build_callback(move |_ctx| Ok(side.on_wake()))?;
+        let _ = shared.wake.set(wake);
+        let pool = Pool::new(cfg, Box::new(jsloop::JsSink(shared))).map_err(to_napi_error)?;
         Ok(NativePool { pool })
     }
 

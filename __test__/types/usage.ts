@@ -58,6 +58,7 @@ async function poolUsage(): Promise<void> {
     maxTasksPerWorker: 10000,
     idleTimeoutMs: 60000,
     prefetch: 4,
+    spinWaitUs: 50,
     execArgv: ['--max-old-space-size=256'],
     env: { MODE: 'test', LEVEL: 3, DEBUG: false },
     fifoDir: '/tmp/cortex/workers',

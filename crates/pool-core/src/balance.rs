@@ -1,13 +1,15 @@
 //! Load balancing: each strategy is a pure function of (task, candidate workers).
 
 use crate::config::Strategy;
+use std::cmp::Reverse;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Candidate<'a> {
     /// Worker number (`worker-<num>`); round-robin follows this order.
     pub num: u64,
     pub in_flight: usize,
-    pub executed: u64,
+    /// When the worker was last given a task (a pool-wide counter; 0 = never).
+    pub last_used: u64,
     pub capabilities: &'a [String],
 }
 
@@ -33,9 +35,14 @@ pub fn choose(strategy: Strategy, requires: &[String], cands: &[Candidate<'_>], 
             }
             after.or(first).map(|(i, _)| i)
         }
-        Strategy::LeastLoaded => eligible.min_by_key(|(_, c)| (c.in_flight, c.executed, c.num)).map(|(i, _)| i),
+        // Ties go to the worker used most recently: its code and data are still in the
+        // CPU's caches and the scheduler keeps it near us, so an idle pool answers a
+        // lone task fastest, and the workers left cold can be retired when idle.
+        Strategy::LeastLoaded => eligible
+            .min_by_key(|(_, c)| (c.in_flight, Reverse(c.last_used), c.num))
+            .map(|(i, _)| i),
         Strategy::CapabilityBased => eligible
-            .min_by_key(|(_, c)| (c.capabilities.len(), c.in_flight, c.executed, c.num))
+            .min_by_key(|(_, c)| (c.capabilities.len(), c.in_flight, Reverse(c.last_used), c.num))
             .map(|(i, _)| i),
     }
 }
@@ -56,7 +63,7 @@ mod tests {
             .map(|&num| Candidate {
                 num,
                 in_flight: 0,
-                executed: 0,
+                last_used: 0,
                 capabilities: &none,
             })
             .collect();
@@ -68,25 +75,25 @@ mod tests {
     }
 
     #[test]
-    fn least_loaded_prefers_fewest_in_flight_then_fewest_executed() {
+    fn least_loaded_prefers_fewest_in_flight_then_the_most_recently_used() {
         let none = caps(&[]);
         let c = vec![
             Candidate {
                 num: 0,
                 in_flight: 1,
-                executed: 0,
+                last_used: 0,
                 capabilities: &none,
             },
             Candidate {
                 num: 1,
                 in_flight: 0,
-                executed: 9,
+                last_used: 4,
                 capabilities: &none,
             },
             Candidate {
                 num: 2,
                 in_flight: 0,
-                executed: 4,
+                last_used: 9,
                 capabilities: &none,
             },
         ];
@@ -102,19 +109,19 @@ mod tests {
             Candidate {
                 num: 0,
                 in_flight: 0,
-                executed: 0,
+                last_used: 0,
                 capabilities: &gpu_big,
             },
             Candidate {
                 num: 1,
                 in_flight: 0,
-                executed: 5,
+                last_used: 5,
                 capabilities: &gpu,
             },
             Candidate {
                 num: 2,
                 in_flight: 0,
-                executed: 0,
+                last_used: 0,
                 capabilities: &plain,
             },
         ];

@@ -79,6 +79,9 @@ pub struct PoolConfig {
     pub max_tasks_per_worker: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
     pub prefetch: u32,
+    /// How long (µs) the JS thread may poll for a reply expected that soon before it
+    /// sleeps; 0 never.
+    pub spin_wait_us: u64,
     pub fifo_dir: String,
     pub transport: String,
     pub worker_groups: Vec<WorkerGroup>,
@@ -279,6 +282,10 @@ impl PoolConfig {
         if prefetch > 1024 {
             return Err(CoreError::config("prefetch", "an integer from 1 to 1024", prefetch));
         }
+        let spin_wait_us = r.int("spinWaitUs", 100, 0)?;
+        if spin_wait_us > 10_000 {
+            return Err(CoreError::config("spinWaitUs", "an integer from 0 to 10000", spin_wait_us));
+        }
 
         Ok(PoolConfig {
             pool_size: pool_size.min(u32::MAX as u64) as u32,
@@ -310,6 +317,7 @@ impl PoolConfig {
             max_tasks_per_worker: r.opt_int("maxTasksPerWorker", 1)?,
             idle_timeout_ms: r.opt_int("idleTimeoutMs", 1)?,
             prefetch: prefetch as u32,
+            spin_wait_us,
             fifo_dir: r.string("fifoDir", "/tmp/cortex/workers")?,
             transport,
             worker_groups,

@@ -18,4 +18,5 @@ pub mod util;
 
 pub use config::PoolConfig;
 pub use error::{Code, CoreError, CoreResult};
-pub use pool::{EventSink, Pool, PoolTask};
+pub use fdio::{Channel, PollerState};
+pub use pool::{EventSink, Pool, PoolTask, Pumped};

@@ -8,6 +8,7 @@
 use crate::balance::{self, Candidate};
 use crate::config::PoolConfig;
 use crate::error::{Code, CoreError, CoreResult};
+use crate::fdio::{Channel, Filled, READ_CHUNK};
 use crate::health::{HealthMonitor, HealthOptions, Sample};
 use crate::process::{self, StderrTail};
 use crate::protocol::{self, Kind, WorkerError};
@@ -18,15 +19,21 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncReadExt;
+use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
 
 /// Receives batches of events as a JSON array text.
 pub trait EventSink: Send + Sync + 'static {
     fn deliver(&self, batch: String);
+    /// A worker's channel opened: the sink may also read it on its own thread with
+    /// `Pool::pump` (and must stop once `pump` says `Closed` or `channel_closed` is called).
+    fn watch(&self, _pool: &Pool, _ch: Arc<Channel>) {}
+    /// The core's reader of this channel finished; no more messages will come from it.
+    fn channel_closed(&self, _ch: &Arc<Channel>) {}
 }
 
 /// What a pool task carries: the type and payload as JSON text, never parsed here.
@@ -197,6 +204,9 @@ struct Worker {
     /// Predicted work (ms) and payload bytes sent ahead of the running task.
     ahead_ms: f64,
     ahead_bytes: usize,
+    chan: Option<Arc<Channel>>,
+    /// `State::uses` when this worker was last given a task (warm-first tie-break).
+    last_used: u64,
 }
 
 impl Worker {
@@ -298,6 +308,8 @@ struct State {
     scale_cooldown_until: Option<Instant>,
     init_failure: Option<(u64, CoreError)>,
     shutdown_waiters: Vec<u64>,
+    /// Tasks handed to workers so far (orders `Worker::last_used`).
+    uses: u64,
 }
 
 pub struct Inner {
@@ -312,13 +324,16 @@ pub struct Pool {
     inner: Arc<Inner>,
 }
 
-const READ_CHUNK: usize = 64 * 1024;
-
 /// Between a worker's exit waiter and its reader.
 struct ReaderEnds {
     exited: tokio::sync::oneshot::Receiver<()>,
     drained: tokio::sync::oneshot::Sender<()>,
 }
+/// While tasks run on workers whose channel another thread polls, the timer loop
+/// ticks this often to notice that thread stuck (see `Channel::check_stalled`).
+const POLLER_BACKSTOP: Duration = Duration::from_millis(1);
+/// A poller thread that has not gone round its loop for this long is stuck.
+const POLLER_STALL: Duration = Duration::from_millis(2);
 /// Work (by average run time) a worker may hold queued ahead of the running task.
 const PREFETCH_BUDGET_MS: f64 = 2.0;
 /// Largest payload sent ahead, and most payload bytes a worker may hold ahead.
@@ -382,6 +397,7 @@ impl Pool {
                 scale_cooldown_until: None,
                 init_failure: None,
                 shutdown_waiters: Vec::new(),
+                uses: 0,
             }),
             wake: Notify::new(),
             sink,
@@ -443,6 +459,24 @@ impl Pool {
             tokio::select! {
                 _ = tokio::time::sleep_until(next.into()) => {}
                 _ = self.inner.wake.notified() => {}
+            }
+            // Channels left to a thread that has not gone round its loop for a while
+            // (a long callback, a blocked JS thread): read them here (before timeouts
+            // and health are judged) and let their readers watch them until that
+            // thread is back, so replies, heartbeats and dispatch never wait on
+            // JavaScript.
+            let polled: Vec<Arc<Channel>> = self
+                .lock()
+                .workers
+                .values()
+                .filter_map(|w| w.chan.clone())
+                .filter(|c| c.left_to_poller())
+                .collect();
+            let now = Instant::now();
+            for ch in polled {
+                if ch.check_stalled(now, POLLER_STALL) {
+                    self.pump(&ch);
+                }
             }
             self.with(|st| st.on_timers(Instant::now()));
         }
@@ -597,6 +631,43 @@ impl Pool {
         self.lock().workers.values().map(|w| w.pid).collect()
     }
 
+    /// How long a thread that polls the workers' channels itself (the JS thread) may
+    /// spin for a reply before it sleeps in its event loop. Sleeping costs a wake-up
+    /// per reply (tens of µs on a VM when the CPU went idle); spinning pays only
+    /// when the reply is due sooner than that. So: only while every busy worker runs a
+    /// task predicted (from its type's history) to finish within `spinWaitUs` of its
+    /// start, only while fewer workers are busy than there are CPUs (the spinner must
+    /// not take a worker's CPU), and at most until `spinWaitUs` after the start.
+    pub fn spin_budget(&self, cpus: usize) -> Option<Duration> {
+        let st = self.lock();
+        let cap = Duration::from_micros(st.cfg.spin_wait_us);
+        if cap.is_zero() || st.phase != Phase::Running {
+            return None;
+        }
+        let now = Instant::now();
+        let mut busy = 0;
+        let mut budget = Duration::ZERO;
+        for w in st.workers.values() {
+            let Some(head) = w.in_flight.front() else { continue };
+            busy += 1;
+            if busy >= cpus || !w.chan.as_ref().is_some_and(|c| c.left_to_poller()) {
+                return None;
+            }
+            // An unknown type predicts infinity (and NaN never passes).
+            if head.pred.is_nan() || head.pred * 1000.0 > st.cfg.spin_wait_us as f64 {
+                return None;
+            }
+            let elapsed = now.duration_since(w.head_started.unwrap_or(now));
+            budget = budget.max(cap.saturating_sub(elapsed));
+        }
+        (!budget.is_zero()).then_some(budget)
+    }
+
+    /// Whether two handles are the same pool.
+    pub fn same(&self, other: &Pool) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Read-only and small calls of `pool.taskQueue` / `pool.healthMonitor`.
     pub fn call(&self, method: &str, args: &Value) -> CoreResult<String> {
         self.with(|st| st.call(method, args))
@@ -725,6 +796,8 @@ impl Pool {
                 ready_deadline,
                 ahead_ms: 0.0,
                 ahead_bytes: 0,
+                chan: None,
+                last_used: 0,
             },
         );
         if let Some(s) = st.slots.get_mut(&slot) {
@@ -745,19 +818,15 @@ impl Pool {
             drained: drained_tx,
         };
         let started = match (spawned.channel, fifo_files) {
-            (Some(chan), _) => chan.try_clone().and_then(|w| {
-                let rd = crate::fdio::ReadHalf::new(chan)?;
-                let p = self.clone();
-                tokio::spawn(async move { p.reader(num, rd, max_line, false, ends).await });
+            (Some(chan), _) => chan.try_clone().map(|w| {
+                let ch = crate::fdio::Channel::new(num, OwnedFd::from(chan), max_line, false);
+                self.start_reader(ch, ends);
                 tokio::spawn(writer(out, crate::fdio::Sink::Socket(w)));
-                Ok(())
             }),
-            (None, Some((inp, outp))) => tokio::net::unix::pipe::Sender::from_file_unchecked(inp).and_then(|tx| {
-                let rx = tokio::net::unix::pipe::Receiver::from_file_unchecked(outp)?;
-                let p = self.clone();
-                tokio::spawn(async move { p.reader(num, rx, max_line, true, ends).await });
+            (None, Some((inp, outp))) => tokio::net::unix::pipe::Sender::from_file_unchecked(inp).map(|tx| {
+                let ch = crate::fdio::Channel::new(num, OwnedFd::from(outp), max_line, true);
+                self.start_reader(ch, ends);
                 tokio::spawn(writer(out, crate::fdio::Sink::Fifo(tx)));
-                Ok(())
             }),
             _ => Err(std::io::Error::other("no channel")),
         };
@@ -786,57 +855,103 @@ impl Pool {
         });
     }
 
-    /// Reads a worker's messages: newline-delimited JSON (IPC) or length-prefixed
-    /// frames (FIFO). A message over `max_line` bytes, or one that is not JSON, is a
-    /// protocol error: the worker is killed and at most `max_line` bytes are buffered.
-    async fn reader<R: tokio::io::AsyncRead + Unpin>(self, num: u64, mut rd: R, max_line: usize, framed: bool, ends: ReaderEnds) {
+    fn start_reader(&self, ch: Arc<Channel>, ends: ReaderEnds) {
+        if let Some(w) = self.lock().workers.get_mut(&ch.num) {
+            w.chan = Some(ch.clone());
+        }
+        self.inner.sink.watch(self, ch.clone());
+        let p = self.clone();
+        tokio::spawn(async move { p.reader(ch, ends).await });
+    }
+
+    /// The core's reader of a worker's channel. It reads whenever tokio reports the
+    /// channel readable, unless another thread polls it (the JS thread, see
+    /// `Channel::attach_poller`): then it does not watch the descriptor at all (so a
+    /// reply wakes one thread, not two) and the timer loop reads it as a backstop
+    /// while that thread is busy. After the worker exited it takes what is left; a
+    /// FIFO never reports EOF (we hold it read-write), so a short silence ends that.
+    async fn reader(self, ch: Arc<Channel>, ends: ReaderEnds) {
         let ReaderEnds {
             exited: mut exited_rx,
             drained,
         } = ends;
-        let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
-        let mut scanned = 0usize;
         let mut exited = false;
+        let mut afd = None;
         loop {
-            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-                buf.reserve(READ_CHUNK);
+            if !exited && ch.left_to_poller() {
+                afd = None;
+                tokio::select! {
+                    _ = ch.mode.notified() => {}
+                    _ = &mut exited_rx => exited = true,
+                }
+                continue;
             }
-            let read = if exited {
-                // The child is gone: take what is left. A FIFO never reports EOF (we hold
-                // it read-write), so a short silence ends the drain.
-                match tokio::time::timeout(Duration::from_millis(50), rd.read_buf(&mut buf)).await {
+            let registered = match afd.take() {
+                Some(a) => a,
+                None => match crate::fdio::register_readable(ch.clone()) {
+                    Ok(a) => a,
+                    Err(_) => break,
+                },
+            };
+            let a: &AsyncFd<crate::fdio::ChannelFd> = afd.insert(registered);
+            let ready = if exited {
+                match tokio::time::timeout(Duration::from_millis(50), a.readable()).await {
                     Ok(r) => r,
                     Err(_) => break,
                 }
             } else {
                 tokio::select! {
-                    r = rd.read_buf(&mut buf) => r,
+                    r = a.readable() => r,
+                    _ = ch.mode.notified() => continue,
                     _ = &mut exited_rx => {
                         exited = true;
                         continue;
                     }
                 }
             };
-            match read {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+            let Ok(mut guard) = ready else { break };
+            match self.pump(&ch) {
+                Pumped::Drained => guard.clear_ready(),
+                Pumped::More => {}
+                Pumped::Closed => break,
             }
-            let (msgs, consumed) = match split_messages(&buf, &mut scanned, max_line, framed) {
-                Ok(x) => x,
-                Err(why) => {
-                    self.with(|st| st.protocol_error(num, &why));
-                    break;
-                }
-            };
-            if msgs.is_empty() {
-                continue;
+        }
+        ch.rs.lock().unwrap_or_else(|e| e.into_inner()).done = true;
+        drop(afd);
+        self.inner.sink.channel_closed(&ch);
+        let _ = drained.send(());
+    }
+
+    /// Reads what a worker's channel holds and handles every complete message:
+    /// newline-delimited JSON (IPC) or length-prefixed frames (FIFO). A message over
+    /// `maxMessageBytes`, or one that is not JSON, is a protocol error: the worker is
+    /// killed and at most that many bytes are buffered. Called by the core's reader
+    /// and by an embedder polling the channel on its own thread.
+    pub fn pump(&self, ch: &Channel) -> Pumped {
+        let mut rs = ch.rs.lock().unwrap_or_else(|e| e.into_inner());
+        if rs.done {
+            return Pumped::Closed;
+        }
+        let filled = ch.fill(&mut rs);
+        let rs = &mut *rs;
+        let mut scanned = rs.scanned;
+        let split = split_messages(&rs.buf, &mut scanned, ch.max_line, ch.framed);
+        rs.scanned = scanned;
+        let (msgs, consumed) = match split {
+            Ok(x) => x,
+            Err(why) => {
+                rs.done = true;
+                self.with(|st| st.protocol_error(ch.num, &why));
+                return Pumped::Closed;
             }
+        };
+        if !msgs.is_empty() {
             let mut st = self.lock();
             let mut bad = None;
             for (a, b) in msgs {
-                match std::str::from_utf8(&buf[a..b]) {
+                match std::str::from_utf8(&rs.buf[a..b]) {
                     Ok(text) => {
-                        if let Err(why) = st.on_line(num, text) {
+                        if let Err(why) = st.on_line(ch.num, text) {
                             bad = Some(why);
                             break;
                         }
@@ -848,22 +963,41 @@ impl Pool {
                 }
             }
             if let Some(why) = &bad {
-                st.protocol_error(num, why);
+                st.protocol_error(ch.num, why);
             } else {
                 st.dispatch();
             }
             self.after(st);
             if bad.is_some() {
-                break;
+                rs.done = true;
+                return Pumped::Closed;
             }
-            buf.drain(..consumed);
-            scanned = scanned.saturating_sub(consumed);
-            if buf.capacity() > 4 * READ_CHUNK && buf.len() < READ_CHUNK {
-                buf.shrink_to(READ_CHUNK);
+            rs.buf.drain(..consumed);
+            rs.scanned = rs.scanned.saturating_sub(consumed);
+            if rs.buf.capacity() > 4 * READ_CHUNK && rs.buf.len() < READ_CHUNK {
+                rs.buf.shrink_to(READ_CHUNK);
             }
         }
-        let _ = drained.send(());
+        match filled {
+            Filled::Drained => Pumped::Drained,
+            Filled::More => Pumped::More,
+            Filled::Ended => {
+                rs.done = true;
+                Pumped::Closed
+            }
+        }
     }
+}
+
+/// What `Pool::pump` left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pumped {
+    /// The channel is empty for now.
+    Drained,
+    /// It stopped early; read again.
+    More,
+    /// The channel is finished (EOF, error, protocol error): stop polling it.
+    Closed,
 }
 
 /// Finds the complete messages in `buf`: their byte ranges and how many bytes they
@@ -1373,7 +1507,7 @@ impl State {
                 .map(|w| Candidate {
                     num: w.num,
                     in_flight: w.in_flight.len(),
-                    executed: w.tasks_executed,
+                    last_used: w.last_used,
                     capabilities: &w.capabilities,
                 })
                 .collect();
@@ -1412,7 +1546,10 @@ impl State {
         let task_events = self.task_events;
         let pred = self.predict(seq);
         let bytes = self.queue.get(seq).map(|r| r.data.payload_json.len()).unwrap_or(0);
+        self.uses += 1;
+        let uses = self.uses;
         let Some(w) = self.workers.get_mut(&wn) else { return };
+        w.last_used = uses;
         if !w.in_flight.is_empty() {
             w.ahead_ms += pred;
             w.ahead_bytes += bytes;
@@ -1434,6 +1571,14 @@ impl State {
         self.metrics.wait.observe(queued_ms as f64 / 1000.0);
         if let Some(d) = deadline {
             self.note_deadline(d);
+            if self
+                .workers
+                .get(&wn)
+                .and_then(|w| w.chan.as_ref())
+                .is_some_and(|c| c.left_to_poller())
+            {
+                self.note_deadline(now + POLLER_BACKSTOP);
+            }
         }
         if task_events {
             let wid = self.workers.get(&wn).map(|w| w.id.clone()).unwrap_or_default();
@@ -1630,6 +1775,11 @@ impl State {
                     self.dispatch();
                 }
                 PendingOp::ScaleUp { op, added, .. } => {
+                    // The idle clock of the workers it added starts now.
+                    let now = Instant::now();
+                    for w in self.workers.values_mut() {
+                        w.idle_since = w.idle_since.max(now);
+                    }
                     if added > 0 {
                         self.emit("pool-scaled-up", json!({ "count": added, "newSize": size }));
                         self.log("info", &format!("Scaled up by {added} to {size} workers"));
@@ -2280,6 +2430,13 @@ impl State {
         for s in self.slots.values() {
             consider(s.respawn_at);
         }
+        if self
+            .workers
+            .values()
+            .any(|w| !w.in_flight.is_empty() && w.chan.as_ref().is_some_and(|c| c.left_to_poller()))
+        {
+            consider(Some(now + POLLER_BACKSTOP));
+        }
         next.max(now)
     }
 
@@ -2331,7 +2488,13 @@ impl State {
                     self.attempt_failed(head.seq, err, dur, true);
                 }
             }
-            if let (Some(idle), Some(w)) = (self.cfg.idle_timeout_ms, self.workers.get(&n)) {
+            // Not while the pool is being grown: a worker that got ready first must not
+            // be retired before its scaleUp / initialize has even resolved.
+            let growing = self
+                .ops
+                .iter()
+                .any(|o| matches!(o, PendingOp::Init { .. } | PendingOp::ScaleUp { .. }));
+            if let (Some(idle), Some(w), false) = (self.cfg.idle_timeout_ms, self.workers.get(&n), growing) {
                 if w.ready
                     && w.in_flight.is_empty()
                     && w.retiring.is_none()

@@ -1,0 +1,156 @@
+'use strict';
+
+// Replies read on the JS thread (libuv poll handles on the workers' channels), the
+// core's backstop while that thread is busy, the reply spin, and the poll handles'
+// life in a worker thread.
+// Run: node --test __test__/js-thread.test.js
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { Worker } = require('node:worker_threads');
+const { openPool, waitFor, assertGone, within } = require('./helpers');
+
+const T = { timeout: 60000 };
+
+function blockFor(ms) {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    /* the JS thread does nothing else */
+  }
+}
+
+test('while the JS thread is blocked, the core keeps reading replies and dispatching the queue', T, async () => {
+  const { pool, close } = await openPool({ poolSize: 2 });
+  try {
+    // Warm up so both channels are polled by this thread.
+    await Promise.all([1, 2, 3, 4].map((i) => pool.submitTask({ type: 'echo', payload: i })));
+    const n = 30;
+    const all = Promise.all(Array.from({ length: n }, (_, i) => pool.submitTask({ type: 'sleep', payload: { ms: 20 } }).then(() => i)));
+    await new Promise((r) => setImmediate(r)); // the batch reaches the core
+    blockFor(1500); // 30 × 20 ms on 2 workers is ~300 ms of work
+    // Nothing has been delivered to JavaScript yet, but the core finished them all.
+    const q = pool.getPoolMetrics().queue;
+    assert.equal(q.byStatus.completed, 4 + n, `completed while blocked: ${JSON.stringify(q.byStatus)}`);
+    assert.equal(q.queueDepth, 0);
+    assert.equal((await within(all, 5000, 'results after the block')).length, n);
+  } finally {
+    await close();
+  }
+});
+
+test('one-at-a-time tasks settle with the reply spin on (default) and off (spinWaitUs: 0)', T, async () => {
+  for (const spinWaitUs of [undefined, 0, 10000]) {
+    const { pool, close } = await openPool({ poolSize: 2, loadBalancing: 'least-loaded', spinWaitUs });
+    try {
+      assert.equal(pool.config.spinWaitUs, spinWaitUs ?? 100);
+      for (let i = 0; i < 300; i++) {
+        assert.equal(await pool.submitTask({ type: 'echo', payload: i }), i);
+      }
+      // Timers and immediates still run while replies are awaited.
+      let ticks = 0;
+      const timer = setInterval(() => ticks++, 1);
+      for (let i = 0; i < 200; i++) await pool.submitTask({ type: 'sleep', payload: { ms: 1 } });
+      clearInterval(timer);
+      assert.ok(ticks > 20, `a 1 ms interval ran ${ticks} times over 200 × 1 ms tasks`);
+    } finally {
+      await close();
+    }
+  }
+});
+
+test('least-loaded: lone tasks stay on the most recently used worker', T, async () => {
+  const { pool, close } = await openPool({ poolSize: 3, loadBalancing: 'least-loaded' });
+  try {
+    const ids = [];
+    for (let i = 0; i < 12; i++) ids.push((await pool.submitTask({ type: 'pid' })).workerId);
+    assert.equal(new Set(ids).size, 1, `all on one worker: ${ids.join(',')}`);
+  } finally {
+    await close();
+  }
+});
+
+/** Runs `body` (a function source) in a worker thread; resolves its messages and exit code. */
+function inThread(body, onMessage) {
+  const src = `
+    const { parentPort } = require('node:worker_threads');
+    const { createWorkerPool } = require(${JSON.stringify(require.resolve('..'))});
+    const fixture = ${JSON.stringify(require.resolve('./fixtures/echo-worker.js'))};
+    (${body})().catch((e) => { parentPort.postMessage({ error: e.stack }); process.exit(1); });
+  `;
+  const w = new Worker(src, { eval: true });
+  w.on('message', (m) => onMessage(m, w));
+  return new Promise((resolve, reject) => {
+    w.on('error', reject);
+    w.on('exit', resolve);
+  });
+}
+
+test('a pool inside a worker thread works, and the thread exits cleanly after shutdown', T, async () => {
+  const got = [];
+  const code = await inThread(
+    async function body() {
+      const pool = await createWorkerPool({ poolSize: 2, workerScript: fixture, logLevel: 'silent' });
+      const pids = pool.getWorkerPids();
+      const out = [];
+      for (let i = 0; i < 50; i++) out.push(await pool.submitTask({ type: 'echo', payload: i }));
+      parentPort.postMessage({ pids, sum: out.reduce((a, b) => a + b, 0) });
+      await pool.shutdown();
+    },
+    (m) => got.push(m),
+  );
+  assert.equal(code, 0, JSON.stringify(got));
+  assert.equal(got.length, 1, JSON.stringify(got));
+  assert.equal(got[0].sum, (49 * 50) / 2);
+  await assertGone(got[0].pids, 5000);
+});
+
+test('terminating a worker thread that owns a busy pool: its workers die, this process carries on', T, async () => {
+  let pids = null;
+  const code = await inThread(
+    async function body() {
+      const pool = await createWorkerPool({ poolSize: 2, workerScript: fixture, logLevel: 'silent' });
+      for (let i = 0; i < 20; i++) await pool.submitTask({ type: 'echo', payload: i });
+      for (let i = 0; i < 4; i++) pool.submitTask({ type: 'sleep', payload: { ms: 60000 } }).catch(() => {});
+      parentPort.postMessage({ pids: pool.getWorkerPids() });
+      setInterval(() => pool.submitTask({ type: 'echo', payload: 1 }).catch(() => {}), 1);
+    },
+    (m, w) => {
+      if (m.error) throw new Error(m.error);
+      pids = m.pids;
+      setTimeout(() => w.terminate(), 200);
+    },
+  );
+  assert.equal(code, 1, 'terminate() ends the thread with code 1');
+  assert.equal(pids.length, 2);
+  await assertGone(pids, 10000);
+  // This thread's own pools are unaffected.
+  const { pool, close } = await openPool({ poolSize: 1 });
+  try {
+    assert.equal(await pool.submitTask({ type: 'echo', payload: 'still fine' }), 'still fine');
+  } finally {
+    await close();
+  }
+});
+
+test('a process that exits while its pool is polled by the JS thread exits at once, leaving no worker', T, async () => {
+  const { spawn } = require('node:child_process');
+  const script = `
+    const { createWorkerPool } = require(${JSON.stringify(require.resolve('..'))});
+    (async () => {
+      const pool = await createWorkerPool({ poolSize: 2, workerScript: ${JSON.stringify(require.resolve('./fixtures/echo-worker.js'))}, logLevel: 'silent' });
+      for (let i = 0; i < 20; i++) await pool.submitTask({ type: 'echo', payload: i });
+      console.log(JSON.stringify(pool.getWorkerPids()));
+      pool.submitTask({ type: 'sleep', payload: { ms: 60000 } }).catch(() => {});
+      setTimeout(() => process.exit(0), 100);
+    })();
+  `;
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  const code = await within(new Promise((r) => child.on('exit', r)), 20000, 'child exit');
+  assert.equal(code, 0);
+  const pids = JSON.parse(out.trim());
+  assert.equal(pids.length, 2);
+  await waitFor(() => true, 10);
+  await assertGone(pids, 10000);
+});

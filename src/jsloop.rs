@@ -1,0 +1,513 @@
+//! Events to JavaScript, and workers' replies read on the JS thread.
+//!
+//! Left to the core's thread, a reply costs two thread wakes: the core's thread (epoll)
+//! and then the JS thread (a threadsafe-function call, i.e. `uv_async_send`). Instead,
+//! each worker channel is polled by the JS thread's own event loop (a libuv poll
+//! handle), and the core's reader stops watching it (`Channel::attach_poller`): a reply
+//! wakes the JS thread directly, which reads and handles it in the core (`Pool::pump`)
+//! and settles it in the same turn, as Node's own IPC does. The core stays the
+//! backstop: a prepare/check handle pair counts the loop's iterations, and when they
+//! stand still (a long callback, a blocked thread) the core reads the channels itself
+//! until the loop moves again, so supervision never depends on JavaScript. Just before
+//! the loop sleeps, it may spin for a reply that is due within `spinWaitUs`.
+//!
+//! All events go through one queue (`Shared`), appended under the core's lock, drained
+//! only on the JS thread: directly after a JS-thread read, otherwise by the
+//! threadsafe function. So JavaScript sees them in the order the core made them.
+
+use napi::sys;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use pool_core::{Channel, EventSink, PollerState, Pool, Pumped};
+use std::cell::{Cell, RefCell};
+use std::ffi::{c_int, c_void};
+use std::ptr;
+use std::rc::{Rc, Weak as RcWeak};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+// libuv, exported by the node binary (like the N-API functions).
+extern "C" {
+    fn uv_handle_size(kind: c_int) -> usize;
+    fn uv_poll_init(lp: *mut sys::uv_loop_s, handle: *mut c_void, fd: c_int) -> c_int;
+    fn uv_poll_start(handle: *mut c_void, events: c_int, cb: unsafe extern "C" fn(*mut c_void, c_int, c_int)) -> c_int;
+    fn uv_poll_stop(handle: *mut c_void) -> c_int;
+    fn uv_close(handle: *mut c_void, cb: unsafe extern "C" fn(*mut c_void));
+    fn uv_unref(handle: *mut c_void);
+    fn uv_prepare_init(lp: *mut sys::uv_loop_s, handle: *mut c_void) -> c_int;
+    fn uv_prepare_start(handle: *mut c_void, cb: unsafe extern "C" fn(*mut c_void)) -> c_int;
+    fn uv_check_init(lp: *mut sys::uv_loop_s, handle: *mut c_void) -> c_int;
+    fn uv_check_start(handle: *mut c_void, cb: unsafe extern "C" fn(*mut c_void)) -> c_int;
+    fn uv_backend_timeout(lp: *const sys::uv_loop_s) -> c_int;
+}
+const UV_CHECK: c_int = 2;
+const UV_POLL: c_int = 8;
+const UV_PREPARE: c_int = 9;
+const UV_READABLE: c_int = 1;
+
+/// Wakes the JS thread to drain the queue. Weak: the pending-work timer in
+/// lib/pool.js decides when the process may exit.
+pub type WakeFn = ThreadsafeFunction<(), (), String, napi::Status, false, true>;
+
+/// The queue between the core (any thread) and the JS thread.
+#[derive(Default)]
+pub struct Shared {
+    pending: Mutex<Pending>,
+    pub wake: OnceLock<WakeFn>,
+}
+
+#[derive(Default)]
+struct Pending {
+    /// One JSON array: the batches appended so far.
+    events: String,
+    watch: Vec<(Pool, Arc<Channel>)>,
+    closed: bool,
+    /// A threadsafe-function call is queued and has not drained yet.
+    woken: bool,
+}
+
+impl Shared {
+    fn push(&self, f: impl FnOnce(&mut Pending)) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut p);
+        // On the JS thread inside a read, `drain_now` follows at once: no wake needed.
+        if p.woken || IN_PUMP.with(|c| c.get()) {
+            return;
+        }
+        p.woken = true;
+        drop(p);
+        if let Some(w) = self.wake.get() {
+            w.call((), ThreadsafeFunctionCallMode::NonBlocking);
+        }
+    }
+
+    fn take(&self, from_wake: bool) -> Pending {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let woken = p.woken && !from_wake;
+        let out = std::mem::take(&mut *p);
+        p.woken = woken;
+        out
+    }
+}
+
+pub struct JsSink(pub Arc<Shared>);
+
+impl EventSink for JsSink {
+    fn deliver(&self, batch: String) {
+        self.0.push(|p| {
+            if p.events.is_empty() {
+                p.events = batch;
+            } else if batch.len() > 2 {
+                // "[a,b]" + "[c]" = "[a,b,c]"
+                p.events.pop();
+                p.events.push(',');
+                p.events.push_str(&batch[1..]);
+            }
+        });
+    }
+
+    fn watch(&self, pool: &Pool, ch: Arc<Channel>) {
+        let pool = pool.clone();
+        self.0.push(|p| p.watch.push((pool, ch)));
+    }
+
+    fn channel_closed(&self, _ch: &Arc<Channel>) {
+        self.0.push(|p| p.closed = true);
+    }
+}
+
+/// The JS-thread side of one pool. Lives on the JS thread only.
+pub struct JsSide {
+    env: sys::napi_env,
+    uv_loop: *mut sys::uv_loop_s,
+    /// Weak reference to the events callback (the threadsafe function holds it).
+    func: sys::napi_ref,
+    async_ctx: sys::napi_async_context,
+    shared: Weak<Shared>,
+    me: RcWeak<JsSide>,
+}
+
+impl JsSide {
+    /// # Safety
+    /// `env` and `func` are the current call's; this runs on the JS thread.
+    pub unsafe fn new(env: sys::napi_env, func: sys::napi_value, shared: &Arc<Shared>) -> napi::Result<Rc<JsSide>> {
+        let mut uv_loop = ptr::null_mut();
+        check(sys::napi_get_uv_event_loop(env, &mut uv_loop))?;
+        let mut fref = ptr::null_mut();
+        check(sys::napi_create_reference(env, func, 0, &mut fref))?;
+        let name = "WorkerPoolEvents";
+        let mut name_v = ptr::null_mut();
+        check(sys::napi_create_string_utf8(
+            env,
+            name.as_ptr().cast(),
+            name.len() as isize,
+            &mut name_v,
+        ))?;
+        let mut async_ctx = ptr::null_mut();
+        check(sys::napi_async_init(env, ptr::null_mut(), name_v, &mut async_ctx))?;
+        Ok(Rc::new_cyclic(|me| JsSide {
+            env,
+            uv_loop,
+            func: fref,
+            async_ctx,
+            shared: Arc::downgrade(shared),
+            me: me.clone(),
+        }))
+    }
+
+    /// The threadsafe function's turn: apply what is queued, return the events
+    /// ("" when a JS-thread read already delivered them).
+    pub fn on_wake(&self) -> String {
+        let Some(shared) = self.shared.upgrade() else {
+            return String::new();
+        };
+        let p = shared.take(true);
+        self.apply(p.watch, p.closed);
+        p.events
+    }
+
+    /// After a JS-thread read: deliver what is queued now, by calling the events
+    /// callback directly (inside a callback scope, so promises settle right after).
+    fn drain_now(&self) {
+        let Some(shared) = self.shared.upgrade() else { return };
+        let p = shared.take(false);
+        self.apply(p.watch, p.closed);
+        if !p.events.is_empty() {
+            // SAFETY: on the JS thread, from a libuv callback (no JS on the stack).
+            unsafe { self.call_js(&p.events) };
+        }
+    }
+
+    fn apply(&self, watch: Vec<(Pool, Arc<Channel>)>, closed: bool) {
+        let Some(me) = self.me.upgrade() else { return };
+        for (pool, ch) in watch {
+            start_poll(&me, pool, ch);
+        }
+        if closed {
+            close_finished();
+        }
+    }
+
+    unsafe fn call_js(&self, text: &str) {
+        let env = self.env;
+        let mut scope = ptr::null_mut();
+        if sys::napi_open_handle_scope(env, &mut scope) != sys::Status::napi_ok {
+            return;
+        }
+        let mut func = ptr::null_mut();
+        let mut arg = ptr::null_mut();
+        let mut recv = ptr::null_mut();
+        if sys::napi_get_reference_value(env, self.func, &mut func) == sys::Status::napi_ok
+            && !func.is_null()
+            && sys::napi_create_string_utf8(env, text.as_ptr().cast(), text.len() as isize, &mut arg) == sys::Status::napi_ok
+            && sys::napi_get_global(env, &mut recv) == sys::Status::napi_ok
+        {
+            let mut result = ptr::null_mut();
+            let st = sys::napi_make_callback(env, self.async_ctx, recv, func, 1, &arg, &mut result);
+            if st == sys::Status::napi_pending_exception {
+                // As for a threadsafe-function call: the process's uncaughtException.
+                let mut err = ptr::null_mut();
+                sys::napi_get_and_clear_last_exception(env, &mut err);
+                sys::napi_fatal_exception(env, err);
+            }
+        }
+        sys::napi_close_handle_scope(env, scope);
+    }
+}
+
+impl Drop for JsSide {
+    fn drop(&mut self) {
+        if TEARING_DOWN.with(|t| t.get()) {
+            return;
+        }
+        // SAFETY: dropped on the JS thread while the environment lives.
+        unsafe {
+            sys::napi_async_destroy(self.env, self.async_ctx);
+            sys::napi_delete_reference(self.env, self.func);
+        }
+    }
+}
+
+fn check(st: sys::napi_status) -> napi::Result<()> {
+    if st == sys::Status::napi_ok {
+        Ok(())
+    } else {
+        Err(napi::Error::new(napi::Status::GenericFailure, format!("N-API call failed ({st})")))
+    }
+}
+
+// ------------------------------------------------------------------- poll handles
+
+/// One libuv poll handle on one worker channel.
+struct PollCtx {
+    /// The `uv_poll_t` (its first field, `data`, points back here).
+    handle: Box<[u64]>,
+    pool: Pool,
+    ch: Arc<Channel>,
+    side: Rc<JsSide>,
+    closing: Cell<bool>,
+}
+
+thread_local! {
+    /// The poll handles open on this thread (one JS environment per thread).
+    static POLLS: RefCell<Vec<*mut PollCtx>> = const { RefCell::new(Vec::new()) };
+    static CLEANUP: Cell<sys::napi_async_cleanup_hook_handle> = const { Cell::new(ptr::null_mut()) };
+    static TEARING_DOWN: Cell<bool> = const { Cell::new(false) };
+    /// Inside `Pool::pump` on this (JS) thread.
+    static IN_PUMP: Cell<bool> = const { Cell::new(false) };
+    static LOOP_WATCH: RefCell<Option<Box<LoopWatch>>> = const { RefCell::new(None) };
+}
+
+/// Counts this thread's event-loop iterations for the core (which takes a channel
+/// over while the count stands still, see `Channel::check_stalled`), and spins for
+/// replies just before the loop sleeps.
+struct LoopWatch {
+    state: Arc<PollerState>,
+    uv_loop: *mut sys::uv_loop_s,
+    /// CPUs this process may use (a spinning JS thread must leave one to the worker).
+    cpus: usize,
+    prepare: Box<[u64]>,
+    check: Box<[u64]>,
+    open: Cell<u8>,
+}
+
+unsafe extern "C" fn on_prepare(h: *mut c_void) {
+    spin_for_replies(&*(*(h as *mut *const LoopWatch)));
+}
+
+/// Just before the loop sleeps: if a reply is due within the pool's spin budget (see
+/// `Pool::spin_budget`) and the loop has nothing else to run, poll the channels for
+/// it instead of sleeping, so its arrival costs no wake-up.
+fn spin_for_replies(lw: &LoopWatch) {
+    if lw.cpus < 2 {
+        return;
+    }
+    let budget = POLLS.with(|p| {
+        let p = p.borrow();
+        let mut budget: Option<std::time::Duration> = None;
+        for (i, &c) in p.iter().enumerate() {
+            // SAFETY: contexts in POLLS are live until their close callback.
+            let pool = unsafe { &(*c).pool };
+            if p[..i].iter().any(|&o| unsafe { (*o).pool.same(pool) }) {
+                continue;
+            }
+            if let Some(b) = pool.spin_budget(lw.cpus) {
+                budget = Some(budget.map_or(b, |x| x.max(b)));
+            }
+        }
+        budget
+    });
+    let Some(budget) = budget else { return };
+    // SAFETY: this thread's own loop.
+    if unsafe { uv_backend_timeout(lw.uv_loop) } == 0 {
+        return; // immediates, idle handles or due timers are waiting
+    }
+    let mut fds: Vec<libc::pollfd> = POLLS.with(|p| {
+        p.borrow()
+            .iter()
+            .filter(|&&c| unsafe { !(*c).closing.get() })
+            .map(|&c| libc::pollfd {
+                fd: unsafe { (*c).ch.fd() },
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect()
+    });
+    let deadline = std::time::Instant::now() + budget;
+    loop {
+        // SAFETY: a valid pollfd array; a zero timeout never blocks.
+        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) } != 0 {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            return;
+        }
+        std::hint::spin_loop();
+    }
+}
+
+unsafe extern "C" fn on_check(h: *mut c_void) {
+    let state = &*(*(h as *mut *const PollerState));
+    state.iterations.fetch_add(1, Ordering::Release);
+    if state.overridden.swap(false, Ordering::AcqRel) {
+        // Back from a long callback: take the channels the core read meanwhile back.
+        POLLS.with(|p| {
+            for &c in p.borrow().iter() {
+                (*c).ch.release_override();
+            }
+        });
+    }
+}
+
+/// This thread's loop state, starting the prepare and check handles on first use.
+fn loop_state(uv_loop: *mut sys::uv_loop_s) -> Option<Arc<PollerState>> {
+    LOOP_WATCH.with(|lw| {
+        let mut lw = lw.borrow_mut();
+        if let Some(w) = lw.as_ref() {
+            return Some(w.state.clone());
+        }
+        // SAFETY: libuv calls on this thread's loop; the handles live in the boxed
+        // LoopWatch, kept in this thread-local until their close callbacks ran.
+        unsafe {
+            let mut w = Box::new(LoopWatch {
+                state: Arc::new(PollerState::default()),
+                uv_loop,
+                cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                prepare: vec![0u64; uv_handle_size(UV_PREPARE).div_ceil(8)].into_boxed_slice(),
+                check: vec![0u64; uv_handle_size(UV_CHECK).div_ceil(8)].into_boxed_slice(),
+                open: Cell::new(0),
+            });
+            let flag = Arc::as_ptr(&w.state);
+            let p = w.prepare.as_mut_ptr() as *mut c_void;
+            let c = w.check.as_mut_ptr() as *mut c_void;
+            if uv_prepare_init(uv_loop, p) != 0 {
+                return None;
+            }
+            w.open.set(1);
+            if uv_check_init(uv_loop, c) != 0 {
+                uv_close(p, on_loop_handle_closed);
+                *lw = Some(w);
+                return None;
+            }
+            w.open.set(2);
+            *(p as *mut *const LoopWatch) = &*w;
+            *(c as *mut *const PollerState) = flag;
+            uv_unref(p);
+            uv_unref(c);
+            uv_prepare_start(p, on_prepare);
+            uv_check_start(c, on_check);
+            let state = w.state.clone();
+            *lw = Some(w);
+            Some(state)
+        }
+    })
+}
+
+unsafe extern "C" fn on_loop_handle_closed(_h: *mut c_void) {
+    LOOP_WATCH.with(|lw| {
+        if let Some(w) = lw.borrow().as_ref() {
+            w.open.set(w.open.get().saturating_sub(1));
+        }
+    });
+    maybe_finish_teardown();
+}
+
+fn start_poll(side: &Rc<JsSide>, pool: Pool, ch: Arc<Channel>) {
+    if ch.is_done() || TEARING_DOWN.with(|t| t.get()) {
+        return;
+    }
+    let Some(state) = loop_state(side.uv_loop) else { return };
+    // SAFETY: libuv calls on the JS thread's own loop; the handle memory lives in the
+    // boxed context until libuv's close callback frees it.
+    unsafe {
+        let words = uv_handle_size(UV_POLL).div_ceil(8);
+        let fd = ch.fd();
+        let ctx = Box::into_raw(Box::new(PollCtx {
+            handle: vec![0u64; words].into_boxed_slice(),
+            pool,
+            ch,
+            side: side.clone(),
+            closing: Cell::new(false),
+        }));
+        let h = (*ctx).handle.as_mut_ptr() as *mut c_void;
+        if uv_poll_init(side.uv_loop, h, fd) != 0 {
+            drop(Box::from_raw(ctx));
+            return;
+        }
+        *(h as *mut *mut PollCtx) = ctx;
+        uv_unref(h);
+        (*ctx).ch.attach_poller(state);
+        POLLS.with(|p| p.borrow_mut().push(ctx));
+        ensure_cleanup_hook(side.env);
+        if uv_poll_start(h, UV_READABLE, on_readable) != 0 {
+            close_poll(ctx);
+        }
+    }
+}
+
+unsafe extern "C" fn on_readable(h: *mut c_void, status: c_int, _events: c_int) {
+    let ctx = *(h as *mut *mut PollCtx);
+    if (*ctx).closing.get() {
+        return;
+    }
+    let side = (*ctx).side.clone();
+    IN_PUMP.with(|c| c.set(true));
+    let r = if status < 0 { Pumped::Closed } else { (*ctx).pool.pump(&(*ctx).ch) };
+    IN_PUMP.with(|c| c.set(false));
+    if r == Pumped::Closed {
+        close_poll(ctx);
+    }
+    side.drain_now();
+}
+
+unsafe fn close_poll(ctx: *mut PollCtx) {
+    if (*ctx).closing.replace(true) {
+        return;
+    }
+    (*ctx).ch.detach_poller();
+    let h = (*ctx).handle.as_mut_ptr() as *mut c_void;
+    uv_poll_stop(h);
+    uv_close(h, on_closed);
+}
+
+unsafe extern "C" fn on_closed(h: *mut c_void) {
+    let ctx = *(h as *mut *mut PollCtx);
+    POLLS.with(|p| p.borrow_mut().retain(|&c| c != ctx));
+    drop(Box::from_raw(ctx));
+    maybe_finish_teardown();
+}
+
+/// During environment teardown: once every handle is closed, tell Node we are done.
+fn maybe_finish_teardown() {
+    if !TEARING_DOWN.with(|t| t.get()) || POLLS.with(|p| !p.borrow().is_empty()) {
+        return;
+    }
+    if LOOP_WATCH.with(|lw| lw.borrow().as_ref().is_some_and(|w| w.open.get() > 0)) {
+        return;
+    }
+    let hook = CLEANUP.with(|c| c.replace(ptr::null_mut()));
+    if !hook.is_null() {
+        // SAFETY: the handle came from napi_add_async_cleanup_hook and is removed once.
+        unsafe { sys::napi_remove_async_cleanup_hook(hook) };
+    }
+}
+
+/// Closes the polls whose channel the core has finished with (a FIFO never reports
+/// EOF to the poll itself).
+fn close_finished() {
+    let done: Vec<*mut PollCtx> = POLLS.with(|p| p.borrow().iter().copied().filter(|&c| unsafe { (*c).ch.is_done() }).collect());
+    for c in done {
+        // SAFETY: contexts in POLLS are live until their close callback.
+        unsafe { close_poll(c) };
+    }
+}
+
+/// The environment is going away (process exit, or a worker thread ending): close
+/// every poll handle so the loop can close; Node waits for the close callbacks.
+fn ensure_cleanup_hook(env: sys::napi_env) {
+    if !CLEANUP.with(|c| c.get()).is_null() {
+        return;
+    }
+    let mut handle = ptr::null_mut();
+    // SAFETY: on the JS thread with a live environment.
+    let st = unsafe { sys::napi_add_async_cleanup_hook(env, Some(on_env_cleanup), ptr::null_mut(), &mut handle) };
+    if st == sys::Status::napi_ok {
+        CLEANUP.with(|c| c.set(handle));
+    }
+}
+
+unsafe extern "C" fn on_env_cleanup(_handle: sys::napi_async_cleanup_hook_handle, _arg: *mut c_void) {
+    TEARING_DOWN.with(|t| t.set(true));
+    let all: Vec<*mut PollCtx> = POLLS.with(|p| p.borrow().clone());
+    for c in all {
+        close_poll(c);
+    }
+    LOOP_WATCH.with(|lw| {
+        if let Some(w) = lw.borrow_mut().as_mut() {
+            if w.open.get() == 2 {
+                uv_close(w.prepare.as_mut_ptr() as *mut c_void, on_loop_handle_closed);
+                uv_close(w.check.as_mut_ptr() as *mut c_void, on_loop_handle_closed);
+            }
+        }
+    });
+    maybe_finish_teardown();
+}
