@@ -17,33 +17,32 @@ pub fn can_serve(requires: &[String], caps: &[String]) -> bool {
     requires.iter().all(|r| caps.iter().any(|c| c == r))
 }
 
-/// Picks the index (into `cands`) of the worker for a task needing `requires`.
-/// `last` is the number of the worker round-robin chose last time.
-pub fn choose(strategy: Strategy, requires: &[String], cands: &[Candidate<'_>], last: u64) -> Option<usize> {
-    let eligible = cands.iter().enumerate().filter(|(_, c)| can_serve(requires, c.capabilities));
+/// Picks the worker (its `num`) for a task needing `requires`, in one pass over the
+/// candidates (no allocation: this runs for every task). `last` is the number of the
+/// worker round-robin chose last time.
+pub fn choose<'a>(strategy: Strategy, requires: &[String], cands: impl Iterator<Item = Candidate<'a>>, last: u64) -> Option<u64> {
+    let eligible = cands.filter(|c| can_serve(requires, c.capabilities));
     match strategy {
         Strategy::RoundRobin => {
-            let mut first: Option<(usize, u64)> = None;
-            let mut after: Option<(usize, u64)> = None;
-            for (i, c) in eligible {
-                if first.is_none_or(|(_, n)| c.num < n) {
-                    first = Some((i, c.num));
+            let mut first: Option<u64> = None;
+            let mut after: Option<u64> = None;
+            for c in eligible {
+                if first.is_none_or(|n| c.num < n) {
+                    first = Some(c.num);
                 }
-                if c.num > last && after.is_none_or(|(_, n)| c.num < n) {
-                    after = Some((i, c.num));
+                if c.num > last && after.is_none_or(|n| c.num < n) {
+                    after = Some(c.num);
                 }
             }
-            after.or(first).map(|(i, _)| i)
+            after.or(first)
         }
         // Ties go to the worker used most recently: its code and data are still in the
         // CPU's caches and the scheduler keeps it near us, so an idle pool answers a
         // lone task fastest, and the workers left cold can be retired when idle.
-        Strategy::LeastLoaded => eligible
-            .min_by_key(|(_, c)| (c.in_flight, Reverse(c.last_used), c.num))
-            .map(|(i, _)| i),
+        Strategy::LeastLoaded => eligible.min_by_key(|c| (c.in_flight, Reverse(c.last_used), c.num)).map(|c| c.num),
         Strategy::CapabilityBased => eligible
-            .min_by_key(|(_, c)| (c.capabilities.len(), c.in_flight, Reverse(c.last_used), c.num))
-            .map(|(i, _)| i),
+            .min_by_key(|c| (c.capabilities.len(), c.in_flight, Reverse(c.last_used), c.num))
+            .map(|c| c.num),
     }
 }
 
@@ -67,7 +66,7 @@ mod tests {
                 capabilities: &none,
             })
             .collect();
-        let pick = |last| c[choose(Strategy::RoundRobin, &[], &c, last).unwrap()].num;
+        let pick = |last| choose(Strategy::RoundRobin, &[], c.iter().copied(), last).unwrap();
         assert_eq!(pick(0), 1);
         assert_eq!(pick(1), 2);
         assert_eq!(pick(2), 3);
@@ -77,7 +76,7 @@ mod tests {
     #[test]
     fn least_loaded_prefers_fewest_in_flight_then_the_most_recently_used() {
         let none = caps(&[]);
-        let c = vec![
+        let c = [
             Candidate {
                 num: 0,
                 in_flight: 1,
@@ -97,7 +96,7 @@ mod tests {
                 capabilities: &none,
             },
         ];
-        assert_eq!(choose(Strategy::LeastLoaded, &[], &c, 0), Some(2));
+        assert_eq!(choose(Strategy::LeastLoaded, &[], c.iter().copied(), 0), Some(2));
     }
 
     #[test]
@@ -105,7 +104,7 @@ mod tests {
         let gpu_big = caps(&["gpu", "big-mem", "net"]);
         let gpu = caps(&["gpu"]);
         let plain = caps(&[]);
-        let c = vec![
+        let c = [
             Candidate {
                 num: 0,
                 in_flight: 0,
@@ -125,9 +124,9 @@ mod tests {
                 capabilities: &plain,
             },
         ];
-        assert_eq!(choose(Strategy::CapabilityBased, &caps(&["gpu"]), &c, 0), Some(1));
-        assert_eq!(choose(Strategy::CapabilityBased, &[], &c, 0), Some(2));
-        assert_eq!(choose(Strategy::RoundRobin, &caps(&["net"]), &c, 0), Some(0));
-        assert_eq!(choose(Strategy::LeastLoaded, &caps(&["tpu"]), &c, 0), None);
+        assert_eq!(choose(Strategy::CapabilityBased, &caps(&["gpu"]), c.iter().copied(), 0), Some(1));
+        assert_eq!(choose(Strategy::CapabilityBased, &[], c.iter().copied(), 0), Some(2));
+        assert_eq!(choose(Strategy::RoundRobin, &caps(&["net"]), c.iter().copied(), 0), Some(0));
+        assert_eq!(choose(Strategy::LeastLoaded, &caps(&["tpu"]), c.iter().copied(), 0), None);
     }
 }

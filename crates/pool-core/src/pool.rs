@@ -12,11 +12,11 @@ use crate::fdio::{Channel, Filled, READ_CHUNK};
 use crate::health::{HealthMonitor, HealthOptions, Sample};
 use crate::process::{self, StderrTail};
 use crate::protocol::{self, Kind, WorkerError};
-use crate::queue::{Attempt, FailOutcome, QueueOptions, TaskData, TaskQueue};
+use crate::queue::{Attempt, FailOutcome, Now, QueueOptions, TaskData, TaskQueue};
 use crate::runtime;
-use crate::util::{epoch_ms, json_str, signal_name};
+use crate::util::{epoch_ms, json_str, signal_name, FastMap};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::os::fd::OwnedFd;
@@ -210,9 +210,24 @@ struct Worker {
 }
 
 impl Worker {
-    fn recount_ahead(&mut self) {
-        self.ahead_ms = self.in_flight.iter().skip(1).map(|f| f.pred).sum();
-        self.ahead_bytes = self.in_flight.iter().skip(1).map(|f| f.bytes).sum();
+    /// Removes the in-flight entry at `pos`, keeping the sums of what waits behind the
+    /// head up to date without a rescan (this runs for every reply, with up to
+    /// `prefetch` tasks in flight).
+    fn remove_in_flight(&mut self, pos: usize) -> Option<InFlight> {
+        let entry = self.in_flight.remove(pos)?;
+        // What left the "ahead" part: the entry itself, or (when the head finished)
+        // the one that becomes the new head.
+        let left = if pos == 0 { self.in_flight.front().copied() } else { Some(entry) };
+        if let Some(f) = left {
+            self.ahead_ms -= f.pred;
+            self.ahead_bytes = self.ahead_bytes.saturating_sub(f.bytes);
+        }
+        if self.in_flight.len() <= 1 || !self.ahead_ms.is_finite() || self.ahead_ms < 0.0 {
+            // Nothing ahead (or float drift): start again from exact values.
+            self.ahead_ms = self.in_flight.iter().skip(1).map(|f| f.pred).sum();
+            self.ahead_bytes = self.in_flight.iter().skip(1).map(|f| f.bytes).sum();
+        }
+        Some(entry)
     }
 
     fn state_str(&self) -> &'static str {
@@ -304,7 +319,7 @@ struct State {
     wake_hint: bool,
     next_autoscale: Option<Instant>,
     /// Moving average of run time (ms) per task type, to predict what prefetch costs.
-    type_avg: HashMap<String, f64>,
+    type_avg: FastMap<String, f64>,
     scale_cooldown_until: Option<Instant>,
     init_failure: Option<(u64, CoreError)>,
     shutdown_waiters: Vec<u64>,
@@ -393,7 +408,7 @@ impl Pool {
                 spawn_requests: Vec::new(),
                 wake_hint: false,
                 next_autoscale: None,
-                type_avg: HashMap::new(),
+                type_avg: FastMap::default(),
                 scale_cooldown_until: None,
                 init_failure: None,
                 shutdown_waiters: Vec::new(),
@@ -543,6 +558,7 @@ impl Pool {
         self.with(|st| {
             let mut refused = Vec::new();
             let phase_err = st.require_running().err();
+            let now = Now::read();
             for line in batch.split('\n').filter(|l| !l.is_empty()) {
                 let mut f = line.split('\t');
                 let Some(seq) = f.next().and_then(|x| x.parse::<u64>().ok()) else {
@@ -552,7 +568,7 @@ impl Pool {
                     refused.push((seq, e.clone()));
                     continue;
                 }
-                match st.submit_line(seq, &mut f) {
+                match st.submit_line(seq, &mut f, now) {
                     Ok(()) => {}
                     Err(e) => refused.push((seq, e)),
                 }
@@ -1251,7 +1267,7 @@ impl State {
         removed
     }
 
-    fn submit_line<'a>(&mut self, seq: u64, f: &mut impl Iterator<Item = &'a str>) -> CoreResult<()> {
+    fn submit_line<'a>(&mut self, seq: u64, f: &mut impl Iterator<Item = &'a str>, now: Now) -> CoreResult<()> {
         let bad = |what: &str| CoreError::new(Code::InvalidTask, format!("Invalid task: malformed {what} in a submit batch"));
         let priority: f64 = f.next().and_then(|x| x.parse().ok()).ok_or_else(|| bad("priority"))?;
         let timeout_ms = match f.next() {
@@ -1296,7 +1312,7 @@ impl State {
             metadata_json,
             requires,
         };
-        self.queue.enqueue_as(seq, task, priority, timeout_ms, max_retries);
+        self.queue.enqueue_as(seq, task, priority, timeout_ms, max_retries, now);
         self.metrics.submitted += 1;
         Ok(())
     }
@@ -1469,13 +1485,14 @@ impl State {
             return;
         }
         let mut sends: Vec<(u64, Vec<u64>)> = Vec::new();
+        let now = Instant::now();
         while let Some(seq) = self.queue.peek() {
             // Looking past the head only helps when the head waits for a capability.
             let head_requires = self.queue.get(seq).is_some_and(|r| !r.data.requires.is_empty());
             let target = self
-                .pick_worker(seq)
+                .pick_worker(seq, now)
                 .map(|w| (w, seq))
-                .or_else(|| if head_requires { self.pick_any_task() } else { None });
+                .or_else(|| if head_requires { self.pick_any_task(now) } else { None });
             let Some((wn, seq)) = target else { break };
             self.queue.take(seq);
             self.rr_last = wn;
@@ -1483,7 +1500,7 @@ impl State {
                 Some((_, v)) => v.push(seq),
                 None => sends.push((wn, vec![seq])),
             }
-            self.assign(wn, seq);
+            self.assign(wn, seq, now);
         }
         for (wn, seqs) in sends {
             self.send_tasks(wn, &seqs);
@@ -1494,13 +1511,13 @@ impl State {
         }
     }
 
-    fn pick_worker(&self, seq: u64) -> Option<u64> {
-        let requires: &[String] = self.queue.get(seq).map(|r| r.data.requires.as_slice()).unwrap_or(&[]);
-        let pred = self.predict(seq);
-        let bytes = self.queue.get(seq).map(|r| r.data.payload_json.len()).unwrap_or(0);
-        let now = Instant::now();
+    fn pick_worker(&self, seq: u64, now: Instant) -> Option<u64> {
+        let rec = self.queue.get(seq)?;
+        let requires: &[String] = &rec.data.requires;
+        let pred = self.type_avg.get(rec.data.type_json.as_str()).copied().unwrap_or(f64::INFINITY);
+        let bytes = rec.data.payload_json.len();
         for idle_only in [true, false] {
-            let cands: Vec<Candidate> = self
+            let cands = self
                 .workers
                 .values()
                 .filter(|w| (!idle_only || w.in_flight.is_empty()) && self.can_take(w, pred, bytes, now))
@@ -1509,13 +1526,9 @@ impl State {
                     in_flight: w.in_flight.len(),
                     last_used: w.last_used,
                     capabilities: &w.capabilities,
-                })
-                .collect();
-            if cands.is_empty() {
-                continue;
-            }
-            if let Some(i) = balance::choose(self.cfg.load_balancing, requires, &cands, self.rr_last) {
-                return Some(cands[i].num);
+                });
+            if let Some(n) = balance::choose(self.cfg.load_balancing, requires, cands, self.rr_last) {
+                return Some(n);
             }
         }
         None
@@ -1523,22 +1536,20 @@ impl State {
 
     /// When the first queued task can't run anywhere now (capabilities), look further
     /// down the queue for a task a free worker can serve.
-    fn pick_any_task(&self) -> Option<(u64, u64)> {
-        let now = Instant::now();
+    fn pick_any_task(&self, now: Instant) -> Option<(u64, u64)> {
         let free = self.workers.values().any(|w| self.can_take(w, 0.0, 0, now));
         if !free {
             return None;
         }
         for seq in self.queue.peek_many(256).into_iter().skip(1) {
-            if let Some(w) = self.pick_worker(seq) {
+            if let Some(w) = self.pick_worker(seq, now) {
                 return Some((w, seq));
             }
         }
         None
     }
 
-    fn assign(&mut self, wn: u64, seq: u64) {
-        let now = Instant::now();
+    fn assign(&mut self, wn: u64, seq: u64, now: Instant) {
         let (timeout, queued_ms) = match self.queue.get(seq) {
             Some(r) => (r.timeout_ms, now.duration_since(r.enqueued_instant).as_millis() as u64),
             None => return,
@@ -1808,10 +1819,9 @@ impl State {
             tracing::debug!("discarding a reply for {task_id} that {} does not hold", w.id);
             return;
         };
-        let entry = w.in_flight.remove(pos).expect("position is valid");
+        let entry = w.remove_in_flight(pos).expect("position is valid");
         let was_head = pos == 0;
         let started = if was_head { w.head_started } else { Some(now) };
-        w.recount_ahead();
         if was_head {
             w.abandon_deadline = None;
             match w.in_flight.front().map(|f| f.seq) {
@@ -1828,7 +1838,7 @@ impl State {
                 }
             }
         }
-        let (wid, reused) = (w.id.clone(), w.tasks_executed > 0);
+        let reused = w.tasks_executed > 0;
         if !entry.abandoned {
             w.tasks_executed += 1;
         }
@@ -1868,8 +1878,11 @@ impl State {
                 if reused {
                     self.metrics.reused += 1;
                 }
-                self.health.record_failure(&wid, false);
+                if let Some(w) = self.workers.get(&num) {
+                    self.health.record_failure(&w.id, false);
+                }
                 if self.task_events {
+                    let wid = self.workers.get(&num).map(|w| w.id.clone()).unwrap_or_default();
                     self.emit(
                         "task-completed",
                         json!({ "taskId": task_id, "workerId": wid, "duration": duration, "workerReused": reused }),
@@ -1879,6 +1892,7 @@ impl State {
                 self.slot_stable(num);
             }
             Err(e) => {
+                let wid = self.workers.get(&num).map(|w| w.id.clone()).unwrap_or_default();
                 let message = e.message.as_deref().unwrap_or("Task failed").to_string();
                 let handler_code = e.code_string();
                 let code =
@@ -2001,8 +2015,7 @@ impl State {
             // Not started yet: the worker drops it and answers at once.
             w.in_flight[pos].abandoned = true;
         } else if pos > 0 {
-            w.in_flight.remove(pos);
-            w.recount_ahead();
+            w.remove_in_flight(pos);
         } else {
             w.in_flight[0].abandoned = true;
             w.head_deadline = None;
@@ -2880,7 +2893,7 @@ impl Pool {
             for (i, (task, prio, timeout, max_retries)) in items.into_iter().enumerate() {
                 let r = st
                     .queue
-                    .enqueue_as(first_seq + i as u64, task, prio, Some(timeout), Some(max_retries));
+                    .enqueue_as(first_seq + i as u64, task, prio, Some(timeout), Some(max_retries), Now::read());
                 st.metrics.submitted += 1;
                 out.push(r);
             }

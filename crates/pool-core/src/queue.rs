@@ -6,10 +6,10 @@
 //! stays flat however many tasks pass through.
 
 use crate::config::backoff_ms;
-use crate::util::{epoch_ms, json_str};
+use crate::util::{epoch_ms, json_str, FastMap, FastSet};
 use serde::Serialize;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -180,11 +180,27 @@ pub enum FailOutcome {
     Dead,
 }
 
+/// The time, read once (both clocks) for everything done at that moment.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub instant: Instant,
+    pub epoch_ms: f64,
+}
+
+impl Now {
+    pub fn read() -> Now {
+        Now {
+            instant: Instant::now(),
+            epoch_ms: epoch_ms(),
+        }
+    }
+}
+
 pub struct TaskQueue<T> {
     pub opts: QueueOptions,
-    records: HashMap<u64, Record<T>>,
+    records: FastMap<u64, Record<T>>,
     heap: BinaryHeap<HeapKey>,
-    queued: BTreeSet<u64>,
+    queued: FastSet<u64>,
     retry_pending: BTreeMap<(Instant, u64), ()>,
     dlq: VecDeque<DeadLetter<T>>,
     by_priority: BTreeMap<u64, (f64, u64)>,
@@ -210,9 +226,9 @@ impl<T: TaskData> TaskQueue<T> {
     pub fn new(opts: QueueOptions) -> Self {
         TaskQueue {
             opts,
-            records: HashMap::new(),
+            records: FastMap::default(),
             heap: BinaryHeap::new(),
-            queued: BTreeSet::new(),
+            queued: FastSet::default(),
             retry_pending: BTreeMap::new(),
             dlq: VecDeque::new(),
             by_priority: BTreeMap::new(),
@@ -270,14 +286,23 @@ impl<T: TaskData> TaskQueue<T> {
 
     pub fn enqueue(&mut self, data: T, priority: f64, timeout_ms: Option<u64>, max_retries: Option<u32>) -> (u64, String) {
         let seq = self.next_seq;
-        self.enqueue_as(seq, data, priority, timeout_ms, max_retries)
+        self.enqueue_as(seq, data, priority, timeout_ms, max_retries, Now::read())
     }
 
     /// Enqueues under a sequence number the caller chose (the pool's JS side numbers
     /// its tasks so that many can cross N-API in one call). Must be unused.
-    pub fn enqueue_as(&mut self, seq: u64, data: T, priority: f64, timeout_ms: Option<u64>, max_retries: Option<u32>) -> (u64, String) {
+    /// `now` is read once for a whole batch of submits.
+    pub fn enqueue_as(
+        &mut self,
+        seq: u64,
+        data: T,
+        priority: f64,
+        timeout_ms: Option<u64>,
+        max_retries: Option<u32>,
+        now: Now,
+    ) -> (u64, String) {
         self.next_seq = self.next_seq.max(seq + 1);
-        let id = format!("task-{}-{}", epoch_ms() as u64, seq);
+        let id = format!("task-{}-{}", now.epoch_ms as u64, seq);
         let rec = Record {
             seq,
             id: id.clone(),
@@ -286,8 +311,8 @@ impl<T: TaskData> TaskQueue<T> {
             retries: 0,
             max_retries: max_retries.unwrap_or(self.opts.max_retries),
             timeout_ms: timeout_ms.unwrap_or(self.opts.task_timeout_ms),
-            enqueued_at: epoch_ms(),
-            enqueued_instant: Instant::now(),
+            enqueued_at: now.epoch_ms,
+            enqueued_instant: now.instant,
             status: Status::Queued,
             dequeued_at: None,
             dequeued_instant: None,
