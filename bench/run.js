@@ -17,7 +17,7 @@ const {
   descendants, procCpuMs, mainThreadCpuMs, mainThreadCpuSource, reapDescendants, getGc, machine,
 } = require('./lib/util');
 
-const ADAPTER_NAMES = ['this', 'raw', 'poolifier', 'workerpool', 'piscina'];
+const ADAPTER_NAMES = ['this', 'this-rr', 'raw', 'poolifier', 'workerpool', 'piscina'];
 
 // ------------------------------------------------------------------------------------ CLI
 function usage() {
@@ -68,7 +68,7 @@ function parseArgs(argv) {
 
 // ------------------------------------------------------------------------------ counts
 const FULL = {
-  warmup: 2000,
+  warmup: 20000,
   burst: 20000,
   latency: 2000,
   latencyWarmup: 200,

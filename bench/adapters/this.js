@@ -14,13 +14,21 @@ module.exports = {
   version: () => require(path.join(ROOT, 'package.json')).version,
   readySignal: 'await createWorkerPool(...) resolves',
 
-  async create(size) {
+  create(size) {
+    return module.exports.createWith(size, 'least-loaded');
+  },
+
+  async createWith(size, loadBalancing) {
     const { createWorkerPool } = require(ROOT);
     const pool = await createWorkerPool({
       poolSize: size,
       minWorkers: 1,
       maxWorkers: Math.max(size, 50),
       workerScript: WORKER,
+      // 'least-loaded' is the strategy the peers use (poolifier LEAST_USED, workerpool
+      // and piscina the least busy): fewest in flight, ties to the most recently used
+      // worker. The default, round-robin, is measured as 'this-rr'.
+      loadBalancing,
       logLevel: 'silent',
     });
     return {

@@ -1,0 +1,12 @@
+'use strict';
+// This package with its default strategy, round-robin (the original's default, kept
+// for compatibility). It rotates even lone tasks across the workers, so its
+// one-at-a-time latency pays for cache-cold workers; see adapters/this.js.
+const base = require('./this.js');
+
+module.exports = {
+  ...base,
+  name: 'this-rr',
+  label: 'this package, round-robin',
+  create: (size) => base.createWith(size, 'round-robin'),
+};
