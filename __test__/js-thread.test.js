@@ -154,3 +154,79 @@ test('a process that exits while its pool is polled by the JS thread exits at on
   await waitFor(() => true, 10);
   await assertGone(pids, 10000);
 });
+
+test('calling into the pool from a settled task and from an event listener (re-entrant from a JS-thread read)', T, async () => {
+  const { pool, close } = await openPool({ poolSize: 2, loadBalancing: 'least-loaded' });
+  try {
+    // A chain: each result submits the next task from inside the delivery.
+    const chain = await new Promise((resolve, reject) => {
+      const got = [];
+      const next = (i) =>
+        pool.submitTask({ type: 'echo', payload: i }).then((r) => {
+          got.push(r);
+          if (i < 200) next(i + 1);
+          else resolve(got);
+        }, reject);
+      next(0);
+    });
+    assert.equal(chain.length, 201);
+    assert.deepEqual(chain.slice(0, 3), [0, 1, 2]);
+    // Status queries and a submit from inside an event listener.
+    const fromListener = [];
+    pool.on('task-completed', (e) => {
+      if (fromListener.length < 5) {
+        assert.ok(pool.getWorkerStatus(e.workerId));
+        fromListener.push(pool.submitTask({ type: 'echo', payload: `inner-${fromListener.length}` }));
+      }
+    });
+    await pool.submitTask({ type: 'echo', payload: 'outer' });
+    await waitFor(() => fromListener.length === 5, 5000, { message: 'listener submits' });
+    assert.deepEqual(await Promise.all(fromListener), ['inner-0', 'inner-1', 'inner-2', 'inner-3', 'inner-4']);
+  } finally {
+    await close();
+  }
+});
+
+test('shutdown called from inside a result delivery settles every task and stops every worker', T, async () => {
+  const { pool, pids } = await openPool({ poolSize: 2 });
+  const others = Array.from({ length: 20 }, (_, i) => pool.submitTask({ type: 'sleep', payload: { ms: 5 + i } }).then(
+    () => 'done',
+    (e) => e.code,
+  ));
+  const stopped = pool.submitTask({ type: 'echo', payload: 'first' }).then(() => pool.shutdown(false));
+  await within(stopped, 10000, 'shutdown from a delivery');
+  const outcomes = await within(Promise.all(others), 10000, 'the other tasks settle');
+  for (const o of outcomes) assert.ok(o === 'done' || o === 'ERR_POOL_SHUTDOWN', String(o));
+  await assertGone([...pids], 10000);
+});
+
+test('a listener that throws during a delivery: the error reaches uncaughtException and no settlement is lost', T, async () => {
+  const { spawn } = require('node:child_process');
+  const script = `
+    const { createWorkerPool } = require(${JSON.stringify(require.resolve('..'))});
+    const caught = [];
+    process.on('uncaughtException', (e) => caught.push(e.message));
+    (async () => {
+      const pool = await createWorkerPool({ poolSize: 2, workerScript: ${JSON.stringify(require.resolve('./fixtures/echo-worker.js'))}, logLevel: 'silent' });
+      let n = 0;
+      pool.on('task-completed', () => { if (n++ % 3 === 0) throw new Error('listener ' + n); });
+      const one = [];
+      for (let i = 0; i < 10; i++) one.push(await pool.submitTask({ type: 'echo', payload: i }));
+      const many = await Promise.all(Array.from({ length: 30 }, (_, i) => pool.submitTask({ type: 'echo', payload: i })));
+      await new Promise((r) => setTimeout(r, 50));
+      console.log(JSON.stringify({ one, many: many.length, caught: caught.length, first: caught[0], pids: pool.getWorkerPids() }));
+      await pool.shutdown();
+    })();
+  `;
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  const code = await within(new Promise((r) => child.on('exit', r)), 20000, 'child exit');
+  assert.equal(code, 0, out);
+  const r = JSON.parse(out.trim());
+  assert.deepEqual(r.one, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  assert.equal(r.many, 30);
+  assert.ok(r.caught >= 10, `listener errors reported: ${r.caught}`);
+  assert.equal(r.first, 'listener 1');
+  await assertGone(r.pids, 10000);
+});
