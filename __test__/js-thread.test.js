@@ -230,3 +230,29 @@ test('a listener that throws during a delivery: the error reaches uncaughtExcept
   assert.equal(r.first, 'listener 1');
   await assertGone(r.pids, 10000);
 });
+
+test('a burst of large payloads goes to the core in pieces; refusals (queue full) still reject the right tasks', T, async () => {
+  const { pool, close } = await openPool({ poolSize: 1, maxQueueSize: 3 });
+  try {
+    const big = 'y'.repeat(100 * 1024); // every task alone is over the 64 KiB batch size
+    const outcomes = await within(
+      Promise.all(
+        Array.from({ length: 8 }, (_, i) =>
+          pool.submitTask({ type: 'echo', payload: { i, big } }).then(
+            (r) => (r.i === i && r.big.length === big.length ? 'ok' : 'wrong'),
+            (e) => e.code,
+          ),
+        ),
+      ),
+      20000,
+      'large burst',
+    );
+    // Sent as one batch, three would fit the queue and five be refused. In pieces, the
+    // first starts at once and three more fit behind it; the rest may be refused,
+    // nothing hangs.
+    assert.ok(outcomes.filter((o) => o === 'ok').length >= 4, JSON.stringify(outcomes));
+    assert.ok(outcomes.every((o) => o === 'ok' || o === 'ERR_QUEUE_FULL'), JSON.stringify(outcomes));
+  } finally {
+    await close();
+  }
+});
