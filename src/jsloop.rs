@@ -255,6 +255,8 @@ thread_local! {
     /// Inside `Pool::pump` on this (JS) thread.
     static IN_PUMP: Cell<bool> = const { Cell::new(false) };
     static LOOP_WATCH: RefCell<Option<Box<LoopWatch>>> = const { RefCell::new(None) };
+    /// The channels `spin_for_replies` polls (kept to avoid an allocation per loop turn).
+    static SPIN_FDS: RefCell<(Vec<c_int>, Vec<libc::pollfd>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// Counts this thread's event-loop iterations for the core (which takes a channel
@@ -281,48 +283,56 @@ fn spin_for_replies(lw: &LoopWatch) {
     if lw.cpus < 2 {
         return;
     }
-    let budget = POLLS.with(|p| {
-        let p = p.borrow();
-        let mut budget: Option<std::time::Duration> = None;
-        for (i, &c) in p.iter().enumerate() {
-            // SAFETY: contexts in POLLS are live until their close callback.
-            let pool = unsafe { &(*c).pool };
-            if p[..i].iter().any(|&o| unsafe { (*o).pool.same(pool) }) {
-                continue;
+    SPIN_FDS.with(|cell| {
+        let (busy_fds, fds) = &mut *cell.borrow_mut();
+        busy_fds.clear();
+        fds.clear();
+        let budget = POLLS.with(|p| {
+            let p = p.borrow();
+            let mut busy = 0;
+            let mut budget: Option<std::time::Duration> = None;
+            for (i, &c) in p.iter().enumerate() {
+                // SAFETY: contexts in POLLS are live until their close callback.
+                let pool = unsafe { &(*c).pool };
+                if p[..i].iter().any(|&o| unsafe { (*o).pool.same(pool) }) {
+                    continue;
+                }
+                let (b, spin) = pool.spin_budget(busy_fds);
+                busy += b;
+                match spin {
+                    Some(d) => budget = Some(budget.map_or(d, |x| x.max(d))),
+                    None if b > 0 => return None, // a busy worker whose reply is not due soon
+                    None => {}
+                }
             }
-            if let Some(b) = pool.spin_budget(lw.cpus) {
-                budget = Some(budget.map_or(b, |x| x.max(b)));
+            // Nothing expected, or no CPU left for the spinner besides the busy workers.
+            if busy == 0 || busy >= lw.cpus {
+                return None;
             }
+            budget
+        });
+        let Some(budget) = budget else { return };
+        // SAFETY: this thread's own loop.
+        if unsafe { uv_backend_timeout(lw.uv_loop) } == 0 {
+            return; // immediates, idle handles or due timers are waiting
         }
-        budget
-    });
-    let Some(budget) = budget else { return };
-    // SAFETY: this thread's own loop.
-    if unsafe { uv_backend_timeout(lw.uv_loop) } == 0 {
-        return; // immediates, idle handles or due timers are waiting
-    }
-    let mut fds: Vec<libc::pollfd> = POLLS.with(|p| {
-        p.borrow()
-            .iter()
-            .filter(|&&c| unsafe { !(*c).closing.get() })
-            .map(|&c| libc::pollfd {
-                fd: unsafe { (*c).ch.fd() },
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect()
-    });
-    let deadline = std::time::Instant::now() + budget;
-    loop {
-        // SAFETY: a valid pollfd array; a zero timeout never blocks.
-        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) } != 0 {
-            return;
+        fds.extend(busy_fds.iter().map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        }));
+        let deadline = std::time::Instant::now() + budget;
+        loop {
+            // SAFETY: a valid pollfd array; a zero timeout never blocks.
+            if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) } != 0 {
+                return;
+            }
+            if std::time::Instant::now() >= deadline {
+                return;
+            }
+            std::hint::spin_loop();
         }
-        if std::time::Instant::now() >= deadline {
-            return;
-        }
-        std::hint::spin_loop();
-    }
+    })
 }
 
 unsafe extern "C" fn on_check(h: *mut c_void) {

@@ -647,36 +647,39 @@ impl Pool {
         self.lock().workers.values().map(|w| w.pid).collect()
     }
 
-    /// How long a thread that polls the workers' channels itself (the JS thread) may
-    /// spin for a reply before it sleeps in its event loop. Sleeping costs a wake-up
-    /// per reply (tens of µs on a VM when the CPU went idle); spinning pays only
-    /// when the reply is due sooner than that. So: only while every busy worker runs a
-    /// task predicted (from its type's history) to finish within `spinWaitUs` of its
-    /// start, only while fewer workers are busy than there are CPUs (the spinner must
-    /// not take a worker's CPU), and at most until `spinWaitUs` after the start.
-    pub fn spin_budget(&self, cpus: usize) -> Option<Duration> {
+    /// What a thread that polls the workers' channels itself (the JS thread) needs
+    /// to decide whether to spin for a reply before it sleeps in its event loop:
+    /// how many of this pool's workers are busy, and for how long it may spin for
+    /// them (`None`: not at all). Sleeping costs a wake-up per reply (tens of µs on a
+    /// VM when the CPU went idle); spinning pays only when the reply is due sooner.
+    /// So a budget exists only while every busy worker runs a task predicted (from
+    /// its type's history) to finish within `spinWaitUs` of its start, and lasts at
+    /// most until `spinWaitUs` after that start. The caller adds up the busy workers
+    /// of all its pools: the spinner must not take a busy worker's CPU. The channels
+    /// of the busy workers (the ones to poll) are appended to `fds`.
+    pub fn spin_budget(&self, fds: &mut Vec<std::os::fd::RawFd>) -> (usize, Option<Duration>) {
         let st = self.lock();
+        let busy = st.workers.values().filter(|w| !w.in_flight.is_empty()).count();
         let cap = Duration::from_micros(st.cfg.spin_wait_us);
-        if cap.is_zero() || st.phase != Phase::Running {
-            return None;
+        if busy == 0 || cap.is_zero() || st.phase != Phase::Running {
+            return (busy, None);
         }
         let now = Instant::now();
-        let mut busy = 0;
         let mut budget = Duration::ZERO;
         for w in st.workers.values() {
             let Some(head) = w.in_flight.front() else { continue };
-            busy += 1;
-            if busy >= cpus || !w.chan.as_ref().is_some_and(|c| c.left_to_poller()) {
-                return None;
-            }
+            let Some(ch) = w.chan.as_ref().filter(|c| c.left_to_poller()) else {
+                return (busy, None);
+            };
+            fds.push(ch.fd());
             // An unknown type predicts infinity (and NaN never passes).
             if head.pred.is_nan() || head.pred * 1000.0 > st.cfg.spin_wait_us as f64 {
-                return None;
+                return (busy, None);
             }
             let elapsed = now.duration_since(w.head_started.unwrap_or(now));
             budget = budget.max(cap.saturating_sub(elapsed));
         }
-        (!budget.is_zero()).then_some(budget)
+        (busy, (!budget.is_zero()).then_some(budget))
     }
 
     /// Whether two handles are the same pool.
