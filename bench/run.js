@@ -32,8 +32,9 @@ function usage() {
                        'memory' is the same as --memory
   --baseline name      adapter the ratios are computed against (default: this)
   --json file          also write all raw samples and medians as JSON
-  --memory             parent RSS after 10,000 and 1,000,000 tasks (long; one fresh
-                       node process per adapter and round)
+  --memory             only the parent RSS after 10,000 ... 1,000,000 tasks (one fresh
+                       node process per adapter and round); a full run (no --scenario)
+                       ends with it for every pool, one round
   -h, --help           this text
 `;
 }
@@ -366,8 +367,9 @@ async function runMain(opts) {
   const report = renderReport({ opts, rounds, adapters, cells, results, medians, unavailable, mach, elapsedS: (Date.now() - started) / 1000 });
   process.stdout.write(report);
 
+  let json = null;
   if (opts.json) {
-    const json = {
+    json = {
       machine: mach,
       config: { rounds, quick: opts.quick, counts: C, baseline: opts.baseline, mainThreadCpuSource, gcBetweenPhases: !!gc },
       adapters: Object.fromEntries(adapters.map((a) => [a.name, { label: a.label, kind: a.kind, version: a.version, readySignal: a.readySignal, unavailable: unavailable[a.name] || null }])),
@@ -379,6 +381,7 @@ async function runMain(opts) {
   }
   const leftover = await reapDescendants(5000);
   if (leftover.length) log(`WARNING: ${leftover.length} child process(es) were still alive at the end and were killed`);
+  return json;
 }
 
 // ------------------------------------------------------------------------------ report
@@ -512,9 +515,7 @@ async function memoryChild(name) {
   return out;
 }
 
-async function runMemory(opts) {
-  const names = opts.only || ['this'];
-  const rounds = opts.rounds || 1;
+async function runMemory(opts, { names = opts.only || ['this'], rounds = opts.rounds || 1, mergeInto = null } = {}) {
   const res = {};
   for (const name of names) {
     res[name] = [];
@@ -559,7 +560,9 @@ async function runMemory(opts) {
   const report = L.join('\n');
   process.stdout.write(report);
   if (opts.json) {
-    fs.writeFileSync(path.resolve(opts.json), JSON.stringify({ machine: mach, config: { rounds, quick: opts.quick, checkpoints: cps, window: C.memoryWindow }, memory: res, markdown: report }, null, 2));
+    const memory = { config: { rounds, quick: opts.quick, checkpoints: cps, window: C.memoryWindow }, results: res, markdown: report };
+    const out = mergeInto ? { ...mergeInto, memory } : { machine: mach, config: memory.config, memory: res, markdown: report };
+    fs.writeFileSync(path.resolve(opts.json), JSON.stringify(out, null, 2));
     log(`wrote ${opts.json}`);
   }
 }
@@ -578,7 +581,14 @@ async function main() {
     return;
   }
   if (opts.memory || (opts.scenario && opts.scenario.includes('memory'))) return runMemory(opts);
-  return runMain(opts);
+  const json = await runMain(opts);
+  // A full run (no --scenario) ends with the memory mode for the same pools (one round:
+  // a million tasks each; this-rr is the same package, so it is skipped).
+  if (!opts.scenario) {
+    const names = (opts.only || ADAPTER_NAMES).filter((n) => n !== 'this-rr');
+    process.stdout.write('\n');
+    await runMemory(opts, { names, rounds: 1, mergeInto: json });
+  }
 }
 
 process.on('unhandledRejection', (e) => { log(`(unhandled rejection: ${errMsg(e)})`); });
