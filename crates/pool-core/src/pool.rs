@@ -1,9 +1,10 @@
 //! The pool: workers, dispatch, the task lifecycle, supervision and metrics.
 //!
 //! All state lives in one `State` behind a mutex. The JS thread takes the lock to
-//! submit or query; the core's own threads take it to handle worker messages, exits
-//! and timers. Events for JavaScript are appended to one buffer as JSON text and
-//! delivered in batches by a single flusher task through the `EventSink`.
+//! submit, query, and handle the worker messages it reads itself (`Pool::pump`); the
+//! core's own threads take it for exits, timers, and the messages they read while the
+//! JS thread is busy. Events for JavaScript are appended to one buffer as JSON text
+//! and handed to the `EventSink` as one batch per lock, in order.
 
 use crate::balance::{self, Candidate};
 use crate::config::PoolConfig;
