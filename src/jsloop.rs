@@ -37,6 +37,8 @@ extern "C" {
     fn uv_prepare_start(handle: *mut c_void, cb: unsafe extern "C" fn(*mut c_void)) -> c_int;
     fn uv_check_init(lp: *mut sys::uv_loop_s, handle: *mut c_void) -> c_int;
     fn uv_check_start(handle: *mut c_void, cb: unsafe extern "C" fn(*mut c_void)) -> c_int;
+    fn uv_prepare_stop(handle: *mut c_void) -> c_int;
+    fn uv_check_stop(handle: *mut c_void) -> c_int;
     fn uv_backend_timeout(lp: *const sys::uv_loop_s) -> c_int;
 }
 const UV_CHECK: c_int = 2;
@@ -237,10 +239,27 @@ fn check(st: sys::napi_status) -> napi::Result<()> {
 
 // ------------------------------------------------------------------- poll handles
 
+/// Memory for one libuv handle of the given type, 8-byte aligned, zeroed. libuv
+/// writes into it behind Rust's back (hence the cells); its first field is `data`.
+struct UvHandle(Box<[Cell<u64>]>);
+
+impl UvHandle {
+    fn new(kind: c_int) -> UvHandle {
+        // SAFETY: uv_handle_size only reads its argument.
+        let words = unsafe { uv_handle_size(kind) }.div_ceil(8);
+        UvHandle(vec![Cell::new(0u64); words].into_boxed_slice())
+    }
+
+    fn ptr(&self) -> *mut c_void {
+        self.0.as_ptr() as *mut c_void
+    }
+}
+
 /// One libuv poll handle on one worker channel.
 struct PollCtx {
-    /// The `uv_poll_t` (its first field, `data`, points back here).
-    handle: Box<[u64]>,
+    /// The `uv_poll_t` (its first field, `data`, points back here). libuv writes into
+    /// it behind Rust's back, hence the cells.
+    handle: UvHandle,
     pool: Pool,
     ch: Arc<Channel>,
     side: Rc<JsSide>,
@@ -267,9 +286,30 @@ struct LoopWatch {
     uv_loop: *mut sys::uv_loop_s,
     /// CPUs this process may use (a spinning JS thread must leave one to the worker).
     cpus: usize,
-    prepare: Box<[u64]>,
-    check: Box<[u64]>,
+    prepare: UvHandle,
+    check: UvHandle,
     open: Cell<u8>,
+    /// Started while this thread polls any channel; stopped when it polls none.
+    running: Cell<bool>,
+}
+
+impl LoopWatch {
+    /// # Safety
+    /// On this thread, with both handles initialized (`open == 2`).
+    unsafe fn set_running(&self, on: bool) {
+        if self.running.replace(on) == on {
+            return;
+        }
+        let p = self.prepare.ptr();
+        let c = self.check.ptr();
+        if on {
+            uv_prepare_start(p, on_prepare);
+            uv_check_start(c, on_check);
+        } else {
+            uv_prepare_stop(p);
+            uv_check_stop(c);
+        }
+    }
 }
 
 unsafe extern "C" fn on_prepare(h: *mut c_void) {
@@ -353,22 +393,28 @@ fn loop_state(uv_loop: *mut sys::uv_loop_s) -> Option<Arc<PollerState>> {
     LOOP_WATCH.with(|lw| {
         let mut lw = lw.borrow_mut();
         if let Some(w) = lw.as_ref() {
+            if w.open.get() != 2 {
+                return None;
+            }
+            // SAFETY: this thread's handles, initialized.
+            unsafe { w.set_running(true) };
             return Some(w.state.clone());
         }
         // SAFETY: libuv calls on this thread's loop; the handles live in the boxed
         // LoopWatch, kept in this thread-local until their close callbacks ran.
         unsafe {
-            let mut w = Box::new(LoopWatch {
+            let w = Box::new(LoopWatch {
                 state: Arc::new(PollerState::default()),
                 uv_loop,
                 cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-                prepare: vec![0u64; uv_handle_size(UV_PREPARE).div_ceil(8)].into_boxed_slice(),
-                check: vec![0u64; uv_handle_size(UV_CHECK).div_ceil(8)].into_boxed_slice(),
+                prepare: UvHandle::new(UV_PREPARE),
+                check: UvHandle::new(UV_CHECK),
                 open: Cell::new(0),
+                running: Cell::new(false),
             });
             let flag = Arc::as_ptr(&w.state);
-            let p = w.prepare.as_mut_ptr() as *mut c_void;
-            let c = w.check.as_mut_ptr() as *mut c_void;
+            let p = w.prepare.ptr();
+            let c = w.check.ptr();
             if uv_prepare_init(uv_loop, p) != 0 {
                 return None;
             }
@@ -383,8 +429,7 @@ fn loop_state(uv_loop: *mut sys::uv_loop_s) -> Option<Arc<PollerState>> {
             *(c as *mut *const PollerState) = flag;
             uv_unref(p);
             uv_unref(c);
-            uv_prepare_start(p, on_prepare);
-            uv_check_start(c, on_check);
+            w.set_running(true);
             let state = w.state.clone();
             *lw = Some(w);
             Some(state)
@@ -409,16 +454,15 @@ fn start_poll(side: &Rc<JsSide>, pool: Pool, ch: Arc<Channel>) {
     // SAFETY: libuv calls on the JS thread's own loop; the handle memory lives in the
     // boxed context until libuv's close callback frees it.
     unsafe {
-        let words = uv_handle_size(UV_POLL).div_ceil(8);
         let fd = ch.fd();
         let ctx = Box::into_raw(Box::new(PollCtx {
-            handle: vec![0u64; words].into_boxed_slice(),
+            handle: UvHandle::new(UV_POLL),
             pool,
             ch,
             side: side.clone(),
             closing: Cell::new(false),
         }));
-        let h = (*ctx).handle.as_mut_ptr() as *mut c_void;
+        let h = (*ctx).handle.ptr();
         if uv_poll_init(side.uv_loop, h, fd) != 0 {
             drop(Box::from_raw(ctx));
             return;
@@ -454,15 +498,27 @@ unsafe fn close_poll(ctx: *mut PollCtx) {
         return;
     }
     (*ctx).ch.detach_poller();
-    let h = (*ctx).handle.as_mut_ptr() as *mut c_void;
+    let h = (*ctx).handle.ptr();
     uv_poll_stop(h);
     uv_close(h, on_closed);
 }
 
 unsafe extern "C" fn on_closed(h: *mut c_void) {
     let ctx = *(h as *mut *mut PollCtx);
-    POLLS.with(|p| p.borrow_mut().retain(|&c| c != ctx));
+    let left = POLLS.with(|p| {
+        let mut p = p.borrow_mut();
+        p.retain(|&c| c != ctx);
+        p.len()
+    });
     drop(Box::from_raw(ctx));
+    if left == 0 && !TEARING_DOWN.with(|t| t.get()) {
+        // No channel left to poll: no per-iteration callbacks either.
+        LOOP_WATCH.with(|lw| {
+            if let Some(w) = lw.borrow().as_ref().filter(|w| w.open.get() == 2) {
+                w.set_running(false);
+            }
+        });
+    }
     maybe_finish_teardown();
 }
 
@@ -514,8 +570,8 @@ unsafe extern "C" fn on_env_cleanup(_handle: sys::napi_async_cleanup_hook_handle
     LOOP_WATCH.with(|lw| {
         if let Some(w) = lw.borrow_mut().as_mut() {
             if w.open.get() == 2 {
-                uv_close(w.prepare.as_mut_ptr() as *mut c_void, on_loop_handle_closed);
-                uv_close(w.check.as_mut_ptr() as *mut c_void, on_loop_handle_closed);
+                uv_close(w.prepare.ptr(), on_loop_handle_closed);
+                uv_close(w.check.ptr(), on_loop_handle_closed);
             }
         }
     });
