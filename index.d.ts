@@ -116,7 +116,12 @@ export interface WorkerPoolConfig {
   retryBackoffMs?: number;
   /** Cap on the retry delay, ms. @default 30000 */
   maxBackoffMs?: number;
-  /** How tasks are spread over workers. @default 'round-robin' */
+  /**
+   * How tasks are spread over workers: 'round-robin' cycles through the free workers;
+   * 'least-loaded' takes the fewest in flight, ties to the worker used last (fastest
+   * for tasks that arrive one at a time); 'capability-based' the tightest fit of
+   * `requires`, then like 'least-loaded'. @default 'round-robin'
+   */
   loadBalancing?: LoadBalancingStrategy;
   /** Restart workers that crash or turn unhealthy (false only when given as false). @default true */
   autoRestart?: boolean;
