@@ -153,7 +153,7 @@ export interface WorkerPoolConfig {
    */
   prefetch?: number;
   /**
-   * How long (µs, 0–10000) the JS thread may poll for a reply predicted to arrive that
+   * How long (µs, 0–1000) the JS thread may poll for a reply predicted to arrive that
    * soon instead of sleeping in its event loop; 0 never spins. @default 100
    */
   spinWaitUs?: number;

@@ -282,9 +282,11 @@ impl PoolConfig {
         if prefetch > 1024 {
             return Err(CoreError::config("prefetch", "an integer from 1 to 1024", prefetch));
         }
+        // At most 1 ms: a longer spin would outlast the 2 ms after which the core takes
+        // the channels over from a JS thread that does not go round its loop.
         let spin_wait_us = r.int("spinWaitUs", 100, 0)?;
-        if spin_wait_us > 10_000 {
-            return Err(CoreError::config("spinWaitUs", "an integer from 0 to 10000", spin_wait_us));
+        if spin_wait_us > 1000 {
+            return Err(CoreError::config("spinWaitUs", "an integer from 0 to 1000", spin_wait_us));
         }
 
         Ok(PoolConfig {
