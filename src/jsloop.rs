@@ -6,10 +6,11 @@
 //! handle), and the core's reader stops watching it (`Channel::attach_poller`): a reply
 //! wakes the JS thread directly, which reads and handles it in the core (`Pool::pump`)
 //! and settles it in the same turn, as Node's own IPC does. The core stays the
-//! backstop: a prepare/check handle pair counts the loop's iterations, and when they
-//! stand still (a long callback, a blocked thread) the core reads the channels itself
-//! until the loop moves again, so supervision never depends on JavaScript. Just before
-//! the loop sleeps, it may spin for a reply that is due within `spinWaitUs`.
+//! backstop: a check handle counts the loop's iterations, and when data waits in a
+//! channel while they stand still (a long callback, a blocked thread) the core reads
+//! the channel itself until the loop moves again; it also reads before judging
+//! deadlines and health, so supervision never depends on JavaScript. Just before the
+//! loop sleeps (the prepare handle), it may spin for a reply due within `spinWaitUs`.
 //!
 //! All events go through one queue (`Shared`), appended under the core's lock, drained
 //! only on the JS thread: directly after a JS-thread read, otherwise by the
@@ -40,6 +41,7 @@ extern "C" {
     fn uv_prepare_stop(handle: *mut c_void) -> c_int;
     fn uv_check_stop(handle: *mut c_void) -> c_int;
     fn uv_backend_timeout(lp: *const sys::uv_loop_s) -> c_int;
+    fn uv_backend_fd(lp: *const sys::uv_loop_s) -> c_int;
 }
 const UV_CHECK: c_int = 2;
 const UV_POLL: c_int = 8;
@@ -318,7 +320,8 @@ unsafe extern "C" fn on_prepare(h: *mut c_void) {
 
 /// Just before the loop sleeps: if a reply is due within the pool's spin budget (see
 /// `Pool::spin_budget`) and the loop has nothing else to run, poll the channels for
-/// it instead of sleeping, so its arrival costs no wake-up.
+/// it instead of sleeping, so its arrival costs no wake-up. Anything else the loop
+/// watches becoming ready ends the spin as well.
 fn spin_for_replies(lw: &LoopWatch) {
     if lw.cpus < 2 {
         return;
@@ -356,11 +359,22 @@ fn spin_for_replies(lw: &LoopWatch) {
         if unsafe { uv_backend_timeout(lw.uv_loop) } == 0 {
             return; // immediates, idle handles or due timers are waiting
         }
-        fds.extend(busy_fds.iter().map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        }));
+        // The busy channels, and the loop's own epoll descriptor: it turns readable
+        // when anything else the loop watches is ready (sockets, threadsafe-function
+        // wake-ups), which ends the spin too.
+        // SAFETY: this thread's own loop.
+        let backend = unsafe { uv_backend_fd(lw.uv_loop) };
+        fds.extend(
+            busy_fds
+                .iter()
+                .copied()
+                .chain((backend >= 0).then_some(backend))
+                .map(|fd| libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                }),
+        );
         let deadline = std::time::Instant::now() + budget;
         loop {
             // SAFETY: a valid pollfd array; a zero timeout never blocks.

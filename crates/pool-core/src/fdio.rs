@@ -33,8 +33,9 @@ pub struct Channel {
     /// The poller's thread was found stuck: the core's reader watches the channel
     /// again until that thread goes round its event loop.
     core_override: AtomicBool,
-    /// The poller's loop count when the core last looked, and since when.
-    seen: Mutex<(u64, Instant)>,
+    /// The poller's loop count when the core last looked, and since when data has
+    /// been waiting with that count unchanged.
+    seen: Mutex<(u64, Option<Instant>)>,
     /// Wakes the core's reader when a poller attaches or detaches, or the override
     /// changes.
     pub(crate) mode: Notify,
@@ -77,7 +78,7 @@ impl Channel {
             poller: OnceLock::new(),
             poller_attached: AtomicBool::new(false),
             core_override: AtomicBool::new(false),
-            seen: Mutex::new((0, Instant::now())),
+            seen: Mutex::new((0, None)),
             mode: Notify::new(),
         })
     }
@@ -120,25 +121,30 @@ impl Channel {
         }
     }
 
-    /// Whether the poller's thread has not gone round its loop for `after` (it is
-    /// stuck in a long callback, or blocked): then the core takes the channel over
-    /// until the thread is back (`release_override`).
-    pub(crate) fn check_stalled(&self, now: Instant, after: std::time::Duration) -> bool {
+    /// Whether data (`readable`, from a `poll` of the descriptor) has been waiting for
+    /// `after` while the poller's thread did not go round its loop: it is stuck in a
+    /// long callback, or blocked. Then the core takes the channel over until the thread
+    /// is back (`release_override`). A thread idle in its event loop is not stuck: it
+    /// is woken by the data and moves on.
+    pub(crate) fn check_stalled(&self, now: Instant, readable: bool, after: std::time::Duration) -> bool {
         let Some(p) = self.poller.get().filter(|_| self.poller_attached()) else {
             return false;
         };
         let iter = p.iterations.load(Ordering::Acquire);
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.0 != iter {
-            *seen = (iter, now);
+        if seen.0 != iter || !readable {
+            *seen = (iter, None);
             return false;
         }
-        if now.duration_since(seen.1) < after {
+        let since = *seen.1.get_or_insert(now);
+        if now.duration_since(since) < after {
             return false;
         }
         drop(seen);
-        p.overridden.store(true, Ordering::Release);
+        // Override first: the poller's check phase releases its channels when it sees
+        // `overridden`, so by then this one must already be overridden.
         self.set_core_override(true);
+        p.overridden.store(true, Ordering::Release);
         true
     }
 
@@ -278,21 +284,27 @@ mod tests {
         let (ch, _peer) = pair();
         let t0 = Instant::now();
         let stall = Duration::from_millis(2);
-        assert!(!ch.check_stalled(t0, stall), "no poller: nothing to take over");
+        let ms = |n| t0 + Duration::from_millis(n);
+        assert!(!ch.check_stalled(t0, true, stall), "no poller: nothing to take over");
         let state = Arc::new(PollerState::default());
         ch.attach_poller(state.clone());
         assert!(ch.left_to_poller());
-        assert!(!ch.check_stalled(t0, stall)); // first look records the count
+        assert!(!ch.check_stalled(ms(0), false, stall));
+        assert!(
+            !ch.check_stalled(ms(50), false, stall),
+            "idle in its loop with nothing to read: not stuck"
+        );
+        assert!(!ch.check_stalled(ms(51), true, stall), "data just arrived");
         state.iterations.fetch_add(1, Ordering::Release);
-        assert!(!ch.check_stalled(t0 + Duration::from_millis(5), stall), "it went round");
-        assert!(!ch.check_stalled(t0 + Duration::from_millis(6), stall), "not stuck long enough");
-        assert!(ch.check_stalled(t0 + Duration::from_millis(8), stall), "stuck for 3 ms");
+        assert!(!ch.check_stalled(ms(52), true, stall), "it went round");
+        assert!(!ch.check_stalled(ms(53), true, stall), "waiting 1 ms: not yet");
+        assert!(ch.check_stalled(ms(55), true, stall), "data waiting 3 ms without a loop turn");
         assert!(!ch.left_to_poller());
         assert!(state.overridden.load(Ordering::Acquire));
         ch.release_override();
         assert!(ch.left_to_poller());
         ch.detach_poller();
         assert!(!ch.left_to_poller());
-        assert!(!ch.check_stalled(t0 + Duration::from_secs(10), stall));
+        assert!(!ch.check_stalled(t0 + Duration::from_secs(10), true, stall));
     }
 }

@@ -348,7 +348,8 @@ struct ReaderEnds {
 /// While tasks run on workers whose channel another thread polls, the timer loop
 /// ticks this often to notice that thread stuck (see `Channel::check_stalled`).
 const POLLER_BACKSTOP: Duration = Duration::from_millis(1);
-/// A poller thread that has not gone round its loop for this long is stuck.
+/// A poller thread that left data waiting this long without going round its loop is
+/// stuck.
 const POLLER_STALL: Duration = Duration::from_millis(2);
 /// Work (by average run time) a worker may hold queued ahead of the running task.
 const PREFETCH_BUDGET_MS: f64 = 2.0;
@@ -481,20 +482,55 @@ impl Pool {
             // and health are judged) and let their readers watch them until that
             // thread is back, so replies, heartbeats and dispatch never wait on
             // JavaScript.
-            let polled: Vec<Arc<Channel>> = self
-                .lock()
+            self.backstop_polled_channels();
+            self.with(|st| st.on_timers(Instant::now()));
+        }
+    }
+
+    /// The backstop for channels left to another thread (the JS thread). Reads, before
+    /// the timers are judged, every such channel whose worker has a deadline due (a
+    /// reply already waiting must not be taken for a timeout) or a health check is
+    /// due; and takes over those whose thread has left data waiting for
+    /// `POLLER_STALL` without going round its loop, so replies, heartbeats and
+    /// dispatch never wait on JavaScript.
+    fn backstop_polled_channels(&self) {
+        let now = Instant::now();
+        let (polled, health_due): (Vec<(Arc<Channel>, bool)>, bool) = {
+            let st = self.lock();
+            let health_due = now.duration_since(st.last_health) >= Duration::from_millis(st.cfg.health_check_interval);
+            let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+            let polled = st
                 .workers
                 .values()
-                .filter_map(|w| w.chan.clone())
-                .filter(|c| c.left_to_poller())
+                .filter_map(|w| {
+                    let ch = w.chan.clone().filter(|c| c.left_to_poller())?;
+                    let deadline = due(w.head_deadline)
+                        || due(w.abandon_deadline)
+                        || due(w.kill.map(|k| k.1))
+                        || (!w.ready && w.ready_deadline <= now);
+                    Some((ch, deadline))
+                })
                 .collect();
-            let now = Instant::now();
-            for ch in polled {
-                if ch.check_stalled(now, POLLER_STALL) {
-                    self.pump(&ch);
-                }
+            (polled, health_due)
+        };
+        if polled.is_empty() {
+            return;
+        }
+        let mut fds: Vec<libc::pollfd> = polled
+            .iter()
+            .map(|(c, _)| libc::pollfd {
+                fd: c.fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: a valid pollfd array; a zero timeout never blocks.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
+        for ((ch, deadline), pfd) in polled.iter().zip(&fds) {
+            let readable = n > 0 && pfd.revents != 0;
+            if ch.check_stalled(now, readable, POLLER_STALL) || (readable && (*deadline || health_due)) {
+                self.pump(ch);
             }
-            self.with(|st| st.on_timers(Instant::now()));
         }
     }
 
@@ -910,7 +946,19 @@ impl Pool {
                 Some(a) => a,
                 None => match crate::fdio::register_readable(ch.clone()) {
                     Ok(a) => a,
-                    Err(_) => break,
+                    Err(e) => {
+                        // Unread, the worker would hold its tasks until they time out:
+                        // replace it now (its tasks are retried).
+                        self.with(|st| {
+                            let id = st.workers.get(&ch.num).map(|w| w.id.clone()).unwrap_or_default();
+                            st.log(
+                                "error",
+                                &format!("Worker {id}: its channel could not be watched ({e}); it is replaced"),
+                            );
+                            st.kill(ch.num, KillReason::Protocol);
+                        });
+                        break;
+                    }
                 },
             };
             let a: &AsyncFd<crate::fdio::ChannelFd> = afd.insert(registered);
