@@ -24,7 +24,6 @@ use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
 
 /// Receives batches of events as a JSON array text.
@@ -211,6 +210,11 @@ struct Worker {
 }
 
 impl Worker {
+    /// Its channel, while another thread (the JS thread) reads it instead of the core.
+    fn polled_channel(&self) -> Option<&Arc<Channel>> {
+        self.chan.as_ref().filter(|c| c.left_to_poller())
+    }
+
     /// Removes the in-flight entry at `pos`, keeping the sums of what waits behind the
     /// head up to date without a rescan (this runs for every reply, with up to
     /// `prefetch` tasks in flight).
@@ -477,11 +481,6 @@ impl Pool {
                 _ = tokio::time::sleep_until(next.into()) => {}
                 _ = self.inner.wake.notified() => {}
             }
-            // Channels left to a thread that has not gone round its loop for a while
-            // (a long callback, a blocked JS thread): read them here (before timeouts
-            // and health are judged) and let their readers watch them until that
-            // thread is back, so replies, heartbeats and dispatch never wait on
-            // JavaScript.
             self.backstop_polled_channels();
             self.with(|st| st.on_timers(Instant::now()));
         }
@@ -497,13 +496,13 @@ impl Pool {
         let now = Instant::now();
         let (polled, health_due): (Vec<(Arc<Channel>, bool)>, bool) = {
             let st = self.lock();
-            let health_due = now.duration_since(st.last_health) >= Duration::from_millis(st.cfg.health_check_interval);
+            let health_due = st.health_due(now);
             let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
             let polled = st
                 .workers
                 .values()
                 .filter_map(|w| {
-                    let ch = w.chan.clone().filter(|c| c.left_to_poller())?;
+                    let ch = w.polled_channel()?.clone();
                     let deadline = due(w.head_deadline)
                         || due(w.abandon_deadline)
                         || due(w.kill.map(|k| k.1))
@@ -696,27 +695,24 @@ impl Pool {
     /// of the busy workers (the ones to poll) are appended to `fds`.
     pub fn spin_budget(&self, fds: &mut Vec<std::os::fd::RawFd>) -> (usize, Option<Duration>) {
         let st = self.lock();
-        let busy = st.workers.values().filter(|w| !w.in_flight.is_empty()).count();
         let cap = Duration::from_micros(st.cfg.spin_wait_us);
-        if busy == 0 || cap.is_zero() || st.phase != Phase::Running {
-            return (busy, None);
-        }
+        let mut spin = !cap.is_zero() && st.phase == Phase::Running;
         let now = Instant::now();
-        let mut budget = Duration::ZERO;
+        let (mut busy, mut budget) = (0, Duration::ZERO);
         for w in st.workers.values() {
             let Some(head) = w.in_flight.front() else { continue };
-            let Some(ch) = w.chan.as_ref().filter(|c| c.left_to_poller()) else {
-                return (busy, None);
-            };
-            fds.push(ch.fd());
+            busy += 1;
             // An unknown type predicts infinity (and NaN never passes).
-            if head.pred.is_nan() || head.pred * 1000.0 > st.cfg.spin_wait_us as f64 {
-                return (busy, None);
+            match w.polled_channel() {
+                Some(ch) if spin && !head.pred.is_nan() && head.pred * 1000.0 <= st.cfg.spin_wait_us as f64 => {
+                    fds.push(ch.fd());
+                    let elapsed = now.duration_since(w.head_started.unwrap_or(now));
+                    budget = budget.max(cap.saturating_sub(elapsed));
+                }
+                _ => spin = false,
             }
-            let elapsed = now.duration_since(w.head_started.unwrap_or(now));
-            budget = budget.max(cap.saturating_sub(elapsed));
         }
-        (busy, (!budget.is_zero()).then_some(budget))
+        (busy, (spin && !budget.is_zero()).then_some(budget))
     }
 
     /// Whether two handles are the same pool.
@@ -942,10 +938,9 @@ impl Pool {
                 }
                 continue;
             }
-            let registered = match afd.take() {
-                Some(a) => a,
-                None => match crate::fdio::register_readable(ch.clone()) {
-                    Ok(a) => a,
+            if afd.is_none() {
+                match crate::fdio::register_readable(ch.clone()) {
+                    Ok(a) => afd = Some(a),
                     Err(e) => {
                         // Unread, the worker would hold its tasks until they time out:
                         // replace it now (its tasks are retried).
@@ -959,9 +954,9 @@ impl Pool {
                         });
                         break;
                     }
-                },
-            };
-            let a: &AsyncFd<crate::fdio::ChannelFd> = afd.insert(registered);
+                }
+            }
+            let Some(a) = afd.as_ref() else { break };
             let ready = if exited {
                 match tokio::time::timeout(Duration::from_millis(50), a.readable()).await {
                     Ok(r) => r,
@@ -1483,12 +1478,17 @@ impl State {
     // ------------------------------------------------------------------ dispatch
 
     /// Predicted run time of a queued task, from its type's history.
+    fn health_due(&self, now: Instant) -> bool {
+        now.duration_since(self.last_health) >= Duration::from_millis(self.cfg.health_check_interval)
+    }
+
     fn predict(&self, seq: u64) -> f64 {
-        self.queue
-            .get(seq)
-            .and_then(|r| self.type_avg.get(r.data.type_json.as_str()))
-            .copied()
-            .unwrap_or(f64::INFINITY)
+        self.queue.get(seq).map_or(f64::INFINITY, |r| self.predict_type(&r.data.type_json))
+    }
+
+    /// Predicted run time (ms) of a task of this type; infinite when never seen.
+    fn predict_type(&self, type_json: &str) -> f64 {
+        self.type_avg.get(type_json).copied().unwrap_or(f64::INFINITY)
     }
 
     /// Whether worker `w` may take one more task predicted to run `pred` ms now.
@@ -1566,7 +1566,7 @@ impl State {
     fn pick_worker(&self, seq: u64, now: Instant) -> Option<u64> {
         let rec = self.queue.get(seq)?;
         let requires: &[String] = &rec.data.requires;
-        let pred = self.type_avg.get(rec.data.type_json.as_str()).copied().unwrap_or(f64::INFINITY);
+        let pred = self.predict_type(&rec.data.type_json);
         let bytes = rec.data.payload_json.len();
         for idle_only in [true, false] {
             let cands = self
@@ -1634,12 +1634,7 @@ impl State {
         self.metrics.wait.observe(queued_ms as f64 / 1000.0);
         if let Some(d) = deadline {
             self.note_deadline(d);
-            if self
-                .workers
-                .get(&wn)
-                .and_then(|w| w.chan.as_ref())
-                .is_some_and(|c| c.left_to_poller())
-            {
+            if self.workers.get(&wn).is_some_and(|w| w.polled_channel().is_some()) {
                 self.note_deadline(now + POLLER_BACKSTOP);
             }
         }
@@ -1838,7 +1833,8 @@ impl State {
                     self.dispatch();
                 }
                 PendingOp::ScaleUp { op, added, .. } => {
-                    // The idle clock of the workers it added starts now.
+                    // The pool was just grown: every idle clock restarts now, so none
+                    // of the workers counts as idle since before the scaleUp.
                     let now = Instant::now();
                     for w in self.workers.values_mut() {
                         w.idle_since = w.idle_since.max(now);
@@ -2498,7 +2494,7 @@ impl State {
         if self
             .workers
             .values()
-            .any(|w| !w.in_flight.is_empty() && w.chan.as_ref().is_some_and(|c| c.left_to_poller()))
+            .any(|w| !w.in_flight.is_empty() && w.polled_channel().is_some())
         {
             consider(Some(now + POLLER_BACKSTOP));
         }
@@ -2593,7 +2589,7 @@ impl State {
         if self.phase == Phase::Running && self.next_autoscale.is_some_and(|t| t <= now) {
             self.autoscale_tick(now);
         }
-        if now.duration_since(self.last_health) >= Duration::from_millis(self.cfg.health_check_interval) {
+        if self.health_due(now) {
             self.last_health = now;
             self.health_check(now);
         }
