@@ -85,14 +85,15 @@ async function execute(pool, req, ctx) {
     }
 
     case 'dlq':
-      return pool.taskQueue.getDeadLetterQueue();
+      // A pool on a shared queue answers with promises (the failed set is in Redis).
+      return await pool.taskQueue.getDeadLetterQueue();
 
     case 'dlq-requeue': {
       const { taskId } = req;
       if (taskId !== undefined && taskId !== null && typeof taskId !== 'string') {
         throw badRequest(`"dlq-requeue" takes an optional "taskId" string, got ${JSON.stringify(taskId)}`);
       }
-      const promises = pool.taskQueue.requeueDeadLetter(taskId ?? undefined);
+      const promises = await pool.taskQueue.requeueDeadLetter(taskId ?? undefined);
       // Nobody waits for these; a failure lands in the dead-letter queue again.
       for (const p of promises) if (p && typeof p.catch === 'function') p.catch(() => {});
       if (taskId && promises.length === 0) {
@@ -102,7 +103,7 @@ async function execute(pool, req, ctx) {
     }
 
     case 'dlq-clear':
-      return { cleared: pool.taskQueue.clearDeadLetterQueue() };
+      return { cleared: await pool.taskQueue.clearDeadLetterQueue() };
 
     case 'prometheus':
       if (typeof pool.getPrometheusMetrics !== 'function') {

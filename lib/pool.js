@@ -4,8 +4,9 @@ const path = require('node:path');
 const errors = require('./errors');
 const { TaskQueue } = require('./task-queue');
 const { HealthMonitor } = require('./health-monitor');
+const { validateTask } = require('./task-validate');
 
-const { CODES, callNative, fromCore, fromNative, invalidTask, invalidArgument, invalidConfig, abortError, withCode } = errors;
+const { CODES, callNative, fromCore, fromNative, invalidArgument, invalidConfig, withCode } = errors;
 
 const DEFAULT_WORKER_SCRIPT = path.join(__dirname, '..', 'worker-process.js');
 // A submit batch crosses N-API at the end of the microtask, or once it holds this much
@@ -49,6 +50,9 @@ class WorkerPoolManager extends EventEmitter {
   #batch = '';
   #flushQueued = false;
   #flushBound = () => this.#flush();
+  // The shared queue (the `queue` option), or null for a pool of this machine only.
+  #shared = null;
+  #producerOnly = false;
 
   constructor(config = {}) {
     super();
@@ -56,6 +60,18 @@ class WorkerPoolManager extends EventEmitter {
       throw invalidConfig('config', 'an options object', config);
     }
     const raw = { ...config };
+    let queueOpts = null;
+    if (raw.queue !== undefined) {
+      queueOpts = require('./distributed/config').resolveQueueOption(raw.queue);
+      delete raw.queue;
+      // A producer runs no workers: the core is built (for its metrics and views) but
+      // never initialized, so any poolSize, 0 included, is accepted.
+      if (!queueOpts.serve) {
+        this.#producerOnly = true;
+        delete raw.poolSize;
+        delete raw.minWorkers;
+      }
+    }
     if (typeof raw.workerScript === 'string') raw.workerScript = path.resolve(raw.workerScript);
     if (Array.isArray(raw.workerGroups)) {
       raw.workerGroups = raw.workerGroups.map((g) =>
@@ -72,6 +88,7 @@ class WorkerPoolManager extends EventEmitter {
     this.#native = callNative(() => new NativePool(json, process.execPath, DEFAULT_WORKER_SCRIPT, (batch) => this.#onEvents(batch)));
     /** The resolved options. */
     this.config = JSON.parse(this.#native.config());
+    if (queueOpts) this.#openShared(queueOpts, config);
     this.#logLevel = LOG_LEVELS[this.config.logLevel] ?? LOG_LEVELS.info;
 
     const native = this.#native;
@@ -82,7 +99,7 @@ class WorkerPoolManager extends EventEmitter {
       },
       requeueDeadLetters: (taskId) => this.#requeueDeadLetters(taskId),
     };
-    this.taskQueue = new TaskQueue(undefined, {
+    const queueView = {
       pool: poolCalls,
       options: {
         maxRetries: this.config.maxTaskRetries,
@@ -90,7 +107,10 @@ class WorkerPoolManager extends EventEmitter {
         maxBackoffMs: this.config.maxBackoffMs,
         taskTimeoutMs: this.config.taskTimeout,
       },
-    });
+    };
+    this.taskQueue = this.#shared
+      ? new (require('./distributed').SharedTaskQueueView)(this.#shared.producer, queueView)
+      : new TaskQueue(undefined, queueView);
     this.healthMonitor = new HealthMonitor(undefined, {
       pool: poolCalls,
       options: {
@@ -114,6 +134,27 @@ class WorkerPoolManager extends EventEmitter {
     livePools.add(native);
   }
 
+  #openShared(queueOpts, userConfig) {
+    const { SharedQueueMode } = require('./distributed');
+    this.#shared = new SharedQueueMode(queueOpts, this.config, {
+      run: (t) => this.#submitLocal(t),
+      workers: () => this.#servingWorkers(),
+      log: (level, message) => this.#log({ level, component: 'SharedQueue', message, timestamp: Date.now() }),
+      onIdleChange: () => this.#refresh(),
+    });
+    const { url, redis, display, ...shown } = queueOpts;
+    this.config.queue = { url: display, ...shown };
+    if (this.#producerOnly) this.config.poolSize = userConfig.poolSize ?? 0;
+    // The server's concurrency follows the workers that can take a job.
+    const follow = () => this.#shared.refresh();
+    for (const ev of ['pool-initialized', 'pool-scaled-up', 'pool-scaled-down', 'worker-exited']) this.on(ev, follow);
+  }
+
+  /** Workers that can take a job (all but those on their way out). */
+  #servingWorkers() {
+    return JSON.parse(this.#native.allWorkers()).filter((w) => w.state !== 'shutting-down');
+  }
+
   #updateInterest(adding, name) {
     const count = (em, ev) => em.listenerCount(ev) + (em === adding && ev === name ? 1 : 0);
     const userCount = (em) =>
@@ -126,7 +167,7 @@ class WorkerPoolManager extends EventEmitter {
   // ------------------------------------------------------------ keeping alive
 
   #refresh() {
-    const busy = this.#pending.size + this.#ops.size > 0;
+    const busy = this.#pending.size + this.#ops.size + (this.#shared ? this.#shared.pendingCount : 0) > 0;
     if (busy && !this.#keepAlive) {
       this.#keepAlive = setInterval(noop, 1 << 30);
     } else if (!busy && this.#keepAlive) {
@@ -267,67 +308,53 @@ class WorkerPoolManager extends EventEmitter {
     if (poolSize !== undefined && poolSize !== null && !isPositiveInt(poolSize)) {
       return Promise.reject(invalidArgument('poolSize', 'a positive integer', poolSize));
     }
+    if (this.#shared) return this.#initializeShared(poolSize);
     return this.#op((op) => this.#native.initialize(poolSize ?? undefined, op)).then(() => this);
   }
+
+  /** Connects first (an unreachable Redis fails before any worker starts), then serves. */
+  async #initializeShared(poolSize) {
+    if (this.#sharedStarted) {
+      throw withCode(CODES.ERR_POOL_ALREADY_INITIALIZED, 'Pool already initialized');
+    }
+    this.#sharedStarted = true;
+    try {
+      await this.#shared.start();
+      if (this.#producerOnly) return this;
+      await this.#op((op) => this.#native.initialize(poolSize ?? undefined, op));
+      await this.#shared.serve();
+    } catch (e) {
+      await this.#shared.close(false, 0).catch(() => {});
+      if (!this.#producerOnly) await this.#op((op) => this.#native.shutdown(false, op)).catch(() => {});
+      livePools.delete(this.#native);
+      throw e;
+    }
+    return this;
+  }
+
+  #sharedStarted = false;
 
   /**
    * Submits a task; resolves with the handler's result, rejects with a coded Error.
    * `options.signal` (an AbortSignal) cancels it.
    */
   submitTask(task, options = undefined) {
-    if (task === null || typeof task !== 'object' || Array.isArray(task)) {
-      return Promise.reject(invalidTask('task', 'an object like { type, payload }', task));
-    }
-    if (typeof task.type !== 'string' || task.type.length === 0) {
-      return Promise.reject(invalidTask('type', 'a non-empty string', task.type));
-    }
-    let payloadJson;
+    let t;
     try {
-      payloadJson = task.payload === undefined ? 'null' : JSON.stringify(task.payload);
+      t = validateTask(task, options);
     } catch (e) {
-      return Promise.reject(withCode(CODES.ERR_INVALID_TASK, `Invalid task: "payload" must be a JSON-serializable value (${e.message})`));
+      return Promise.reject(e);
     }
-    if (payloadJson === undefined) {
-      return Promise.reject(invalidTask('payload', 'a JSON-serializable value', task.payload));
-    }
-    const priority = task.priority ?? 10;
-    if (typeof priority !== 'number' || !Number.isFinite(priority)) {
-      return Promise.reject(invalidTask('priority', 'a finite number (lower runs first; 0 is the highest)', task.priority));
-    }
-    const timeout = task.timeout ?? undefined;
-    if (timeout !== undefined && !(typeof timeout === 'number' && Number.isFinite(timeout) && timeout > 0)) {
-      return Promise.reject(invalidTask('timeout', 'a positive number of milliseconds', task.timeout));
-    }
-    const maxRetries = task.maxRetries ?? undefined;
-    if (maxRetries !== undefined && !(Number.isInteger(maxRetries) && maxRetries >= 0)) {
-      return Promise.reject(invalidTask('maxRetries', 'an integer >= 0', task.maxRetries));
-    }
-    const requires = task.requires ?? undefined;
-    if (requires !== undefined && !(Array.isArray(requires) && requires.every((r) => typeof r === 'string'))) {
-      return Promise.reject(invalidTask('requires', 'an array of capability strings', task.requires));
-    }
-    let metadataJson;
-    if (task.metadata !== undefined) {
-      try {
-        metadataJson = JSON.stringify(task.metadata);
-      } catch (e) {
-        return Promise.reject(withCode(CODES.ERR_INVALID_TASK, `Invalid task: "metadata" must be JSON-serializable (${e.message})`));
-      }
-    }
-    const signal = options && options.signal;
-    if (signal !== undefined && signal !== null) {
-      if (typeof signal.aborted !== 'boolean' || typeof signal.addEventListener !== 'function') {
-        return Promise.reject(invalidArgument('options.signal', 'an AbortSignal', signal));
-      }
-      if (signal.aborted) {
-        return Promise.reject(abortError('The task was aborted before it was submitted', signal.reason));
-      }
-    }
-    let requiresJson = '';
-    if (requires !== undefined) requiresJson = JSON.stringify(requires);
+    if (this.#shared) return this.#shared.submit(t);
+    return this.#submitLocal(t);
+  }
+
+  /** Queues a validated task (see lib/task-validate.js) in this machine's pool. */
+  #submitLocal({ type, payloadJson, priority, timeout, maxRetries, requires, metadataJson, signal }) {
+    const requiresJson = requires === undefined ? '' : JSON.stringify(requires);
     const seq = ++this.#seq;
     // One line per task; JSON text never contains a raw tab or newline.
-    this.#batch += `${seq}\t${priority}\t${timeout ?? ''}\t${maxRetries ?? ''}\t${JSON.stringify(task.type)}\t${payloadJson}\t${metadataJson ?? ''}\t${requiresJson}\n`;
+    this.#batch += `${seq}\t${priority}\t${timeout ?? ''}\t${maxRetries ?? ''}\t${JSON.stringify(type)}\t${payloadJson}\t${metadataJson ?? ''}\t${requiresJson}\n`;
     const promise = this.#track(seq, signal);
     if (this.#batch.length >= FLUSH_AT_CHARS) {
       // Large payloads go at once: a burst of them must not become one huge string
@@ -395,12 +422,15 @@ class WorkerPoolManager extends EventEmitter {
 
   getPoolMetrics() {
     this.#flush();
-    return JSON.parse(this.#native.metrics());
+    const m = JSON.parse(this.#native.metrics());
+    if (this.#shared) m.queue.shared = { ...this.#shared.counts };
+    return m;
   }
 
   /** Adds up to `count` workers (never above maxWorkers); resolves when they are ready. */
   scaleUp(count = 1) {
     if (!isPositiveInt(count)) return Promise.reject(invalidArgument('count', 'a positive integer', count));
+    if (this.#producerOnly) return Promise.reject(producerOnlyError('scaleUp'));
     return this.#op((op) => this.#native.scaleUp(count, op));
   }
 
@@ -410,6 +440,7 @@ class WorkerPoolManager extends EventEmitter {
    */
   scaleDown(count = 1) {
     if (!isPositiveInt(count)) return Promise.reject(invalidArgument('count', 'a positive integer', count));
+    if (this.#producerOnly) return Promise.reject(producerOnlyError('scaleDown'));
     return this.#op((op) => this.#native.scaleDown(count, op));
   }
 
@@ -419,6 +450,34 @@ class WorkerPoolManager extends EventEmitter {
    * with ERR_POOL_SHUTDOWN and kill the workers. Either way every promise settles.
    */
   shutdown(graceful = true) {
+    if (this.#shared) return this.#shutdownShared(graceful !== false);
+    return this.#shutdownLocal(graceful);
+  }
+
+  /**
+   * Stops fetching jobs, then shuts the local pool down (graceful: what runs finishes;
+   * immediate or past shutdownTimeoutMs: the jobs held go back to the queue without
+   * using an attempt), then closes the queue connections. Tasks this pool submitted
+   * and still waits for: graceful waits for them as long as shutdownTimeoutMs allows,
+   * then they reject with ERR_POOL_SHUTDOWN (their jobs stay queued and still run).
+   */
+  #shutdownShared(graceful) {
+    if (!this.#sharedShutdown) {
+      const shared = this.#shared;
+      const stopped = shared.stopServing();
+      const deadline = Date.now() + (graceful ? this.config.shutdownTimeoutMs : 0);
+      this.#sharedShutdown = (async () => {
+        await Promise.all([this.#shutdownLocal(graceful), stopped]);
+        await shared.close(graceful, Math.max(0, deadline - Date.now()));
+        this.#refresh();
+      })();
+    }
+    return this.#sharedShutdown;
+  }
+
+  #sharedShutdown = null;
+
+  #shutdownLocal(graceful) {
     const run = this.#op((op) => this.#native.shutdown(graceful !== false, op)).then(() => {
       livePools.delete(this.#native);
       // Nothing may stay pending; the core settles everything, this is a safety net.
@@ -436,13 +495,18 @@ class WorkerPoolManager extends EventEmitter {
   /** The pool's metrics in the Prometheus text exposition format. */
   getPrometheusMetrics() {
     this.#flush();
-    return this.#native.prometheus();
+    const text = this.#native.prometheus();
+    return this.#shared ? text + this.#shared.prometheus() : text;
   }
 
   /** Pids of the current worker processes (for diagnostics and tests). */
   getWorkerPids() {
     return this.#native.workerPids();
   }
+}
+
+function producerOnlyError(method) {
+  return withCode(CODES.ERR_NOT_SUPPORTED, `${method}() is not available: this pool only submits to the shared queue (queue.serve is false) and runs no workers`);
 }
 
 async function createWorkerPool(config = {}) {

@@ -81,6 +81,30 @@ function autoScaleEnv() {
   return boolEnv('AUTO_SCALE');
 }
 
+/** QUEUE_URL and its companions: the pool's `queue` option (serve the shared queue). */
+function queueEnv() {
+  const url = env.QUEUE_URL;
+  if (url === undefined || url.trim() === '') return undefined;
+  const q = {
+    url: url.trim(),
+    name: env.QUEUE_NAME || undefined,
+    prefix: env.QUEUE_PREFIX || undefined,
+    concurrency: intEnv('QUEUE_CONCURRENCY'),
+    lockDurationMs: intEnv('QUEUE_LOCK_MS', { min: 100 }),
+    stalledIntervalMs: intEnv('QUEUE_STALLED_MS', { min: 100 }),
+  };
+  for (const k of Object.keys(q)) if (q[k] === undefined) delete q[k];
+  return q;
+}
+
+/** WORKER_CAPABILITIES=a,b: every worker has these capabilities (for `requires`). */
+function capabilityGroups(poolSize, script) {
+  const raw = env.WORKER_CAPABILITIES;
+  if (raw === undefined || raw.trim() === '') return undefined;
+  const capabilities = raw.split(',').map((c) => c.trim()).filter(Boolean);
+  return [{ size: poolSize, capabilities, ...(script ? { workerScript: script } : {}) }];
+}
+
 function readSettings() {
   const pidFile = path.resolve(env.PID_FILE || '/tmp/cortex/worker-pool.pid');
   const s = {
@@ -105,8 +129,10 @@ function readSettings() {
       shutdownTimeoutMs: intEnv('SHUTDOWN_TIMEOUT', { def: 20000 }),
       // The daemon prints the pool's log through its events (timestamps, JSON mode).
       logLevel: 'silent',
+      queue: queueEnv(),
     },
   };
+  s.pool.workerGroups = capabilityGroups(s.pool.poolSize, s.pool.workerScript);
   if (env.LOG_FORMAT && !['text', 'json'].includes(env.LOG_FORMAT.toLowerCase())) {
     throw new ConfigError(`LOG_FORMAT must be text or json, got "${env.LOG_FORMAT}"`);
   }
@@ -220,8 +246,13 @@ function metricsSummary(m) {
     `metrics: workers ${w.total} total, ${w.ready} ready, ${w.busy} busy, ${w.unhealthy} unhealthy | ` +
     `tasks ${t.submitted} submitted, ${t.completed} completed, ${t.failed} failed, ${t.queued} queued, ` +
     `${t.running ?? 0} running, ${t.dlq} in DLQ | reuse ${p.workerReuseRate} | ` +
-    `avg wait ${p.avgTaskWaitTimeMs} ms, avg run ${p.avgTaskDurationMs} ms | health ${m.health && m.health.status}`
+    `avg wait ${p.avgTaskWaitTimeMs} ms, avg run ${p.avgTaskDurationMs} ms | health ${m.health && m.health.status}` +
+    (m.queue && m.queue.shared ? ` | ${sharedSummary(m.queue.shared)}` : '')
   );
+}
+
+function sharedSummary(c) {
+  return `shared queue: ${c.waiting + c.prioritized} waiting, ${c.active} active, ${c.delayed} delayed, ${c.failed} failed, ${c.servingPools} pool(s) serving`;
 }
 
 function logMetrics(label = 'metrics') {
@@ -388,7 +419,9 @@ async function main() {
     metricsTimer = setInterval(logMetrics, settings.metricsLogIntervalMs);
   }
   const m = pool.getPoolMetrics();
-  dlog('info', `Worker pool daemon ready: ${m.workers.total} workers, control socket ${settings.socketPath}`);
+  const q = pool.config.queue;
+  const serving = q ? `, serving the shared queue "${q.name}" at ${q.url}` : '';
+  dlog('info', `Worker pool daemon ready: ${m.workers.total} workers, control socket ${settings.socketPath}${serving}`);
 }
 
 main().catch((e) => {

@@ -1,0 +1,195 @@
+'use strict';
+// How a task and its outcome are written into BullMQ, and read back. One place for
+// each format so that producer and server cannot drift apart:
+//
+//   queue name   `<name>` for tasks without `requires`; `<name>@<cap>+<cap>` (sorted,
+//                URI-encoded) for a capability set: one BullMQ queue per set.
+//   job name     the task's type (what bull-board and other tools show).
+//   job data     { cortex: 1, type, payload, timeout?, metadata?, requires?, maxBackoffMs }
+//   job options  priority = our priority + 1 (BullMQ's 0 means "no priority" and would
+//                run before every prioritized job), attempts = maxRetries + 1,
+//                backoff { type: 'cortex', delay: retryBackoffMs } (capped by maxBackoffMs
+//                in the serving pool's backoff strategy).
+//   failure      failedReason `<CODE>: <message>`; each attempt's details as a JSON
+//                text in the job's stacktrace (BullMQ keeps one entry per attempt).
+//   result       the handler's return value, as BullMQ's returnvalue.
+
+const { CODES, withCode, abortError, invalidTask } = require('../errors');
+
+const JOB_FORMAT = 1;
+// BullMQ's priority range is 0 … 2,097,151 and 0 is taken ("no priority").
+const MAX_PRIORITY = 2097150;
+const BACKOFF_TYPE = 'cortex';
+// Codes retrying cannot fix: BullMQ is told not to retry them (UnrecoverableError).
+const NOT_RETRIED = new Set([CODES.ERR_NO_HANDLER, CODES.ERR_INVALID_TASK, CODES.ABORT_ERR, CODES.ERR_NO_CAPABLE_WORKER]);
+// Finished jobs stay readable for producers that were away (reconnecting) for a while.
+const KEEP_COMPLETED = Object.freeze({ age: 3600, count: 100000 });
+// BullMQ's own reason for a job whose worker died too often while holding it.
+const STALLED_REASON = /stalled more than allowable limit/;
+
+/** The capability set of a task, canonical: sorted, unique; [] for none. */
+function capabilitySet(requires) {
+  return requires && requires.length ? [...new Set(requires)].sort() : [];
+}
+
+/** The BullMQ queue that carries tasks needing exactly this (canonical) capability set. */
+function queueNameFor(name, caps) {
+  return caps.length === 0 ? name : `${name}@${caps.map(encodeURIComponent).join('+')}`;
+}
+
+/** The capability set a queue name carries, or null when the name is not one of `name`'s. */
+function capsOfQueue(name, queueName) {
+  if (queueName === name) return [];
+  if (!queueName.startsWith(`${name}@`)) return null;
+  return queueName.slice(name.length + 1).split('+').map(decodeURIComponent);
+}
+
+/**
+ * A validated task (lib/task-validate.js) as a BullMQ job: `{ name, data, opts }`.
+ * `defaults` are the producer's { maxRetries, retryBackoffMs, maxBackoffMs }.
+ */
+function encodeJob(t, jobId, defaults) {
+  if (!Number.isInteger(t.priority) || t.priority < 0 || t.priority > MAX_PRIORITY) {
+    throw invalidTask('priority', `an integer from 0 to ${MAX_PRIORITY} on a shared queue (lower runs first)`, t.priority);
+  }
+  const data = { cortex: JOB_FORMAT, type: t.type, payload: JSON.parse(t.payloadJson), maxBackoffMs: defaults.maxBackoffMs };
+  if (t.timeout !== undefined) data.timeout = t.timeout;
+  if (t.metadataJson !== undefined) data.metadata = JSON.parse(t.metadataJson);
+  const caps = capabilitySet(t.requires);
+  if (caps.length) data.requires = caps;
+  const maxRetries = t.maxRetries ?? defaults.maxRetries;
+  return {
+    name: t.type,
+    data,
+    opts: {
+      jobId,
+      priority: t.priority + 1,
+      attempts: maxRetries + 1,
+      backoff: { type: BACKOFF_TYPE, delay: defaults.retryBackoffMs },
+      removeOnComplete: KEEP_COMPLETED,
+      removeOnFail: false,
+    },
+  };
+}
+
+/**
+ * A job's data as the task the local pool runs (maxRetries 0: BullMQ owns retries).
+ * Throws ERR_INVALID_TASK (not retried) for data that is not a task of ours.
+ */
+function decodeJob(job) {
+  const d = job.data;
+  const bad = (why) => withCode(CODES.ERR_INVALID_TASK, `Job ${job.id} is not a Cortex task: ${why}`);
+  if (d === null || typeof d !== 'object' || d.cortex !== JOB_FORMAT) {
+    throw bad(`its data must be { cortex: ${JOB_FORMAT}, type, payload, ... } (added by createQueueClient or a pool with the queue option)`);
+  }
+  if (typeof d.type !== 'string' || d.type === '') throw bad('"type" must be a non-empty string');
+  if (d.timeout !== undefined && !(typeof d.timeout === 'number' && d.timeout > 0)) throw bad('"timeout" must be a positive number');
+  if (d.requires !== undefined && !(Array.isArray(d.requires) && d.requires.every((r) => typeof r === 'string'))) {
+    throw bad('"requires" must be an array of strings');
+  }
+  return {
+    type: d.type,
+    payloadJson: JSON.stringify(d.payload ?? null),
+    priority: Math.max(0, (job.priority || 1) - 1),
+    timeout: d.timeout,
+    maxRetries: 0,
+    requires: d.requires,
+    metadataJson: d.metadata === undefined ? undefined : JSON.stringify(d.metadata),
+  };
+}
+
+/** min(base·2^(n−1), cap): the same schedule as the local pool. */
+function backoffDelay(attemptsMade, base, cap) {
+  const delay = base * 2 ** Math.max(0, attemptsMade - 1);
+  return Math.min(delay, cap);
+}
+
+/**
+ * The Error a serving pool throws to BullMQ for a failed attempt: message
+ * `<CODE>: <message>` (becomes failedReason), stack = this attempt's details as JSON
+ * (BullMQ keeps one per attempt), name UnrecoverableError when retrying cannot help.
+ */
+function jobError(err, where = {}) {
+  const code = err.code || CODES.ERR_TASK_FAILED;
+  const out = new Error(`${code}: ${err.message}`);
+  if (NOT_RETRIED.has(code)) out.name = 'UnrecoverableError';
+  const details = { code, message: err.message, at: Date.now(), ...where };
+  for (const k of ['workerId', 'exitCode', 'signal', 'handlerCode']) if (err[k] !== undefined && err[k] !== null) details[k] = err[k];
+  out.stack = JSON.stringify(details);
+  return out;
+}
+
+/** Rebuilds the producer-side Error from a job's failedReason (and the last attempt's details). */
+function errorFromReason(reason, lastAttempt) {
+  const text = String(reason ?? '');
+  const m = /^([A-Z][A-Z0-9_]*): ([\s\S]*)$/.exec(text);
+  let err;
+  if (m && Object.prototype.hasOwnProperty.call(CODES, m[1])) {
+    err = m[1] === CODES.ABORT_ERR ? abortError(m[2]) : withCode(m[1], m[2]);
+  } else if (STALLED_REASON.test(text)) {
+    err = withCode(CODES.ERR_WORKER_CRASHED, `The task's machine stopped while running it too many times (${text})`);
+  } else {
+    err = withCode(CODES.ERR_TASK_FAILED, text || 'The job failed without a reason');
+  }
+  if (lastAttempt) {
+    for (const k of ['workerId', 'exitCode', 'signal', 'handlerCode']) if (lastAttempt[k] !== undefined) err[k] = lastAttempt[k];
+  }
+  return err;
+}
+
+/** A job's stacktrace entries as attempt records ({ timestamp, error, code, ... }). */
+function attemptsOf(job) {
+  return (job.stacktrace || []).map((entry) => {
+    try {
+      const d = JSON.parse(entry);
+      if (d && typeof d === 'object' && d.code) {
+        const { at, message, ...rest } = d;
+        return { timestamp: at, error: message, ...rest };
+      }
+    } catch {
+      /* an entry written by someone else */
+    }
+    return { timestamp: null, error: String(entry), code: CODES.ERR_TASK_FAILED };
+  });
+}
+
+/** A failed job as a dead-letter record, in the shape of the local TaskQueue's records. */
+function deadLetterRecord(job) {
+  const d = job.data && typeof job.data === 'object' ? job.data : {};
+  const attempts = attemptsOf(job);
+  const last = errorFromReason(job.failedReason, attempts[attempts.length - 1]);
+  const task = { type: d.type ?? job.name, payload: d.payload };
+  if (d.requires) task.requires = d.requires;
+  if (d.timeout !== undefined) task.timeout = d.timeout;
+  if (d.metadata !== undefined) task.metadata = d.metadata;
+  return {
+    id: job.id,
+    task,
+    priority: Math.max(0, (job.priority || 1) - 1),
+    retries: Math.max(0, (job.attemptsMade || 0) - 1),
+    maxRetries: Math.max(0, (job.opts.attempts || 1) - 1),
+    enqueuedAt: job.timestamp,
+    status: 'failed',
+    timeoutMs: d.timeout ?? null,
+    metadata: { ...(d.metadata && typeof d.metadata === 'object' ? d.metadata : {}), attempts },
+    failedAt: job.finishedOn,
+    finalError: { message: last.message, code: last.code, stack: null },
+    queue: job.queueName,
+  };
+}
+
+module.exports = {
+  BACKOFF_TYPE,
+  MAX_PRIORITY,
+  NOT_RETRIED,
+  capabilitySet,
+  queueNameFor,
+  capsOfQueue,
+  encodeJob,
+  decodeJob,
+  backoffDelay,
+  jobError,
+  errorFromReason,
+  attemptsOf,
+  deadLetterRecord,
+};

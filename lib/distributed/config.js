@@ -1,0 +1,121 @@
+'use strict';
+// The `queue` option and createQueueClient()'s options: validated here, once, with the
+// same ERR_INVALID_CONFIG words as the rest of the pool's options. Nothing in this file
+// loads bullmq or ioredis: a pool without `queue` never pays for them.
+
+const { CODES, withCode, invalidConfig } = require('../errors');
+
+const DEFAULTS = Object.freeze({
+  name: 'cortex',
+  prefix: 'bull',
+  serve: true,
+  lockDurationMs: 30000,
+  stalledIntervalMs: 30000,
+  connectTimeoutMs: 5000,
+});
+
+// BullMQ keeps queue names and key prefixes inside Redis key names separated by ':'.
+const NAME_RE = /^[A-Za-z0-9_.-]{1,100}$/;
+
+/**
+ * Parses a Redis URL (`redis://[[user]:password@]host[:port][/db]`, `rediss://` for TLS)
+ * into ioredis options. Throws ERR_INVALID_CONFIG naming `field`; the message never
+ * contains the password.
+ */
+function parseRedisUrl(url, field = 'queue.url') {
+  if (typeof url !== 'string' || url.length === 0) {
+    throw invalidConfig(field, 'a Redis URL like "redis://host:6379" (or rediss:// for TLS)', url);
+  }
+  let u;
+  try {
+    u = new URL(url);
+  } catch {
+    throw withCode(CODES.ERR_INVALID_CONFIG, `Invalid option "${field}": expected a Redis URL like "redis://host:6379", got ${JSON.stringify(redactUrl(url))}`);
+  }
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
+    throw withCode(CODES.ERR_INVALID_CONFIG, `Invalid option "${field}": expected a redis:// or rediss:// URL, got ${JSON.stringify(redactUrl(url))}`);
+  }
+  if (!u.hostname) {
+    throw withCode(CODES.ERR_INVALID_CONFIG, `Invalid option "${field}": the URL names no host, got ${JSON.stringify(redactUrl(url))}`);
+  }
+  const port = u.port === '' ? 6379 : Number(u.port);
+  const dbText = u.pathname.replace(/^\//, '');
+  const db = dbText === '' ? 0 : Number(dbText);
+  if (!Number.isInteger(db) || db < 0) {
+    throw withCode(CODES.ERR_INVALID_CONFIG, `Invalid option "${field}": the database after the host must be an integer >= 0, got ${JSON.stringify(dbText)}`);
+  }
+  const options = { host: u.hostname.replace(/^\[|\]$/g, ''), port, db };
+  if (u.username) options.username = decodeURIComponent(u.username);
+  if (u.password) options.password = decodeURIComponent(u.password);
+  if (u.protocol === 'rediss:') options.tls = { servername: options.host };
+  return { options, display: redactUrl(url) };
+}
+
+/** The URL with its password replaced by "***" (for messages and logs). */
+function redactUrl(url) {
+  return String(url).replace(/^(rediss?:\/\/)([^@/]*)@/i, (m, scheme, auth) => {
+    const i = auth.indexOf(':');
+    return i < 0 ? `${scheme}${auth}@` : `${scheme}${auth.slice(0, i)}:***@`;
+  });
+}
+
+function checkName(value, field, def) {
+  if (value === undefined) return def;
+  if (typeof value !== 'string' || !NAME_RE.test(value)) {
+    throw invalidConfig(field, 'a string of 1 to 100 letters, digits, "_", "." or "-"', value);
+  }
+  return value;
+}
+
+function checkInt(value, field, def, min, max = Number.MAX_SAFE_INTEGER) {
+  if (value === undefined) return def;
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw invalidConfig(field, `an integer from ${min} to ${max}`, value);
+  }
+  return value;
+}
+
+function checkKeys(obj, allowed, field) {
+  for (const k of Object.keys(obj)) {
+    if (!allowed.includes(k)) {
+      throw withCode(CODES.ERR_INVALID_CONFIG, `Invalid option "${field}.${k}": unknown; allowed are ${allowed.join(', ')}`);
+    }
+  }
+}
+
+const CLIENT_KEYS = ['url', 'name', 'prefix', 'connectTimeoutMs'];
+const POOL_KEYS = [...CLIENT_KEYS, 'serve', 'concurrency', 'lockDurationMs', 'stalledIntervalMs'];
+
+/** createQueueClient()'s options, resolved: `{ url, redis, display, name, prefix, connectTimeoutMs }`. */
+function resolveClientOptions(opts, field = 'options', keys = CLIENT_KEYS) {
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) {
+    throw invalidConfig(field, 'an object like { url: "redis://host:6379" }', opts);
+  }
+  checkKeys(opts, keys, field);
+  const { options: redis, display } = parseRedisUrl(opts.url, `${field}.url`);
+  return {
+    url: opts.url,
+    redis,
+    display,
+    name: checkName(opts.name, `${field}.name`, DEFAULTS.name),
+    prefix: checkName(opts.prefix, `${field}.prefix`, DEFAULTS.prefix),
+    connectTimeoutMs: checkInt(opts.connectTimeoutMs, `${field}.connectTimeoutMs`, DEFAULTS.connectTimeoutMs, 100, 600000),
+  };
+}
+
+/** The pool's `queue` option, resolved (adds `serve`, `concurrency`, lock and stalled timings). */
+function resolveQueueOption(opts) {
+  const base = resolveClientOptions(opts, 'queue', POOL_KEYS);
+  if (opts.serve !== undefined && typeof opts.serve !== 'boolean') throw invalidConfig('queue.serve', 'true or false', opts.serve);
+  const lockDurationMs = checkInt(opts.lockDurationMs, 'queue.lockDurationMs', DEFAULTS.lockDurationMs, 100, 24 * 3600 * 1000);
+  return {
+    ...base,
+    serve: opts.serve ?? DEFAULTS.serve,
+    // undefined: follows the number of workers that can take a job.
+    concurrency: checkInt(opts.concurrency, 'queue.concurrency', undefined, 1, 100000),
+    lockDurationMs,
+    stalledIntervalMs: checkInt(opts.stalledIntervalMs, 'queue.stalledIntervalMs', DEFAULTS.stalledIntervalMs, 100, 24 * 3600 * 1000),
+  };
+}
+
+module.exports = { DEFAULTS, parseRedisUrl, redactUrl, resolveClientOptions, resolveQueueOption };

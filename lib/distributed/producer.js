@@ -1,0 +1,403 @@
+'use strict';
+// The submitting side of the shared queue: turns validated tasks into BullMQ jobs,
+// and each job's outcome back into the settlement of its promise. Used by a pool with
+// the `queue` option and by createQueueClient().
+//
+// Outcomes arrive through BullMQ's QueueEvents (a Redis stream every producer reads).
+// The stream is trimmed (~10,000 events) and a producer may be disconnected for a
+// while, so a sweep also reads the state of jobs that have waited long: no promise
+// depends on one event being seen.
+
+const crypto = require('node:crypto');
+const { CODES, withCode, abortError, invalidArgument } = require('../errors');
+const codec = require('./codec');
+const { keys, connect, bullConnection, quit, livePools } = require('./redis');
+
+// Jobs pending longer than this are looked up by the sweep, every SWEEP_MS.
+const SWEEP_MS = 2000;
+const SWEEP_AFTER_MS = 3000;
+const SWEEP_BATCH = 500;
+// The capability sets live pools can serve are re-read at most this often.
+const CAPS_CACHE_MS = 1000;
+const DEFAULT_RETRY = Object.freeze({ maxRetries: 3, retryBackoffMs: 1000, maxBackoffMs: 30000 });
+
+class SharedQueueProducer {
+  #opts;
+  #defaults;
+  #keys;
+  #id = crypto.randomBytes(6).toString('hex');
+  #seq = 0;
+  #ready = null;
+  #client = null;
+  /** queue name → { queue, events, ready } */
+  #queues = new Map();
+  /** job id → { resolve, reject, queueName, since, cleanup, signal } */
+  #pending = new Map();
+  /** queue name → [job specs] submitted in this microtask */
+  #batch = new Map();
+  #flushQueued = false;
+  #sweepTimer = null;
+  #closed = false;
+  #caps = { at: 0, sets: null, pools: 0 };
+  #onIdleChange;
+
+  /**
+   * `opts`: resolved client options (config.js); `defaults`: { maxRetries,
+   * retryBackoffMs, maxBackoffMs } for tasks that do not say; `onIdleChange(busy)` is
+   * told when the first job becomes pending and when the last one settles (the pool
+   * keeps the process alive meanwhile).
+   */
+  constructor(opts, defaults = DEFAULT_RETRY, onIdleChange = () => {}) {
+    this.#opts = opts;
+    this.#defaults = { ...DEFAULT_RETRY, ...defaults };
+    this.#keys = keys(opts.prefix, opts.name);
+    this.#onIdleChange = onIdleChange;
+  }
+
+  get pendingCount() {
+    return this.#pending.size;
+  }
+
+  /** Connects (once); rejects ERR_QUEUE_UNAVAILABLE when Redis cannot be reached. */
+  ready() {
+    if (!this.#ready) {
+      this.#ready = (async () => {
+        this.#client = await connect(this.#opts);
+        await this.#openQueue(this.#opts.name);
+        this.#sweepTimer = setInterval(() => this.#sweep().catch(() => {}), SWEEP_MS);
+        this.#sweepTimer.unref();
+      })();
+      // A failed connection is not cached: the next call tries again.
+      this.#ready.catch(() => {
+        this.#ready = null;
+      });
+    }
+    return this.#ready;
+  }
+
+  #openQueue(queueName) {
+    let q = this.#queues.get(queueName);
+    if (q) return q.ready;
+    const { Queue, QueueEvents } = require('bullmq');
+    const connection = bullConnection(this.#opts);
+    const prefix = this.#opts.prefix;
+    q = { queue: new Queue(queueName, { connection, prefix }), events: null, ready: null };
+    q.queue.on('error', () => {});
+    this.#queues.set(queueName, q);
+    q.ready = (async () => {
+      // Read the stream from its current end, fixed before any job of ours is added,
+      // so that no outcome falls between "now" and the reader's first XREAD.
+      const streamKey = `${prefix}:${queueName}:events`;
+      const last = await this.#client.xrevrange(streamKey, '+', '-', 'COUNT', 1);
+      const lastEventId = last.length ? last[0][0] : '0-0';
+      q.events = new QueueEvents(queueName, { connection, prefix, lastEventId, blockingTimeout: 5000 });
+      q.events.on('error', () => {});
+      q.events.on('completed', ({ jobId, returnvalue }) => this.#settle(jobId, true, returnvalue));
+      q.events.on('failed', ({ jobId, failedReason }) => this.#settle(jobId, false, codec.errorFromReason(failedReason)));
+      q.events.on('removed', ({ jobId }) => this.#onRemoved(jobId));
+      await q.events.waitUntilReady();
+    })();
+    q.ready.catch(() => this.#queues.delete(queueName));
+    return q.ready;
+  }
+
+  /** Submits a validated task (lib/task-validate.js); a promise of its result. */
+  submit(t) {
+    if (this.#closed) return Promise.reject(closedError());
+    const jobId = `${this.#id}-${++this.#seq}`;
+    let spec;
+    try {
+      spec = codec.encodeJob(t, jobId, this.#defaults);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const caps = codec.capabilitySet(t.requires);
+    const queueName = codec.queueNameFor(this.#opts.name, caps);
+    const promise = this.#track(jobId, queueName, t.signal);
+    this.#enqueue(queueName, caps, spec).catch((e) => this.#settle(jobId, false, e));
+    return promise;
+  }
+
+  async #enqueue(queueName, caps, spec) {
+    await this.ready();
+    if (caps.length) await this.#checkServable(caps);
+    await this.#openQueue(queueName);
+    if (caps.length) await this.#announceCapset(caps);
+    if (!this.#pending.has(spec.opts.jobId)) return; // aborted meanwhile
+    let list = this.#batch.get(queueName);
+    if (!list) this.#batch.set(queueName, (list = []));
+    list.push(spec);
+    if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      queueMicrotask(() => this.#flush());
+    }
+  }
+
+  /** Adds the jobs of one microtask with one addBulk per queue (one round trip). */
+  #flush() {
+    this.#flushQueued = false;
+    const batches = this.#batch;
+    this.#batch = new Map();
+    for (const [queueName, specs] of batches) {
+      const q = this.#queues.get(queueName);
+      q.queue.addBulk(specs).then(() => {
+        for (const s of specs) {
+          const p = this.#pending.get(s.opts.jobId);
+          if (p) p.added = true;
+        }
+      }, (e) => {
+        for (const s of specs) this.#settle(s.opts.jobId, false, withCode(CODES.ERR_QUEUE_UNAVAILABLE, `Could not add the task to the shared queue: ${e.message}`));
+      });
+    }
+  }
+
+  /** Refuses a capability set no live serving pool has (ERR_NO_CAPABLE_WORKER). */
+  async #checkServable(caps) {
+    const now = Date.now();
+    if (!this.#caps.sets || now - this.#caps.at > CAPS_CACHE_MS) {
+      const pools = await livePools(this.#client, this.#keys);
+      this.#caps = { at: now, sets: pools.flatMap((p) => p.capabilitySets || []), pools: pools.length };
+    }
+    // With no pool serving at all we cannot know what will come: the task waits.
+    if (this.#caps.pools === 0) return;
+    if (this.#caps.sets.some((set) => caps.every((c) => set.includes(c)))) return;
+    throw withCode(
+      CODES.ERR_NO_CAPABLE_WORKER,
+      `No serving pool has a worker with every required capability (${caps.join(', ')}); ${this.#caps.pools} pool(s) serve the queue "${this.#opts.name}"`,
+    );
+  }
+
+  #announced = new Set();
+  async #announceCapset(caps) {
+    const key = JSON.stringify(caps);
+    if (this.#announced.has(key)) return;
+    if ((await this.#client.sadd(this.#keys.capsets, key)) === 1) {
+      await this.#client.publish(this.#keys.control, JSON.stringify({ capset: caps }));
+    }
+    this.#announced.add(key);
+  }
+
+  #track(jobId, queueName, signal) {
+    return new Promise((resolve, reject) => {
+      const entry = { resolve, reject, queueName, since: Date.now(), cleanup: null, signal: null };
+      if (signal) {
+        const onAbort = () => this.#abort(jobId, signal.reason);
+        signal.addEventListener('abort', onAbort, { once: true });
+        entry.signal = signal;
+        entry.cleanup = () => signal.removeEventListener('abort', onAbort);
+      }
+      this.#pending.set(jobId, entry);
+      if (this.#pending.size === 1) this.#onIdleChange(true);
+    });
+  }
+
+  #settle(jobId, ok, value) {
+    const p = this.#pending.get(jobId);
+    if (!p) return;
+    this.#pending.delete(jobId);
+    if (p.cleanup) p.cleanup();
+    if (ok) {
+      p.resolve(value);
+    } else {
+      if (value && value.code === CODES.ABORT_ERR && p.signal) value.cause = p.signal.reason;
+      p.reject(value);
+    }
+    if (this.#pending.size === 0) this.#onIdleChange(false);
+  }
+
+  #onRemoved(jobId) {
+    const p = this.#pending.get(jobId);
+    if (!p) return;
+    if (p.aborting) this.#settle(jobId, false, abortError('The task was aborted while it waited in the shared queue', p.signal && p.signal.reason));
+    else this.#settle(jobId, false, removedError(jobId));
+  }
+
+  /**
+   * An aborted signal: tell every serving pool (the one running it cancels it there),
+   * then remove the job if it is still waiting. Removed → rejected here at once;
+   * running → its pool fails it with ABORT_ERR, which settles it like any failure.
+   */
+  async #abort(jobId, reason) {
+    const p = this.#pending.get(jobId);
+    if (!p) return;
+    p.aborting = true;
+    const why = reason instanceof Error ? reason.message : reason === undefined ? '' : String(reason);
+    if (!this.#client || !this.#queues.get(p.queueName)) {
+      this.#settle(jobId, false, abortError('The task was aborted', reason));
+      return;
+    }
+    try {
+      await this.#client.publish(this.#keys.control, JSON.stringify({ cancel: jobId, reason: why }));
+      const removed = await this.#queues.get(p.queueName).queue.remove(jobId);
+      if (removed === 1) this.#settle(jobId, false, abortError('The task was aborted while it waited in the shared queue', reason));
+    } catch {
+      // A locked (running) job cannot be removed: its pool got the cancel message.
+    }
+  }
+
+  /** Reads the state of jobs whose outcome event has not been seen for a while. */
+  async #sweep() {
+    if (this.#closed || !this.#client || this.#client.status !== 'ready') return;
+    const cutoff = Date.now() - SWEEP_AFTER_MS;
+    const due = [];
+    for (const [jobId, p] of this.#pending) {
+      if (p.since > cutoff) continue;
+      due.push([jobId, p.queueName]);
+      if (due.length >= SWEEP_BATCH) break;
+    }
+    if (due.length === 0) return;
+    const prefix = this.#opts.prefix;
+    const pipe = this.#client.pipeline();
+    for (const [jobId, queueName] of due) {
+      pipe.zscore(`${prefix}:${queueName}:completed`, jobId);
+      pipe.zscore(`${prefix}:${queueName}:failed`, jobId);
+      pipe.hmget(`${prefix}:${queueName}:${jobId}`, 'returnvalue', 'failedReason', 'timestamp');
+    }
+    const res = await pipe.exec();
+    for (let i = 0; i < due.length; i++) {
+      const [jobId] = due[i];
+      const [completed, failed, fields] = [res[3 * i][1], res[3 * i + 1][1], res[3 * i + 2][1]];
+      const p = this.#pending.get(jobId);
+      if (!p || !fields) continue;
+      if (completed !== null) {
+        this.#settle(jobId, true, parseReturnValue(fields[0]));
+      } else if (failed !== null) {
+        this.#settle(jobId, false, codec.errorFromReason(fields[1]));
+      } else if (fields[2] === null && p.added) {
+        this.#settle(jobId, false, removedError(jobId));
+      } else if (fields[2] !== null) {
+        p.added = true;
+      }
+    }
+  }
+
+  /**
+   * Job counts of every queue of this name (base and capability sets) and the number
+   * of live serving pools, read in one round trip from BullMQ's keys.
+   */
+  async counts() {
+    await this.ready();
+    const names = await this.#queueNames();
+    const prefix = this.#opts.prefix;
+    const pipe = this.#client.pipeline();
+    for (const n of names) {
+      pipe.llen(`${prefix}:${n}:wait`);
+      pipe.llen(`${prefix}:${n}:active`);
+      pipe.zcard(`${prefix}:${n}:delayed`);
+      pipe.zcard(`${prefix}:${n}:completed`);
+      pipe.zcard(`${prefix}:${n}:failed`);
+      pipe.zcard(`${prefix}:${n}:prioritized`);
+    }
+    const res = await pipe.exec();
+    const fields = ['waiting', 'active', 'delayed', 'completed', 'failed', 'prioritized'];
+    const totals = { waiting: 0, active: 0, delayed: 0, completed: 0, failed: 0, prioritized: 0, servingPools: 0 };
+    res.forEach(([err, n], i) => {
+      if (!err) totals[fields[i % fields.length]] += Number(n) || 0;
+    });
+    totals.servingPools = (await livePools(this.#client, this.#keys)).length;
+    return totals;
+  }
+
+  async #queueNames() {
+    const sets = await this.#client.smembers(this.#keys.capsets);
+    const names = new Set([this.#opts.name, ...this.#queues.keys()]);
+    for (const s of sets) {
+      try {
+        names.add(codec.queueNameFor(this.#opts.name, JSON.parse(s)));
+      } catch {
+        /* not ours */
+      }
+    }
+    return [...names];
+  }
+
+  async #withQueues(fn) {
+    await this.ready();
+    const names = await this.#queueNames();
+    return Promise.all(names.map(async (n) => { await this.#openQueue(n); return fn(this.#queues.get(n).queue); }));
+  }
+
+  /** The shared failed set (every queue of this name) as dead-letter records, oldest first. */
+  async deadLetters() {
+    const lists = await this.#withQueues((queue) => queue.getFailed(0, -1));
+    return lists.flat().filter(Boolean).map(codec.deadLetterRecord).sort((a, b) => (a.failedAt ?? 0) - (b.failedAt ?? 0));
+  }
+
+  /** Empties the shared failed set; resolves with the number of jobs removed. */
+  async clearDeadLetters() {
+    const removed = await this.#withQueues((queue) => queue.clean(0, 0, 'failed'));
+    return removed.reduce((n, ids) => n + ids.length, 0);
+  }
+
+  /**
+   * Runs failed jobs again (all, or the one with `jobId`), with their attempts reset;
+   * resolves with a promise per requeued job, settled like a submitted task's.
+   */
+  async requeueDeadLetters(jobId) {
+    if (jobId !== undefined && typeof jobId !== 'string') throw invalidArgument('taskId', 'a task id string', jobId);
+    const failed = (await this.#withQueues((queue) => queue.getFailed(0, -1).then((jobs) => jobs.map((j) => [queue, j])))).flat();
+    const promises = [];
+    for (const [queue, j] of failed) {
+      if (!j || (jobId !== undefined && j.id !== jobId)) continue;
+      const promise = this.#track(j.id, queue.name, undefined);
+      const job = await queue.getJob(j.id);
+      try {
+        await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
+      } catch (e) {
+        this.#settle(j.id, false, withCode(CODES.ERR_QUEUE_UNAVAILABLE, `Could not requeue job ${j.id}: ${e.message}`));
+      }
+      promises.push(promise);
+    }
+    return promises;
+  }
+
+  /**
+   * Stops: graceful waits up to `timeoutMs` for pending outcomes; the rest reject
+   * with ERR_POOL_SHUTDOWN (their jobs stay in the queue and still run).
+   */
+  async close(graceful = true, timeoutMs = 0) {
+    if (this.#closed) return;
+    if (graceful && this.#pending.size > 0 && timeoutMs > 0) {
+      const deadline = Date.now() + timeoutMs;
+      while (this.#pending.size > 0 && Date.now() < deadline && this.#client) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+    this.#closed = true;
+    clearInterval(this.#sweepTimer);
+    for (const jobId of [...this.#pending.keys()]) this.#settle(jobId, false, closedError());
+    if (this.#ready) await this.#ready.catch(() => {});
+    await Promise.all(
+      [...this.#queues.values()].map(async (q) => {
+        await q.ready.catch(() => {});
+        if (q.events) await q.events.close().catch(() => {});
+        await q.queue.close().catch(() => {});
+      }),
+    );
+    await quit(this.#client);
+  }
+
+  /** For the serving side and metrics: the connection (after ready()). */
+  get client() {
+    return this.#client;
+  }
+}
+
+function parseReturnValue(text) {
+  if (text === null || text === undefined) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+function closedError() {
+  return withCode(CODES.ERR_POOL_SHUTDOWN, 'The shared-queue producer was closed before the task finished (its job stays in the shared queue)');
+}
+
+function removedError(jobId) {
+  return withCode(CODES.ERR_QUEUE_CLEARED, `Job ${jobId} was removed from the shared queue before it finished`);
+}
+
+module.exports = { SharedQueueProducer, DEFAULT_RETRY };

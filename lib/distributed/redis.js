@@ -1,0 +1,113 @@
+'use strict';
+// Redis connections for the shared queue, and the small registry of serving pools.
+//
+// The registry is bookkeeping beside BullMQ's own keys (the tasks themselves only
+// ever travel as BullMQ jobs), under `<prefix>:<name>:_cortex:`:
+//   pools          sorted set: pool id → last heartbeat (ms since the epoch)
+//   pool:<id>      JSON { host, pid, capabilitySets, concurrency, since }, expires
+//   capsets        set of the capability sets producers have used (JSON arrays)
+//   control        pub/sub channel: { cancel: jobId, reason } and { capset: [...] }
+
+const { CODES, withCode } = require('../errors');
+
+const HEARTBEAT_MS = 2000;
+// A pool whose heartbeat is older than this is not counted as serving.
+const POOL_TTL_MS = 5 * HEARTBEAT_MS;
+// Reconnect quickly at first, then every 2 s, forever: a Redis restart must not lose
+// a producer or a server, and a command waits in ioredis' offline queue meanwhile.
+const retryStrategy = (times) => Math.min(50 * times, 2000);
+
+function keys(prefix, name) {
+  const base = `${prefix}:${name}:_cortex:`;
+  return {
+    pools: `${base}pools`,
+    pool: (id) => `${base}pool:${id}`,
+    capsets: `${base}capsets`,
+    control: `${base}control`,
+  };
+}
+
+/**
+ * Opens an ioredis connection and resolves once it is ready; rejects with
+ * ERR_QUEUE_UNAVAILABLE (naming the URL without its password) when Redis cannot be
+ * reached within `connectTimeoutMs`, and closes the attempt.
+ */
+function connect(resolved, label = 'shared queue') {
+  const Redis = require('ioredis');
+  const client = new Redis({
+    ...resolved.redis,
+    // BullMQ's blocking commands must wait as long as they need, and commands issued
+    // while Redis restarts wait for it instead of failing.
+    maxRetriesPerRequest: null,
+    enableReadyCheck: true,
+    connectTimeout: Math.min(resolved.connectTimeoutMs, 10000),
+    retryStrategy,
+    lazyConnect: false,
+  });
+  return new Promise((resolve, reject) => {
+    let lastError = null;
+    const onError = (e) => {
+      lastError = e;
+    };
+    client.on('error', onError);
+    const timer = setTimeout(() => {
+      cleanup();
+      client.disconnect();
+      const why = lastError ? `: ${lastError.message}` : '';
+      reject(withCode(CODES.ERR_QUEUE_UNAVAILABLE, `The ${label} at ${resolved.display} is unavailable (no connection within ${resolved.connectTimeoutMs} ms)${why}`));
+    }, resolved.connectTimeoutMs);
+    const onReady = () => {
+      cleanup();
+      // Later errors (Redis restarting) are retried by ioredis; an 'error' event with
+      // no listener would throw, so one stays.
+      client.on('error', () => {});
+      resolve(client);
+    };
+    function cleanup() {
+      clearTimeout(timer);
+      client.removeListener('ready', onReady);
+      client.removeListener('error', onError);
+    }
+    client.once('ready', onReady);
+  });
+}
+
+/** Connection options for BullMQ's own connections (each Queue, QueueEvents and Worker owns its own). */
+function bullConnection(resolved) {
+  return { ...resolved.redis, maxRetriesPerRequest: null, retryStrategy, connectTimeout: Math.min(resolved.connectTimeoutMs, 10000) };
+}
+
+/** Closes a connection politely, or at once if Redis does not answer within 1 s. */
+async function quit(client) {
+  if (!client || client.status === 'end') return;
+  let timer;
+  try {
+    await Promise.race([client.quit(), new Promise((r) => (timer = setTimeout(r, 1000)))]);
+  } catch {
+    /* already closing */
+  } finally {
+    clearTimeout(timer);
+    client.disconnect();
+  }
+}
+
+/** Live serving pools: `[{ id, host, pid, capabilitySets, concurrency, since }]`. */
+async function livePools(client, k) {
+  const now = Date.now();
+  await client.zremrangebyscore(k.pools, '-inf', now - POOL_TTL_MS);
+  const ids = await client.zrangebyscore(k.pools, now - POOL_TTL_MS, '+inf');
+  if (ids.length === 0) return [];
+  const infos = await client.mget(ids.map((id) => k.pool(id)));
+  const out = [];
+  for (let i = 0; i < ids.length; i++) {
+    if (!infos[i]) continue;
+    try {
+      out.push({ id: ids[i], ...JSON.parse(infos[i]) });
+    } catch {
+      /* not ours */
+    }
+  }
+  return out;
+}
+
+module.exports = { HEARTBEAT_MS, POOL_TTL_MS, keys, connect, bullConnection, quit, livePools };
