@@ -6,6 +6,11 @@ const { HealthMonitor } = require('./lib/health-monitor');
 const FIFOChannel = require('./fifo-channel');
 const { CODES } = require('./lib/errors');
 
+/** A producer for the shared queue (no workers); loads bullmq only when called. */
+function createQueueClient(options) {
+  return require('./lib/distributed').createQueueClient(options);
+}
+
 module.exports = {
   createWorkerPool,
   createPool,
@@ -13,6 +18,7 @@ module.exports = {
   TaskQueue,
   HealthMonitor,
   FIFOChannel,
+  createQueueClient,
   ErrorCodes: CODES,
   default: createWorkerPool,
 };

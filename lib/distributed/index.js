@@ -53,7 +53,9 @@ class SharedQueueMode {
   }
 
   async serve() {
-    if (this.#server) await this.#server.start();
+    if (!this.#server) return;
+    await this.#server.start();
+    await this.#readCounts();
   }
 
   /** The local workers changed (scaling, exits): the server follows them. */

@@ -1,0 +1,93 @@
+'use strict';
+// A real redis-server for the shared-queue tests: started from PATH on 127.0.0.1, a
+// free port and a fresh temporary directory, with the append-only file on (so a
+// restart on the same port and directory loses nothing). Tests never use a Redis
+// they did not start; each server is stopped (and its directory removed) at the end.
+
+const fs = require('node:fs');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+const { spawn, spawnSync } = require('node:child_process');
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function ping(port) {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    let buf = '';
+    s.setTimeout(500, () => {
+      s.destroy();
+      resolve(false);
+    });
+    s.on('connect', () => s.write('PING\r\n'));
+    s.on('data', (d) => {
+      buf += d;
+      if (buf.includes('\r\n')) {
+        s.destroy();
+        resolve(buf.startsWith('+PONG'));
+      }
+    });
+    s.on('error', () => resolve(false));
+  });
+}
+
+class RedisServer {
+  constructor(port, dir) {
+    this.port = port;
+    this.dir = dir;
+    this.proc = null;
+    this.url = `redis://127.0.0.1:${port}`;
+  }
+
+  /** Starts (or restarts) redis-server on this port and directory; resolves when it answers. */
+  async start() {
+    this.proc = spawn(
+      'redis-server',
+      ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--daemonize', 'no', '--logfile', path.join(this.dir, 'redis.log')],
+      { stdio: 'ignore' },
+    );
+    const exited = new Promise((resolve) => this.proc.once('exit', resolve));
+    this.exited = exited;
+    const deadline = Date.now() + 10000;
+    while (Date.now() < deadline) {
+      if (await ping(this.port)) return this;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`redis-server did not answer on port ${this.port} within 10 s (see ${this.dir}/redis.log)`);
+  }
+
+  /** Stops it (SIGTERM: the append-only file is flushed) and waits for the exit. */
+  async stop() {
+    if (!this.proc || this.proc.exitCode !== null || this.proc.signalCode !== null) return;
+    this.proc.kill('SIGTERM');
+    const timer = setTimeout(() => this.proc.kill('SIGKILL'), 5000);
+    await this.exited;
+    clearTimeout(timer);
+  }
+
+  async destroy() {
+    await this.stop();
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Starts a private redis-server; call `destroy()` when done (t.after / after). */
+async function startRedis() {
+  const which = spawnSync('sh', ['-c', 'command -v redis-server']);
+  if (which.status !== 0) throw new Error('redis-server is not on PATH: install it (Debian: apt-get install -y redis-server)');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wp-redis-'));
+  const server = new RedisServer(await freePort(), dir);
+  return server.start();
+}
+
+module.exports = { startRedis, freePort };
