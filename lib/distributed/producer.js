@@ -138,17 +138,30 @@ class SharedQueueProducer {
     this.#flushQueued = false;
     const batches = this.#batch;
     this.#batch = new Map();
-    for (const [queueName, specs] of batches) {
-      const q = this.#queues.get(queueName);
-      q.queue.addBulk(specs).then(() => {
+    for (const [queueName, specs] of batches) this.#add(this.#queues.get(queueName).queue, specs, 0);
+  }
+
+  /**
+   * addBulk, again after a lost connection (Redis restarting): the jobs carry their own
+   * ids, so adding one that did get in before the connection broke is a no-op.
+   */
+  #add(queue, specs, tries) {
+    queue.addBulk(specs).then(
+      () => {
         for (const s of specs) {
           const p = this.#pending.get(s.opts.jobId);
           if (p) p.added = true;
         }
-      }, (e) => {
+      },
+      (e) => {
+        if (!this.#closed && isConnectionError(e)) {
+          const t = setTimeout(() => this.#add(queue, specs, tries + 1), Math.min(100 * 2 ** tries, 2000));
+          t.unref();
+          return;
+        }
         for (const s of specs) this.#settle(s.opts.jobId, false, withCode(CODES.ERR_QUEUE_UNAVAILABLE, `Could not add the task to the shared queue: ${e.message}`));
-      });
-    }
+      },
+    );
   }
 
   /** Refuses a capability set no live serving pool has (ERR_NO_CAPABLE_WORKER). */
@@ -381,6 +394,13 @@ class SharedQueueProducer {
   get client() {
     return this.#client;
   }
+}
+
+// ioredis' words for a command cut off by a lost connection.
+const CONNECTION_ERROR = /connection|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|writeable|LOADING|Connection is closed/i;
+
+function isConnectionError(e) {
+  return Boolean(e) && CONNECTION_ERROR.test(String(e.message));
 }
 
 function parseReturnValue(text) {
