@@ -27,6 +27,7 @@ export declare const ErrorCodes: Readonly<{
   ERR_PROTOCOL: 'ERR_PROTOCOL';
   ERR_NO_CAPABLE_WORKER: 'ERR_NO_CAPABLE_WORKER';
   ERR_NOT_SUPPORTED: 'ERR_NOT_SUPPORTED';
+  ERR_QUEUE_UNAVAILABLE: 'ERR_QUEUE_UNAVAILABLE';
   ERR_INTERNAL: 'ERR_INTERNAL';
 }>;
 
@@ -179,7 +180,86 @@ export interface WorkerPoolConfig {
   logWorkerDebug?: boolean;
   /** Verbosity of the pool's own `[PoolManager]` lines; 'silent' prints nothing. @default 'info' */
   logLevel?: LogLevel;
+  /**
+   * Many machines, one queue: submitTask goes through a shared BullMQ queue on Redis,
+   * and (serve) this pool's workers take jobs from it. See the README's "Many machines".
+   */
+  queue?: SharedQueueConfig;
 }
+
+/** Where the shared queue is: createQueueClient()'s options. */
+export interface QueueClientOptions {
+  /** `redis://[[user]:password@]host[:port][/db]`, or `rediss://` for TLS. */
+  url: string;
+  /** BullMQ queue name (capability sets use `<name>@<cap>+<cap>`). @default 'cortex' */
+  name?: string;
+  /** BullMQ key prefix. @default 'bull' */
+  prefix?: string;
+  /** How long the first connection may take before ERR_QUEUE_UNAVAILABLE, ms. @default 5000 */
+  connectTimeoutMs?: number;
+}
+
+/** The pool's `queue` option. */
+export interface SharedQueueConfig extends QueueClientOptions {
+  /** This pool's workers take jobs from the queue; false: only submit (poolSize 0 allowed). @default true */
+  serve?: boolean;
+  /** Jobs held at once per queue; default: follows the workers that can take a job. */
+  concurrency?: number;
+  /** BullMQ lock duration, ms: a dead machine's jobs return after about this (+ stalledIntervalMs). @default 30000 */
+  lockDurationMs?: number;
+  /** BullMQ stalled-job check interval, ms. @default 30000 */
+  stalledIntervalMs?: number;
+}
+
+/** `pool.config.queue`: the resolved option, with the URL's password hidden. */
+export interface ResolvedSharedQueueConfig {
+  url: string;
+  name: string;
+  prefix: string;
+  connectTimeoutMs: number;
+  serve: boolean;
+  concurrency: number | undefined;
+  lockDurationMs: number;
+  stalledIntervalMs: number;
+}
+
+/** Counts of the shared queue, over every machine (`getPoolMetrics().queue.shared`). */
+export interface SharedQueueCounts {
+  waiting: number;
+  active: number;
+  delayed: number;
+  completed: number;
+  failed: number;
+  prioritized: number;
+  /** Pools whose heartbeat is recent (they serve the queue). */
+  servingPools: number;
+}
+
+/** `pool.taskQueue`'s dead-letter methods on a pool with `queue` set (Redis is remote). */
+export interface SharedDeadLetters {
+  getDeadLetterQueue<T = any>(): Promise<TaskRecord<T>[]>;
+  requeueDeadLetter(taskId?: string): Promise<Array<Promise<any>>>;
+  clearDeadLetterQueue(): Promise<number>;
+}
+
+/** A producer for the shared queue, with no workers. */
+export declare class QueueClient {
+  readonly options: Required<QueueClientOptions>;
+  /** Same task shape, validation and error codes as `pool.submitTask`. */
+  submitTask<R = any, P = unknown>(task: Task<P>, options?: SubmitOptions): Promise<R>;
+  getQueueMetrics(): Promise<SharedQueueCounts>;
+  /** The shared failed set as dead-letter records (each attempt's error in `metadata.attempts`). */
+  getDeadLetterQueue<T = any>(): Promise<TaskRecord<T>[]>;
+  /** Runs failed jobs again (all, or one); resolves with a promise of each one's result. */
+  requeueDeadLetter(taskId?: string): Promise<Array<Promise<any>>>;
+  /** Empties the failed set; resolves with the count. */
+  clearDeadLetterQueue(): Promise<number>;
+  /** Closes its connections; pending tasks reject with ERR_POOL_SHUTDOWN unless they settle within `timeoutMs`. */
+  close(timeoutMs?: number): Promise<void>;
+}
+
+/** A producer for the shared queue; connects on its first call. */
+export declare function createQueueClient(options: QueueClientOptions): QueueClient;
 
 /** `pool.config`: every option, resolved. */
 export interface ResolvedWorkerPoolConfig {
@@ -222,6 +302,8 @@ export interface ResolvedWorkerPoolConfig {
   logWorkerInfo: boolean;
   logWorkerDebug: boolean;
   logLevel: LogLevel;
+  /** Present when the pool was given `queue`. */
+  queue?: ResolvedSharedQueueConfig;
 }
 
 // ---------------------------------------------------------------------------- tasks
@@ -352,7 +434,8 @@ export interface PoolMetrics {
     [key: string]: unknown;
   };
   health: HealthSummary;
-  queue: QueueStats;
+  /** `shared`: the shared queue's counts (latest snapshot, read every second), when `queue` is set. */
+  queue: QueueStats & { shared?: SharedQueueCounts & { updatedAt: number | null } };
 }
 
 // ---------------------------------------------------------------------------- pool events
@@ -422,7 +505,10 @@ export declare class WorkerPoolManager extends EventEmitter {
 
   /** The resolved options. */
   readonly config: ResolvedWorkerPoolConfig;
-  /** A read-and-manage view of the pool's own queue. */
+  /**
+   * A read-and-manage view of the pool's own queue. With `queue` set, its dead-letter
+   * methods act on the shared failed set and return promises: see {@link SharedDeadLetters}.
+   */
   readonly taskQueue: TaskQueue;
   /** The pool's health monitor (it runs in the core, on its own timer). */
   readonly healthMonitor: HealthMonitor;

@@ -10,6 +10,10 @@ import createDefault, {
   HealthMonitor,
   FIFOChannel,
   ErrorCodes,
+  createQueueClient,
+  type QueueClient,
+  type SharedQueueCounts,
+  type SharedDeadLetters,
   type FIFOWorkerEndpoint,
   type FrameDecoder,
   type ErrorCode,
@@ -304,6 +308,34 @@ function workerUsage(): void {
   w.registerTaskHandler('x', 42);
 }
 
+async function sharedQueueUsage(): Promise<void> {
+  const pool = await createWorkerPool({
+    poolSize: 4,
+    queue: { url: 'redis://:pw@redis:6379/0', name: 'cortex', prefix: 'bull', serve: true, lockDurationMs: 30000, stalledIntervalMs: 30000 },
+  });
+  const r: number = await pool.submitTask<number>({ type: 'analysis', payload: { file: 'a.js' }, priority: 1, requires: ['gpu'] });
+  const shared: SharedQueueCounts | undefined = pool.getPoolMetrics().queue.shared;
+  const served: boolean | undefined = pool.config.queue?.serve;
+  const dlq = pool.taskQueue as unknown as SharedDeadLetters;
+  const failed = await dlq.getDeadLetterQueue();
+  const again: Array<Promise<any>> = await dlq.requeueDeadLetter(failed[0]?.id);
+  const cleared: number = await dlq.clearDeadLetterQueue();
+  const producerOnly = await createWorkerPool({ poolSize: 0, queue: { url: 'redis://redis:6379', serve: false } });
+  const client: QueueClient = createQueueClient({ url: 'rediss://redis:6380', name: 'cortex' });
+  const counts: SharedQueueCounts = await client.getQueueMetrics();
+  const out: string = await client.submitTask<string>({ type: 'echo', payload: 'x' }, { signal: AbortSignal.timeout(1000) });
+  const records = await client.getDeadLetterQueue();
+  const n: number = await client.clearDeadLetterQueue();
+  await client.requeueDeadLetter();
+  await client.close(1000);
+  // @ts-expect-error url is required
+  createQueueClient({ name: 'x' });
+  // @ts-expect-error serve is a boolean
+  await createWorkerPool({ queue: { url: 'redis://h', serve: 'yes' } });
+  void [r, shared, served, again, cleared, producerOnly, counts, out, records, n, ErrorCodes.ERR_QUEUE_UNAVAILABLE];
+}
+
+void sharedQueueUsage;
 void poolUsage;
 void queueUsage;
 void healthUsage;
