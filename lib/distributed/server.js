@@ -108,6 +108,8 @@ class SharedQueueServer {
 
   async #heartbeat() {
     if (!this.#client || this.#stopping) return;
+    // Workers come and go without an event that says so (a replacement becoming ready).
+    this.refresh();
     const capabilitySets = [];
     const seen = new Set();
     for (const g of this.#groups) {
