@@ -13,9 +13,12 @@ const { CODES, withCode, abortError, invalidArgument } = require('../errors');
 const codec = require('./codec');
 const { keys, connect, bullConnection, quit, livePools } = require('./redis');
 
-// Jobs pending longer than this are looked up by the sweep, every SWEEP_MS.
+// The sweep runs every SWEEP_MS and looks up a job first when it has been pending for
+// SWEEP_AFTER_MS, then again each time its age has doubled (at most every
+// SWEEP_MAX_GAP_MS): a long burst costs a few lookups per job, not one per sweep.
 const SWEEP_MS = 2000;
 const SWEEP_AFTER_MS = 3000;
+const SWEEP_MAX_GAP_MS = 60000;
 const SWEEP_BATCH = 500;
 // The capability sets live pools can serve are re-read at most this often.
 const CAPS_CACHE_MS = 1000;
@@ -192,7 +195,8 @@ class SharedQueueProducer {
 
   #track(jobId, queueName, signal) {
     return new Promise((resolve, reject) => {
-      const entry = { resolve, reject, queueName, since: Date.now(), cleanup: null, signal: null };
+      const now = Date.now();
+      const entry = { resolve, reject, queueName, since: now, checkAt: now + SWEEP_AFTER_MS, cleanup: null, signal: null };
       if (signal) {
         const onAbort = () => this.#abort(jobId, signal.reason);
         signal.addEventListener('abort', onAbort, { once: true });
@@ -251,10 +255,11 @@ class SharedQueueProducer {
   /** Reads the state of jobs whose outcome event has not been seen for a while. */
   async #sweep() {
     if (this.#closed || !this.#client || this.#client.status !== 'ready') return;
-    const cutoff = Date.now() - SWEEP_AFTER_MS;
+    const now = Date.now();
     const due = [];
     for (const [jobId, p] of this.#pending) {
-      if (p.since > cutoff) continue;
+      if (p.checkAt > now) continue;
+      p.checkAt = now + Math.min(now - p.since, SWEEP_MAX_GAP_MS);
       due.push([jobId, p.queueName]);
       if (due.length >= SWEEP_BATCH) break;
     }
