@@ -333,6 +333,19 @@ describe('producers and shutdown', () => {
   });
 });
 
+test('a local pool never loads bullmq or ioredis', () => {
+  const { spawnSync } = require('node:child_process');
+  const script = `
+    const { createPool } = require(${JSON.stringify(path.join(__dirname, '..'))});
+    createPool({ poolSize: 1 }).shutdown().then(() => {
+      const loaded = Object.keys(require.cache).filter((k) => /node_modules[\\/](bullmq|ioredis)[\\/]/.test(k));
+      console.log(JSON.stringify(loaded));
+    });`;
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout.trim().split('\n').pop()), []);
+});
+
 test('no worker process started by this file is left', async () => {
   await assertGone([...seen], 15000);
 });
