@@ -141,7 +141,11 @@ class SharedQueueProducer {
     this.#flushQueued = false;
     const batches = this.#batch;
     this.#batch = new Map();
-    for (const [queueName, specs] of batches) this.#add(this.#queues.get(queueName).queue, specs, 0);
+    for (const [queueName, specs] of batches) {
+      // A task aborted between its validation and this flush is not added at all.
+      const live = specs.filter((spec) => this.#pending.has(spec.opts.jobId));
+      if (live.length) this.#add(this.#queues.get(queueName).queue, live, 0);
+    }
   }
 
   /**

@@ -188,7 +188,9 @@ class SharedQueueServer {
       const task = codec.decodeJob(job);
       if (this.#cancelled.delete(job.id)) throw abortError('The task was aborted by its producer');
       task.signal = ac.signal;
-      return await this.#pool.run(task);
+      const result = await this.#pool.run(task);
+      // BullMQ stores JSON text: a handler that returns nothing gives null.
+      return result === undefined ? null : result;
     } catch (err) {
       if (this.#mustGiveBack(err)) {
         await job.moveToWait(token);
