@@ -66,7 +66,6 @@ class SharedQueueProducer {
     if (!this.#ready) {
       this.#ready = (async () => {
         this.#client = await connect(this.#opts);
-        await this.#openQueue(this.#opts.name);
         this.#sweepTimer = setInterval(() => this.#sweep().catch(() => {}), SWEEP_MS);
         this.#sweepTimer.unref();
       })();
@@ -78,30 +77,44 @@ class SharedQueueProducer {
     return this.#ready;
   }
 
-  #openQueue(queueName) {
+  /** The BullMQ Queue `queueName` (opened once; no reader of its events). */
+  #queue(queueName) {
     let q = this.#queues.get(queueName);
-    if (q) return q.ready;
-    const { Queue, QueueEvents } = require('bullmq');
-    const connection = bullConnection(this.#opts);
+    if (!q) {
+      const { Queue } = require('bullmq');
+      q = { queue: new Queue(queueName, { connection: bullConnection(this.#opts), prefix: this.#opts.prefix }), events: null, watching: null };
+      q.queue.on('error', () => {});
+      this.#queues.set(queueName, q);
+    }
+    return q;
+  }
+
+  /**
+   * Starts reading the outcomes of `queueName` (a QueueEvents), once: only when this
+   * producer waits for an outcome there. Every reader reads every event of the queue,
+   * which a pool that only serves would otherwise pay for each job of every machine.
+   */
+  #watch(queueName) {
+    const q = this.#queue(queueName);
+    if (q.watching) return q.watching;
+    const { QueueEvents } = require('bullmq');
     const prefix = this.#opts.prefix;
-    q = { queue: new Queue(queueName, { connection, prefix }), events: null, ready: null };
-    q.queue.on('error', () => {});
-    this.#queues.set(queueName, q);
-    q.ready = (async () => {
+    q.watching = (async () => {
       // Read the stream from its current end, fixed before any job of ours is added,
       // so that no outcome falls between "now" and the reader's first XREAD.
-      const streamKey = `${prefix}:${queueName}:events`;
-      const last = await this.#client.xrevrange(streamKey, '+', '-', 'COUNT', 1);
+      const last = await this.#client.xrevrange(`${prefix}:${queueName}:events`, '+', '-', 'COUNT', 1);
       const lastEventId = last.length ? last[0][0] : '0-0';
-      q.events = new QueueEvents(queueName, { connection, prefix, lastEventId, blockingTimeout: 5000 });
+      q.events = new QueueEvents(queueName, { connection: bullConnection(this.#opts), prefix, lastEventId, blockingTimeout: 5000 });
       q.events.on('error', () => {});
       q.events.on('completed', ({ jobId, returnvalue }) => this.#settle(jobId, true, returnvalue));
       q.events.on('failed', ({ jobId, failedReason }) => this.#settle(jobId, false, codec.errorFromReason(failedReason)));
       q.events.on('removed', ({ jobId }) => this.#onRemoved(jobId));
       await q.events.waitUntilReady();
     })();
-    q.ready.catch(() => this.#queues.delete(queueName));
-    return q.ready;
+    q.watching.catch(() => {
+      q.watching = null;
+    });
+    return q.watching;
   }
 
   /** Submits a validated task (lib/task-validate.js); a promise of its result. */
@@ -124,7 +137,7 @@ class SharedQueueProducer {
   async #enqueue(queueName, caps, spec) {
     await this.ready();
     if (caps.length) await this.#checkServable(caps);
-    await this.#openQueue(queueName);
+    await this.#watch(queueName);
     if (caps.length) await this.#announceCapset(caps);
     if (!this.#pending.has(spec.opts.jobId)) return; // aborted meanwhile
     let list = this.#batch.get(queueName);
@@ -336,7 +349,7 @@ class SharedQueueProducer {
   async #withQueues(fn) {
     await this.ready();
     const names = await this.#queueNames();
-    return Promise.all(names.map(async (n) => { await this.#openQueue(n); return fn(this.#queues.get(n).queue); }));
+    return Promise.all(names.map((n) => fn(this.#queue(n).queue)));
   }
 
   /** The shared failed set (every queue of this name) as dead-letter records, oldest first. */
@@ -361,6 +374,7 @@ class SharedQueueProducer {
     const promises = [];
     for (const [queue, j] of failed) {
       if (!j || (jobId !== undefined && j.id !== jobId)) continue;
+      await this.#watch(queue.name);
       const promise = this.#track(j.id, queue.name, undefined);
       const job = await queue.getJob(j.id);
       try {
@@ -391,17 +405,12 @@ class SharedQueueProducer {
     if (this.#ready) await this.#ready.catch(() => {});
     await Promise.all(
       [...this.#queues.values()].map(async (q) => {
-        await q.ready.catch(() => {});
+        if (q.watching) await q.watching.catch(() => {});
         if (q.events) await q.events.close().catch(() => {});
         await q.queue.close().catch(() => {});
       }),
     );
     await quit(this.#client);
-  }
-
-  /** For the serving side and metrics: the connection (after ready()). */
-  get client() {
-    return this.#client;
   }
 }
 
