@@ -190,7 +190,7 @@ class StatusSource {
           if (next) {
             claimed.add(next.id);
             replacedBy = next.id;
-            state = 'restarted';
+            state = next.state === 'initializing' ? 'restarting' : 'restarted';
           } else if (restartable) {
             state = 'restarting';
           }
