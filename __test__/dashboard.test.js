@@ -313,6 +313,7 @@ test('scaling from the page: refused without the token, done with it', { timeout
     ['/api/scale', '{oops', 400, 'ERR_BAD_JSON'],
     ['/api/dlq/requeue', '{"taskId":"task-0-0"}', 404, 'ERR_NOT_FOUND'],
     ['/api/nothing', '{}', 404, 'ERR_NOT_FOUND'],
+    ['/api/scale', JSON.stringify({ direction: 'up', pad: 'x'.repeat(5000) }), 413, 'ERR_BODY_TOO_LARGE'],
   ];
   for (const [p, body, code, errCode] of bad) {
     const r = await httpRequest(ctx.port, 'POST', p, { body, headers: auth });
@@ -382,6 +383,14 @@ test('no page open: no listeners on the pool and no timer; one stream: one snaps
   req.destroy();
   await waitFor(() => m.dashboard.streams() === 0, 10000, 'the stream to close');
   assert.equal(events(), idle, 'the listeners went with the last page');
+
+  // The page of a read-only server says so and offers no controls.
+  await ctx.page.goto(`http://127.0.0.1:${m.port}/`);
+  await ctx.page.locator('#actions-readonly').waitFor({ state: 'visible' });
+  assert.equal(await ctx.page.locator('#actions-controls').isVisible(), false);
+  await ctx.page.locator('#workers tbody tr[data-state="ready"]').first().waitFor();
+  await ctx.page.goto('about:blank');
+  await waitFor(() => m.dashboard.streams() === 0, 10000, 'the page\'s stream to close');
 });
 
 test('histogram quantiles', () => {

@@ -55,9 +55,10 @@ class DashboardError extends Error {
 /** DASHBOARD_TOKEN's rules; throws ERR_INVALID_ARGUMENT. */
 function checkToken(token) {
   if (token === undefined || token === null) return;
-  if (typeof token !== 'string' || token.trim().length < MIN_TOKEN_CHARS || /\s/.test(token)) {
+  // It travels in an HTTP header, which carries printable ASCII reliably and nothing else.
+  if (typeof token !== 'string' || token.length < MIN_TOKEN_CHARS || !/^[\x21-\x7e]+$/.test(token)) {
     const err = new Error(
-      `DASHBOARD_TOKEN must be at least ${MIN_TOKEN_CHARS} characters without spaces (e.g. the output of: openssl rand -hex 32)`,
+      `DASHBOARD_TOKEN must be at least ${MIN_TOKEN_CHARS} printable ASCII characters without spaces (e.g. the output of: openssl rand -hex 32)`,
     );
     err.code = 'ERR_INVALID_ARGUMENT';
     throw err;
@@ -107,15 +108,18 @@ function readJsonBody(req) {
   return new Promise((resolve, reject) => {
     const chunks = [];
     let size = 0;
-    req.on('data', (c) => {
+    const onData = (c) => {
       size += c.length;
       if (size > MAX_BODY_BYTES) {
+        // Answer now and let the rest of the upload drain unread (the reply closes the connection).
+        req.removeListener('data', onData);
+        req.resume();
         reject(new DashboardError(413, 'ERR_BODY_TOO_LARGE', `Request body over ${MAX_BODY_BYTES} bytes`));
-        req.destroy();
         return;
       }
       chunks.push(c);
-    });
+    };
+    req.on('data', onData);
     req.on('error', reject);
     req.on('end', () => {
       const text = Buffer.concat(chunks).toString('utf8').trim();
@@ -159,6 +163,8 @@ class Hub {
   }
 
   push(type, data) {
+    // Nobody to tell (an action from curl with no page open): nothing to keep.
+    if (this.streams.size === 0) return;
     if (this.events.length >= MAX_EVENTS_PER_TICK) {
       this.dropped++;
       return;
@@ -350,7 +356,10 @@ function createDashboard(pool, { token, log = () => {} } = {}) {
       sendJson(res, 200, result);
     } catch (e) {
       const err = e instanceof DashboardError ? e : new DashboardError(500, 'ERR_INTERNAL', String((e && e.message) || e));
-      sendError(res, err, err.status === 401 ? { 'www-authenticate': 'Bearer realm="worker-pool dashboard"' } : undefined);
+      const headers = {};
+      if (err.status === 401) headers['www-authenticate'] = 'Bearer realm="worker-pool dashboard"';
+      if (err.status === 413) headers.connection = 'close';
+      sendError(res, err, headers);
     }
   }
 

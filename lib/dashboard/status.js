@@ -232,11 +232,12 @@ class StatusSource {
     return status;
   }
 
-  /** A snapshot without moving the interval; `interval` is that of the latest sample. */
+  /** A snapshot without moving the interval; `interval` is that of the latest sample, if recent. */
   status() {
     const m = this.pool.getPoolMetrics();
     const s = this.#build(m, this.#histograms());
-    s.interval = this.lastInterval;
+    // Rates from a page that closed long ago would describe another time.
+    s.interval = this.prev && Date.now() - this.prev.t < 5000 ? this.lastInterval : null;
     return s;
   }
 
