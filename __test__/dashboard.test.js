@@ -19,14 +19,15 @@ const { spawn, execFileSync } = require('node:child_process');
 const { call } = require('../lib/control-client');
 const { startMetricsServer } = require('../lib/metrics-http');
 const { quantileMs, parseHistograms } = require('../lib/dashboard/status');
-const { ROOT, fixture, tempDir, waitFor, sleep, isGone, assertGone, childrenOf, makePool } = require('./helpers');
+const { ROOT, fixture, tempDir, waitFor, sleep, isGone, assertGone, childrenOf, makePool, run } = require('./helpers');
 
 const TOKEN = 'dashboard-test-token-0123456789abcdef';
 const WAIT_MS = 30000;
 
 function findChromium() {
-  const candidates = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'].filter(Boolean);
-  for (const c of candidates) if (fs.existsSync(c)) return c;
+  // An explicit CHROMIUM_PATH is the only candidate: a wrong one must not pass by luck.
+  if (process.env.CHROMIUM_PATH) return fs.existsSync(process.env.CHROMIUM_PATH) ? process.env.CHROMIUM_PATH : null;
+  for (const c of ['/usr/bin/chromium', '/usr/bin/chromium-browser']) if (fs.existsSync(c)) return c;
   try {
     return execFileSync('sh', ['-c', 'command -v chromium || command -v chromium-browser'], { encoding: 'utf8' }).trim() || null;
   } catch {
@@ -115,7 +116,9 @@ test.before(async () => {
   const chromium = findChromium();
   assert.ok(
     chromium,
-    'Chromium is not installed: this suite drives a real browser. Install it (Debian: apt-get install -y chromium) or set CHROMIUM_PATH.',
+    process.env.CHROMIUM_PATH
+      ? `CHROMIUM_PATH=${process.env.CHROMIUM_PATH} does not exist: this suite drives a real browser`
+      : 'Chromium is not installed: this suite drives a real browser. Install it (Debian: apt-get install -y chromium) or set CHROMIUM_PATH.',
   );
   ctx.dir = tempDir('wpdash-');
   ctx.socket = path.join(ctx.dir, 'pool.sock');
@@ -321,6 +324,7 @@ test('scaling from the page: refused without the token, done with it', { timeout
     assert.equal(r.json.error.code, errCode);
   }
   assert.equal((await httpRequest(ctx.port, 'GET', '/api/scale')).status, 405);
+  assert.match(ctx.output, /Dashboard action scale from 127\.0\.0\.1: \{"direction":"up","requested":1,"count":1,"newSize":3\}/);
 
   // The dead-letter queue is cleared from the page's API with the token.
   const cleared = await httpRequest(ctx.port, 'POST', '/api/dlq/clear', { headers: auth });
@@ -391,6 +395,20 @@ test('no page open: no listeners on the pool and no timer; one stream: one snaps
   await ctx.page.locator('#workers tbody tr[data-state="ready"]').first().waitFor();
   await ctx.page.goto('about:blank');
   await waitFor(() => m.dashboard.streams() === 0, 10000, 'the page\'s stream to close');
+});
+
+test('a bad DASHBOARD_TOKEN stops the daemon at start, saying why', { timeout: 30000 }, async () => {
+  const dir = tempDir('wpdash-');
+  try {
+    const env = { ...process.env, PID_FILE: path.join(dir, 'pool.pid'), FIFO_DIR: path.join(dir, 'fifo'), POOL_SIZE: '1', METRICS_PORT: '0', DASHBOARD_TOKEN: 'short' };
+    delete env.NODE_OPTIONS;
+    const r = await run(process.execPath, [path.join(ROOT, 'scripts', 'daemon.js')], { env, timeoutMs: 20000 });
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stdout, /DASHBOARD_TOKEN must be at least 16 printable ASCII characters/);
+    assert.equal(fs.existsSync(env.PID_FILE), false);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('histogram quantiles', () => {
