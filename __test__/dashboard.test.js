@@ -204,6 +204,7 @@ test('the page opens and lists the workers', { timeout: 60000 }, async () => {
     assert.match(await row.innerText(), new RegExp(`${w.id}\\s+${w.pid}\\s+ready`));
   }
   assert.equal(await page.locator('#health-status').innerText(), 'healthy');
+  assert.equal(await page.locator('#shared').isVisible(), false, 'no shared queue, no shared-queue panel');
   // A token is configured: the controls are shown, not the read-only note.
   assert.equal(await page.locator('#actions-controls').isVisible(), true);
   assert.equal(await page.locator('#actions-readonly').isVisible(), false);
@@ -395,6 +396,31 @@ test('no page open: no listeners on the pool and no timer; one stream: one snaps
   await ctx.page.locator('#workers tbody tr[data-state="ready"]').first().waitFor();
   await ctx.page.goto('about:blank');
   await waitFor(() => m.dashboard.streams() === 0, 10000, 'the page\'s stream to close');
+});
+
+test("distributed mode: the shared queue's counts are shown when the pool reports them", { timeout: 60000 }, async (t) => {
+  const pool = await makePool(t, { poolSize: 1, minWorkers: 1, workerScript: fixture('echo-worker.js') });
+  const shared = { waiting: 12, active: 3, delayed: 1, completed: 4567, failed: 8, prioritized: 2, servingPools: 2 };
+  // The real pool, with the field a pool in distributed mode adds to its metrics.
+  const view = new Proxy(pool, {
+    get(target, prop) {
+      if (prop === 'getPoolMetrics') return () => {
+        const m = target.getPoolMetrics();
+        return { ...m, queue: { ...m.queue, shared } };
+      };
+      const v = Reflect.get(target, prop, target);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  const m = await startMetricsServer(view, { port: 0, dashboard: true });
+  t.after(() => m.close());
+  assert.deepEqual((await httpRequest(m.port, 'GET', '/api/status')).json.queue.shared, shared);
+  await ctx.page.goto(`http://127.0.0.1:${m.port}/`);
+  await ctx.page.locator('#shared').waitFor({ state: 'visible' });
+  assert.equal(await ctx.page.locator('#shared-waiting').innerText(), '12');
+  assert.equal(await ctx.page.locator('#shared-completed').innerText(), '4,567');
+  assert.match(await ctx.page.locator('#shared-pools').innerText(), /serving pools: 2/);
+  await ctx.page.goto('about:blank');
 });
 
 test('a bad DASHBOARD_TOKEN stops the daemon at start, saying why', { timeout: 30000 }, async () => {
