@@ -250,7 +250,7 @@ test('a killed worker is shown restarting, then replaced', { timeout: 90000 }, a
   await waitFor(
     async () => /replaced by worker-\d+/.test(await row.innerText()),
     WAIT_MS,
-    { message: async () => `the row to name the replacement` },
+    'the row to name the replacement',
   );
   const replacement = /replaced by (worker-\d+)/.exec(await row.innerText())[1];
   await page.locator(`#workers tbody tr[data-worker-id="${replacement}"][data-state="ready"]`).waitFor();
