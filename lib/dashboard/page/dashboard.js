@@ -465,7 +465,8 @@
   }
 
   async function act(path, body) {
-    const token = $('#token').value.trim() || state.token;
+    // The field is the one source: emptying it sends no token, whatever was stored.
+    const token = $('#token').value.trim();
     const headers = { 'content-type': 'application/json' };
     if (token) headers.authorization = `Bearer ${token}`;
     let res;
@@ -481,10 +482,11 @@
       message(`${res.status} ${err.code || ''}: ${err.message || res.statusText}`, false);
       return null;
     }
-    if (token && token !== state.token) {
+    if (token !== state.token) {
       state.token = token;
       try {
-        sessionStorage.setItem('wpDashboardToken', token);
+        if (token) sessionStorage.setItem('wpDashboardToken', token);
+        else sessionStorage.removeItem('wpDashboardToken');
       } catch {
         /* not kept */
       }
