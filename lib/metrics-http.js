@@ -1,16 +1,20 @@
 'use strict';
-// Serves pool.getPrometheusMetrics() at GET /metrics (Prometheus text format).
+// Serves pool.getPrometheusMetrics() at GET /metrics (Prometheus text format) and,
+// when asked, the live dashboard (lib/dashboard) on the same port.
 
 const http = require('node:http');
+const { createDashboard } = require('./dashboard');
 
 const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 /**
  * Starts the HTTP metrics endpoint. Resolves with { server, port, host, close() }
  * once listening; rejects when the pool has no getPrometheusMetrics() (code
- * ERR_NOT_SUPPORTED) or the address cannot be bound.
+ * ERR_NOT_SUPPORTED), a bad port or dashboard token (ERR_INVALID_ARGUMENT), or the
+ * address cannot be bound. `dashboard`: false (default), true, or { token, log } to
+ * serve the dashboard at / and /api/* as well.
  */
-function startMetricsServer(pool, { port, host = '127.0.0.1' } = {}) {
+function startMetricsServer(pool, { port, host = '127.0.0.1', dashboard = false } = {}) {
   if (typeof pool.getPrometheusMetrics !== 'function') {
     const err = new Error('This pool has no getPrometheusMetrics(); the HTTP metrics endpoint is not available');
     err.code = 'ERR_NOT_SUPPORTED';
@@ -21,11 +25,20 @@ function startMetricsServer(pool, { port, host = '127.0.0.1' } = {}) {
     err.code = 'ERR_INVALID_ARGUMENT';
     return Promise.reject(err);
   }
+  let dash = null;
+  if (dashboard) {
+    try {
+      dash = createDashboard(pool, dashboard === true ? {} : dashboard);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
   const server = http.createServer(async (req, res) => {
     const url = (req.url || '/').split('?')[0];
     if (url !== '/metrics') {
+      if (dash && dash.handle(req, res, url)) return;
       res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
-      res.end('Not found: the metrics are at /metrics\n');
+      res.end(dash ? 'Not found: the dashboard is at /, the metrics at /metrics\n' : 'Not found: the metrics are at /metrics\n');
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -44,7 +57,10 @@ function startMetricsServer(pool, { port, host = '127.0.0.1' } = {}) {
   });
   server.keepAliveTimeout = 5000;
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (e) => {
+      if (dash) dash.close();
+      reject(e);
+    });
     server.listen(port, host, () => {
       server.removeListener('error', reject);
       server.on('error', () => {});
@@ -53,8 +69,10 @@ function startMetricsServer(pool, { port, host = '127.0.0.1' } = {}) {
         server,
         port: addr.port,
         host: addr.address,
+        dashboard: dash,
         close: () =>
           new Promise((r) => {
+            if (dash) dash.close();
             server.close(() => r());
             if (typeof server.closeAllConnections === 'function') server.closeAllConnections();
           }),

@@ -11,6 +11,7 @@ const PKG_DIR = path.join(__dirname, '..');
 const { createPool } = require(PKG_DIR);
 const { startControlServer } = require('../lib/control-server');
 const { startMetricsServer } = require('../lib/metrics-http');
+const { checkToken } = require('../lib/dashboard');
 
 const env = process.env;
 
@@ -113,6 +114,8 @@ function readSettings() {
     metricsLogIntervalMs: intEnv('METRICS_LOG_INTERVAL_MS', { min: 0, def: 30000 }),
     metricsPort: intEnv('METRICS_PORT', { min: 0 }),
     metricsHost: env.METRICS_HOST || '127.0.0.1',
+    dashboard: boolEnv('DASHBOARD') ?? true,
+    dashboardToken: env.DASHBOARD_TOKEN || undefined,
     pool: {
       poolSize: intEnv('POOL_SIZE', { def: 20 }),
       minWorkers: intEnv('MIN_WORKERS'),
@@ -140,6 +143,13 @@ function readSettings() {
     throw new ConfigError(`LOG_LEVEL must be error, warn, info or debug, got "${env.LOG_LEVEL}"`);
   }
   if (s.metricsPort !== undefined && s.metricsPort > 65535) throw new ConfigError(`METRICS_PORT must be at most 65535, got "${env.METRICS_PORT}"`);
+  try {
+    checkToken(s.dashboardToken);
+  } catch (e) {
+    throw new ConfigError(e.message);
+  }
+  // Workers inherit this environment, and the task code they run needs no token.
+  delete env.DASHBOARD_TOKEN;
   for (const k of Object.keys(s.pool)) if (s.pool[k] === undefined) delete s.pool[k];
   return s;
 }
@@ -407,8 +417,11 @@ async function main() {
 
   if (settings.metricsPort !== undefined) {
     try {
-      metricsHttp = await startMetricsServer(pool, { port: settings.metricsPort, host: settings.metricsHost });
-      dlog('info', `Prometheus metrics at http://${metricsHttp.host.includes(':') ? `[${metricsHttp.host}]` : metricsHttp.host}:${metricsHttp.port}/metrics`);
+      const dashboard = settings.dashboard && { token: settings.dashboardToken, log: (level, message) => dlog(level, message) };
+      metricsHttp = await startMetricsServer(pool, { port: settings.metricsPort, host: settings.metricsHost, dashboard });
+      const base = `http://${metricsHttp.host.includes(':') ? `[${metricsHttp.host}]` : metricsHttp.host}:${metricsHttp.port}`;
+      dlog('info', `Prometheus metrics at ${base}/metrics`);
+      if (dashboard) dlog('info', `Dashboard at ${base}/ (${settings.dashboardToken ? 'actions allowed with DASHBOARD_TOKEN' : 'read-only'})`);
     } catch (e) {
       if (e.code === 'ERR_NOT_SUPPORTED') dlog('warn', `METRICS_PORT is set, but the HTTP metrics endpoint is disabled: ${e.message}`);
       else dlog('error', `Cannot serve metrics on ${settings.metricsHost}:${settings.metricsPort}: ${e.message}`);
