@@ -398,28 +398,36 @@ test('no page open: no listeners on the pool and no timer; one stream: one snaps
   await waitFor(() => m.dashboard.streams() === 0, 10000, 'the page\'s stream to close');
 });
 
-test("distributed mode: the shared queue's counts are shown when the pool reports them", { timeout: 60000 }, async (t) => {
-  const pool = await makePool(t, { poolSize: 1, minWorkers: 1, workerScript: fixture('echo-worker.js') });
-  const shared = { waiting: 12, active: 3, delayed: 1, completed: 4567, failed: 8, prioritized: 2, servingPools: 2 };
-  // The real pool, with the field a pool in distributed mode adds to its metrics.
-  const view = new Proxy(pool, {
-    get(target, prop) {
-      if (prop === 'getPoolMetrics') return () => {
-        const m = target.getPoolMetrics();
-        return { ...m, queue: { ...m.queue, shared } };
-      };
-      const v = Reflect.get(target, prop, target);
-      return typeof v === 'function' ? v.bind(target) : v;
-    },
+test("distributed mode: the shared queue's counts and its failed jobs are shown", { timeout: 90000 }, async (t) => {
+  const { createPool } = require('..');
+  const { startRedis } = require('./redis-harness');
+  const redis = await startRedis();
+  const pool = createPool({ poolSize: 1, minWorkers: 1, logLevel: 'silent', workerScript: fixture('echo-worker.js'), queue: { url: redis.url, name: 'dash' } });
+  let m = null;
+  t.after(async () => {
+    if (m) await m.close();
+    await pool.shutdown(false);
+    await redis.destroy();
   });
-  const m = await startMetricsServer(view, { port: 0, dashboard: true });
-  t.after(() => m.close());
-  assert.deepEqual((await httpRequest(m.port, 'GET', '/api/status')).json.queue.shared, shared);
+  await pool.initialize();
+  assert.deepEqual(await pool.submitTask({ type: 'echo', payload: 1 }), 1);
+  await assert.rejects(pool.submitTask({ type: 'throw', payload: { message: 'failed on the shared queue' }, maxRetries: 0 }), /failed on the shared queue/);
+  await waitFor(() => {
+    const s = pool.getPoolMetrics().queue.shared;
+    return s.completed >= 1 && s.failed >= 1 && s.servingPools === 1;
+  }, WAIT_MS, 'the shared counts');
+  m = await startMetricsServer(pool, { port: 0, dashboard: true });
+  const shared = (await httpRequest(m.port, 'GET', '/api/status')).json.queue.shared;
+  assert.equal(shared.servingPools, 1);
+  assert.equal(shared.failed, 1);
   await ctx.page.goto(`http://127.0.0.1:${m.port}/`);
   await ctx.page.locator('#shared').waitFor({ state: 'visible' });
-  assert.equal(await ctx.page.locator('#shared-waiting').innerText(), '12');
-  assert.equal(await ctx.page.locator('#shared-completed').innerText(), '4,567');
-  assert.match(await ctx.page.locator('#shared-pools').innerText(), /serving pools: 2/);
+  await waitFor(async () => (await ctx.page.locator('#shared-completed').innerText()) === '1', WAIT_MS, 'one completed job shown');
+  assert.match(await ctx.page.locator('#shared-pools').innerText(), /serving pools: 1/);
+  // The dead-letter view reads the shared failed set (in Redis, answered in the background).
+  const row = ctx.page.locator('#dlq tbody tr', { hasText: 'failed on the shared queue' });
+  await row.waitFor({ timeout: WAIT_MS });
+  assert.match(await row.locator('.dlq-error').innerText(), /^ERR_TASK_FAILED failed on the shared queue/);
   await ctx.page.goto('about:blank');
 });
 
