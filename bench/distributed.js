@@ -43,6 +43,8 @@ const VARIANTS = {
   sandboxed: { label: 'BullMQ sandboxed (processes)', consumer: 'sandboxed', pools: 1, producer: 'bullmq' },
   this1: { label: 'this package, 1 pool', consumer: 'this', pools: 1, producer: 'this' },
   this2: { label: 'this package, 2 pools', consumer: 'this', pools: 2, producer: 'this' },
+  // Diagnosis: the pool without its reply spin (spinWaitUs: 0).
+  'this1-nospin': { label: 'this package, 1 pool, spinWaitUs 0', consumer: 'this-nospin', pools: 1, producer: 'this' },
   // Diagnosis: BullMQ inline with every job prioritized (as this package adds them: priority = ours + 1).
   'inline-prio': { label: 'BullMQ inline, priority 1', consumer: 'inline', pools: 1, producer: 'bullmq', priority: 1 },
 };

@@ -7,6 +7,7 @@
 //   sandboxed  BullMQ Worker with a processor file, useWorkerThreads: false (BullMQ's
 //              own child processes, `concurrency` of them)
 //   this       this package: a pool of <concurrency> workers serving the queue
+//   this-nospin  the same with spinWaitUs: 0 (the JS thread never polls for a reply)
 //
 // Tells its parent { ready: true } over IPC once it serves; on 'stop' it closes and exits.
 const path = require('path');
@@ -23,7 +24,7 @@ function bullConnection() {
 }
 
 async function start() {
-  if (kind === 'this') {
+  if (kind === 'this' || kind === 'this-nospin') {
     const { createWorkerPool } = require(ROOT);
     const pool = await createWorkerPool({
       poolSize: concurrency,
@@ -31,6 +32,7 @@ async function start() {
       maxWorkers: Math.max(concurrency, 50),
       workerScript: path.join(__dirname, 'this-worker.js'),
       logLevel: 'silent',
+      ...(kind === 'this-nospin' ? { spinWaitUs: 0 } : {}),
       queue: { url, name: queueName },
     });
     return () => pool.shutdown(true);
