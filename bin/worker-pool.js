@@ -183,7 +183,8 @@ function queueOptions(values) {
       .replace('"options.name"', '"--queue"')
       .replace('"options.prefix"', '"--queue-prefix"')
       // A URL of another scheme is echoed as given: its password must not be.
-      .replace(/([a-z][a-z0-9+.-]*:\/\/)([^\s"@/]*):[^\s"@/]*@/gi, '$1$2:***@');
+      // (everything up to the last "@", which may follow a "/" or "@" in the password).
+      .replace(/([a-z][a-z0-9+.-]*:\/\/)([^\s":@/]*):[^\s"]*@/gi, '$1$2:***@');
     usage(named);
   }
   return opts;
