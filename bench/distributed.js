@@ -43,6 +43,11 @@ const VARIANTS = {
   sandboxed: { label: 'BullMQ sandboxed (processes)', consumer: 'sandboxed', pools: 1, producer: 'bullmq' },
   this1: { label: 'this package, 1 pool', consumer: 'this', pools: 1, producer: 'this' },
   this2: { label: 'this package, 2 pools', consumer: 'this', pools: 2, producer: 'this' },
+  // Diagnosis, one side swapped: this package's producer with BullMQ's inline consumer
+  // (reading our job format), and BullMQ's producer (adding jobs exactly as our codec
+  // writes them) with this package's pool.
+  'thisprod-inline': { label: 'createQueueClient → BullMQ inline', consumer: 'inline-cortex', pools: 1, producer: 'this' },
+  'bullprod-this1': { label: 'BullMQ Queue (our job format) → 1 pool', consumer: 'this', pools: 1, producer: 'bullmq', cortexFormat: true },
   // Diagnosis: the pool without its reply spin (spinWaitUs: 0).
   'this1-nospin': { label: 'this package, 1 pool, spinWaitUs 0', consumer: 'this-nospin', pools: 1, producer: 'this' },
   // Diagnosis: BullMQ inline with every job prioritized (as this package adds them: priority = ours + 1).
@@ -200,7 +205,7 @@ async function startConsumers(kind, pools, concurrency, url, queueName) {
 
 // -------------------------------------------------------------------------- producers
 /** BullMQ's producer: addBulk, and the outcome of each job through QueueEvents. */
-async function bullProducer(url, queueName, priority) {
+async function bullProducer(url, queueName, priority, cortexFormat = false) {
   const { Queue, QueueEvents } = requireFromRoot('bullmq');
   const u = new URL(url);
   const connection = { host: u.hostname, port: Number(u.port), maxRetriesPerRequest: null };
@@ -223,6 +228,13 @@ async function bullProducer(url, queueName, priority) {
   events.on('completed', ({ jobId, returnvalue }) => settle(jobId, returnvalue));
   events.on('failed', ({ jobId, failedReason }) => settle(jobId, new Error(failedReason)));
   const opts = { removeOnComplete: { age: 3600, count: 100000 }, ...(priority ? { priority } : {}) };
+  // Our job format: what createQueueClient() adds (lib/distributed/codec.js), ids included.
+  const codec = cortexFormat ? require(path.join(ROOT, 'lib', 'distributed', 'codec.js')) : null;
+  let seq = 0;
+  const spec = (p) =>
+    codec
+      ? codec.encodeJob({ type: 'echo', payloadJson: JSON.stringify(p), priority: 10 }, `b-${++seq}`, { maxRetries: 3, retryBackoffMs: 1000, maxBackoffMs: 30000 })
+      : { name: 'echo', data: p, opts };
   const outcome = (id) =>
     new Promise((resolve) => {
       if (early.has(id)) {
@@ -234,11 +246,12 @@ async function bullProducer(url, queueName, priority) {
     });
   return {
     async burst(payloads) {
-      const jobs = await queue.addBulk(payloads.map((p) => ({ name: 'echo', data: p, opts })));
+      const jobs = await queue.addBulk(payloads.map(spec));
       return Promise.all(jobs.map((j) => outcome(j.id)));
     },
     async one(payload) {
-      const job = await queue.add('echo', payload, opts);
+      const j = spec(payload);
+      const job = await queue.add(j.name, j.data, j.opts);
       return outcome(job.id);
     },
     async close() {
@@ -290,7 +303,7 @@ async function runCell(redis, variant, concurrency, opts, cellNo) {
   const consumers = await startConsumers(v.consumer, v.pools, concurrency, redis.url, queueName);
   let producer = null;
   try {
-    producer = v.producer === 'bullmq' ? await bullProducer(redis.url, queueName, v.priority) : await thisProducer(redis.url, queueName);
+    producer = v.producer === 'bullmq' ? await bullProducer(redis.url, queueName, v.priority, v.cortexFormat) : await thisProducer(redis.url, queueName);
     const payloads = (n, base) => Array.from({ length: n }, (_, i) => ({ i: base + i, s: 'x' }));
 
     // Warm-up: every consumer process started, JIT warm, connections open.

@@ -4,6 +4,7 @@
 //   node queue-consumer.js inline|sandboxed|this <concurrency> <redis url> <queue name>
 //
 //   inline     BullMQ Worker with an async function (runs in this process)
+//   inline-cortex  the same, for jobs in this package's format (returns data.payload)
 //   sandboxed  BullMQ Worker with a processor file, useWorkerThreads: false (BullMQ's
 //              own child processes, `concurrency` of them)
 //   this       this package: a pool of <concurrency> workers serving the queue
@@ -41,8 +42,10 @@ async function start() {
   // BullMQ pipes every sandboxed child's output into ours (a listener each).
   process.stdout.setMaxListeners(0);
   process.stderr.setMaxListeners(0);
-  const processor = kind === 'inline' ? async (job) => job.data : path.join(__dirname, 'bullmq-processor.js');
-  if (kind !== 'inline' && kind !== 'sandboxed') throw new Error(`unknown consumer kind ${kind}`);
+  // inline-cortex: the inline processor reading this package's job format (diagnosis).
+  const processor =
+    kind === 'inline' ? async (job) => job.data : kind === 'inline-cortex' ? async (job) => job.data.payload : path.join(__dirname, 'bullmq-processor.js');
+  if (!['inline', 'inline-cortex', 'sandboxed'].includes(kind)) throw new Error(`unknown consumer kind ${kind}`);
   const worker = new Worker(queueName, processor, {
     connection: bullConnection(),
     concurrency,
