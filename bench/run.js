@@ -29,7 +29,9 @@ function usage() {
                        with --memory default: this)
   --scenario s,t       scenario groups or cells: burst, latency, ready, payload, fib, cpu
                        (or cell ids such as burst-4, payload-1MB; default: all);
-                       'memory' is the same as --memory
+                       'memory' is the same as --memory; 'distributed' runs
+                       bench/distributed.js (BullMQ on a private redis-server; only
+                       when redis-server is on PATH)
   --baseline name      adapter the ratios are computed against (default: this)
   --json file          also write all raw samples and medians as JSON
   --memory             only the parent RSS after 10,000 ... 1,000,000 tasks (one fresh
@@ -581,14 +583,39 @@ async function main() {
     return;
   }
   if (opts.memory || (opts.scenario && opts.scenario.includes('memory'))) return runMemory(opts);
-  const json = await runMain(opts);
-  // A full run (no --scenario) ends with the memory mode for the same pools (one round:
-  // a million tasks each; this-rr is the same package, so it is skipped).
-  if (!opts.scenario) {
-    const names = (opts.only || ADAPTER_NAMES).filter((n) => n !== 'this-rr');
-    process.stdout.write('\n');
-    await runMemory(opts, { names, rounds: 1, mergeInto: json });
+  const distributed = !opts.scenario || opts.scenario.includes('distributed');
+  const local = opts.scenario ? opts.scenario.filter((s) => s !== 'distributed') : null;
+  if (!local || local.length) {
+    const json = await runMain({ ...opts, scenario: local });
+    // A full run (no --scenario) ends with the memory mode for the same pools (one round:
+    // a million tasks each; this-rr is the same package, so it is skipped).
+    if (!opts.scenario) {
+      const names = (opts.only || ADAPTER_NAMES).filter((n) => n !== 'this-rr');
+      process.stdout.write('\n');
+      await runMemory(opts, { names, rounds: 1, mergeInto: json });
+    }
   }
+  if (distributed) await runDistributed(opts);
+}
+
+// The distributed scenario (bench/distributed.js) in a process of its own: it starts its
+// own redis-server, so it runs only when redis-server is on PATH.
+async function runDistributed(opts) {
+  const { hasRedis } = require('./distributed');
+  if (!hasRedis()) {
+    log('distributed: skipped (redis-server is not on PATH; Debian: apt-get install -y redis-server)');
+    return;
+  }
+  const args = [path.join(__dirname, 'distributed.js')];
+  if (opts.quick) args.push('--quick');
+  if (opts.rounds) args.push('--rounds', String(opts.rounds));
+  if (opts.json) args.push('--json', opts.json.replace(/(\.json)?$/, '-distributed.json'));
+  process.stdout.write('\n');
+  const code = await new Promise((resolve) => {
+    const child = fork(args[0], args.slice(1), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    child.on('exit', (c, sig) => resolve(c ?? (sig ? 1 : 0)));
+  });
+  if (code !== 0) throw new Error(`bench/distributed.js exited with ${code}`);
 }
 
 process.on('unhandledRejection', (e) => { log(`(unhandled rejection: ${errMsg(e)})`); });

@@ -24,6 +24,11 @@ Commands:
 Options:
   --socket PATH        control socket (default: $SOCKET_PATH, else worker-pool.sock
                        beside $PID_FILE, else /tmp/cortex/worker-pool.sock)
+  --queue-url URL      talk to a shared queue (redis://[:password@]host:port[/db],
+                       rediss:// for TLS) directly instead of a daemon: for
+                       status, submit, dlq and metrics
+  --queue NAME         the shared queue's name (default cortex; with --queue-url)
+  --queue-prefix P     its BullMQ key prefix (default bull; with --queue-url)
   -h, --help           this help
 
 Exit status: 0 success, 1 failure (daemon not running, task failed, ...), 2 usage error.`;
@@ -38,8 +43,19 @@ const OPTIONS = {
   priority: { type: 'string' },
   timeout: { type: 'string' },
   prometheus: { type: 'boolean' },
+  'queue-url': { type: 'string' },
+  queue: { type: 'string' },
+  'queue-prefix': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
+
+// Options that choose what to talk to (a daemon's socket or a shared queue), checked
+// apart from each command's own options.
+const TARGET_OPTIONS = new Set(['socket', 'queue-url', 'queue', 'queue-prefix', 'help']);
+// Commands that can talk to a shared queue directly (the others need a daemon).
+const QUEUE_COMMANDS = new Set(['status', 'submit', 'dlq', 'metrics']);
+// The CLI gives up on an unreachable Redis after this long (exit 1).
+const QUEUE_CONNECT_TIMEOUT_MS = 3000;
 
 const ALLOWED = {
   status: ['watch', 'interval', 'json'],
@@ -106,6 +122,10 @@ function renderStatus(socketPath, ping, m, workers) {
     `performance: reuse ${perf.workerReuseRate}, avg wait ${perf.avgTaskWaitTimeMs} ms, avg run ${perf.avgTaskDurationMs} ms, ` +
       `${perf.workersSpawned} spawned, ${perf.workersRestarted} restarted, ${perf.workersCrashed} crashed`,
   );
+  const shared = m.queue && m.queue.shared;
+  if (shared) {
+    out.push(`shared:      ${servingText(shared.servingPools)}; ${sharedCounts(shared)}`);
+  }
   out.push('');
   if (!workers.length) {
     out.push('(no workers)');
@@ -125,9 +145,121 @@ async function fetchStatus(socketPath) {
   return { ping, metrics, workers };
 }
 
+// ------------------------------------------------------------------ targets
+//
+// A command talks to a target: a daemon (its control socket) or, with --queue-url, a
+// shared queue directly (createQueueClient: no daemon needed). Both answer the same
+// calls, so submit, dlq, metrics and status print the same way for either.
+
+function daemonTarget(socketPath) {
+  return {
+    socketPath,
+    async status() {
+      const s = await fetchStatus(socketPath);
+      return { json: s, text: renderStatus(socketPath, s.ping, s.metrics, s.workers) };
+    },
+    // No client-side limit: the task's own timeout and retries bound it (Ctrl-C to give up).
+    submit: (task) => call(socketPath, 'submit', { task }, 0),
+    dlq: () => call(socketPath, 'dlq'),
+    dlqRequeue: (taskId) => call(socketPath, 'dlq-requeue', taskId ? { taskId } : {}),
+    dlqClear: () => call(socketPath, 'dlq-clear'),
+    metrics: () => call(socketPath, 'metrics'),
+    prometheus: () => call(socketPath, 'prometheus'),
+    close: async () => {},
+  };
+}
+
+/** The shared-queue options, checked (a bad one is a usage error naming the CLI option). */
+function queueOptions(values) {
+  const opts = { url: values['queue-url'], connectTimeoutMs: QUEUE_CONNECT_TIMEOUT_MS };
+  if (values.queue !== undefined) opts.name = values.queue;
+  if (values['queue-prefix'] !== undefined) opts.prefix = values['queue-prefix'];
+  try {
+    // config.js loads neither bullmq nor ioredis: a usage error stays cheap.
+    require('../lib/distributed/config').resolveClientOptions(opts);
+  } catch (e) {
+    const named = String(e.message)
+      .replace('"options.url"', '"--queue-url"')
+      .replace('"options.name"', '"--queue"')
+      .replace('"options.prefix"', '"--queue-prefix"')
+      // A URL of another scheme is echoed as given: its password must not be.
+      // (everything up to the last "@", which may follow a "/" or "@" in the password).
+      .replace(/([a-z][a-z0-9+.-]*:\/\/)([^\s":@/]*):[^\s"]*@/gi, '$1$2:***@');
+    usage(named);
+  }
+  return opts;
+}
+
+function queueTarget(values) {
+  const opts = queueOptions(values);
+  const client = require('..').createQueueClient(opts);
+  const { url, name, prefix } = client.options; // url without its password
+  const shared = async () => ({ queue: { name, prefix, url, shared: await client.getQueueMetrics() } });
+  return {
+    socketPath: null,
+    async status() {
+      const m = await shared();
+      return { json: m, text: renderQueueStatus(m.queue) };
+    },
+    submit: (task, signal) => client.submitTask(task, signal ? { signal } : undefined),
+    dlq: () => client.getDeadLetterQueue(),
+    async dlqRequeue(taskId) {
+      const promises = await client.requeueDeadLetter(taskId || undefined);
+      // Nobody waits for these here: the jobs run on the serving pools, and a failure
+      // lands in the dead-letter queue again. close() rejects the promises, not the jobs.
+      for (const p of promises) if (p && typeof p.catch === 'function') p.catch(() => {});
+      if (taskId && promises.length === 0) {
+        throw Object.assign(new Error(`No dead-letter task with id ${JSON.stringify(taskId)} in the shared queue "${name}"`), { code: 'ERR_NOT_FOUND' });
+      }
+      return { requeued: promises.length };
+    },
+    async dlqClear() {
+      return { cleared: await client.clearDeadLetterQueue() };
+    },
+    metrics: shared,
+    async prometheus() {
+      return sharedPrometheus(name, await client.getQueueMetrics());
+    },
+    close: () => client.close(),
+  };
+}
+
+/** One line of a shared queue's counts (the daemon's status shows it too). */
+function sharedCounts(c) {
+  return (
+    `${c.waiting} waiting, ${c.prioritized} prioritized, ${c.active} active, ${c.delayed} delayed, ` +
+    `${c.completed} completed, ${c.failed} failed (dead-letter queue)`
+  );
+}
+
+function servingText(n) {
+  return n > 0 ? `${n} pool(s) serving` : 'no pool serving (jobs wait until a daemon with QUEUE_URL serves this queue)';
+}
+
+function renderQueueStatus(q) {
+  const c = q.shared;
+  return [
+    `shared queue "${q.name}" (prefix ${q.prefix}) at ${q.url}: ${servingText(c.servingPools)}`,
+    `jobs:        ${sharedCounts(c)}`,
+  ].join('\n');
+}
+
+/** The shared counts in the Prometheus text format (the same lines a serving daemon exports). */
+function sharedPrometheus(name, c) {
+  const q = JSON.stringify(name);
+  const lines = [
+    '# HELP worker_pool_shared_jobs Jobs in the shared queue by state (all machines).',
+    '# TYPE worker_pool_shared_jobs gauge',
+  ];
+  for (const k of ['waiting', 'active', 'delayed', 'prioritized', 'completed', 'failed']) lines.push(`worker_pool_shared_jobs{queue=${q},state="${k}"} ${c[k]}`);
+  lines.push('# HELP worker_pool_shared_serving_pools Pools serving the shared queue.', '# TYPE worker_pool_shared_serving_pools gauge');
+  lines.push(`worker_pool_shared_serving_pools{queue=${q}} ${c.servingPools}`);
+  return `${lines.join('\n')}\n`;
+}
+
 // ------------------------------------------------------------------ commands
 
-async function cmdStatus(socketPath, values, positionals) {
+async function cmdStatus(target, values, positionals) {
   if (positionals.length) usage(`status takes no arguments, got "${positionals.join(' ')}"`);
   let interval = 1000;
   if (values.interval !== undefined) {
@@ -135,9 +267,9 @@ async function cmdStatus(socketPath, values, positionals) {
     if (!Number.isFinite(interval) || interval < 100) usage(`--interval must be a number of ms >= 100, got "${values.interval}"`);
   }
   if (!values.watch) {
-    const s = await fetchStatus(socketPath);
-    if (values.json) print(JSON.stringify(s, null, 2));
-    else print(renderStatus(socketPath, s.ping, s.metrics, s.workers));
+    const s = await target.status();
+    if (values.json) print(JSON.stringify(s.json, null, 2));
+    else print(s.text);
     return 0;
   }
   const tty = Boolean(process.stdout.isTTY);
@@ -154,8 +286,8 @@ async function cmdStatus(socketPath, values, positionals) {
     while (!stopped) {
       let text;
       try {
-        const s = await fetchStatus(socketPath);
-        text = values.json ? JSON.stringify(s) : renderStatus(socketPath, s.ping, s.metrics, s.workers);
+        const s = await target.status();
+        text = values.json ? JSON.stringify(s.json) : s.text;
       } catch (e) {
         text = `${e.message}`;
       }
@@ -185,7 +317,7 @@ async function cmdStatus(socketPath, values, positionals) {
   return 0;
 }
 
-async function cmdSubmit(socketPath, values, positionals) {
+async function cmdSubmit(target, values, positionals) {
   if (positionals.length) usage(`submit takes options only, got "${positionals.join(' ')}"`);
   if (!values.type) usage('submit needs --type TYPE');
   const task = { type: values.type };
@@ -208,29 +340,46 @@ async function cmdSubmit(socketPath, values, positionals) {
     if (values.timeout.trim() === '' || !Number.isFinite(n) || n <= 0) usage(`--timeout must be a positive number of ms, got "${values.timeout}"`);
     task.timeout = n;
   }
-  // No client-side limit: the task's own timeout and retries bound it (Ctrl-C to give up).
-  const result = await call(socketPath, 'submit', { task }, 0);
+  let result;
+  if (target.socketPath) {
+    result = await target.submit(task);
+  } else {
+    // On a shared queue the job would outlive us: Ctrl-C cancels it (a waiting job is
+    // removed, a running one is aborted on its machine); a second Ctrl-C just exits.
+    const ac = new AbortController();
+    const onSigint = () => {
+      if (ac.signal.aborted) process.exit(130);
+      process.stderr.write('worker-pool: cancelling the task (Ctrl-C again to exit at once)\n');
+      ac.abort(new Error('cancelled from the command line (Ctrl-C)'));
+    };
+    process.on('SIGINT', onSigint);
+    try {
+      result = await target.submit(task, ac.signal);
+    } finally {
+      process.removeListener('SIGINT', onSigint);
+    }
+  }
   print(JSON.stringify(result, null, 2) ?? 'null');
   return 0;
 }
 
-async function cmdScale(socketPath, values, positionals) {
+async function cmdScale(target, values, positionals) {
   const [direction, n, ...extra] = positionals;
   if (direction !== 'up' && direction !== 'down') usage('scale needs a direction: worker-pool scale up|down N');
   if (extra.length) usage(`unexpected arguments: "${extra.join(' ')}"`);
   const count = n === undefined ? 1 : Number(n);
   if (!Number.isInteger(count) || count <= 0) usage(`scale needs a positive whole number of workers, got "${n}"`);
-  const r = await call(socketPath, 'scale', { direction, count }, 60000);
+  const r = await call(target.socketPath, 'scale', { direction, count }, 60000);
   const verb = direction === 'up' ? 'added' : 'removed';
   print(`${verb} ${r.count} worker(s) (requested ${count}); pool size is now ${r.newSize}`);
   return 0;
 }
 
-async function cmdDlq(socketPath, values, positionals) {
+async function cmdDlq(target, values, positionals) {
   const [sub = 'list', ...rest] = positionals;
   if (sub === 'list') {
     if (rest.length) usage(`dlq list takes no arguments, got "${rest.join(' ')}"`);
-    const items = await call(socketPath, 'dlq');
+    const items = await target.dlq();
     if (values.json) {
       print(JSON.stringify(items, null, 2));
     } else if (!items.length) {
@@ -249,13 +398,13 @@ async function cmdDlq(socketPath, values, positionals) {
   }
   if (sub === 'requeue') {
     if (rest.length > 1) usage(`dlq requeue takes at most one task id, got "${rest.join(' ')}"`);
-    const r = await call(socketPath, 'dlq-requeue', rest[0] ? { taskId: rest[0] } : {});
+    const r = await target.dlqRequeue(rest[0]);
     print(`requeued ${r.requeued} task(s)`);
     return 0;
   }
   if (sub === 'clear') {
     if (rest.length) usage(`dlq clear takes no arguments, got "${rest.join(' ')}"`);
-    const r = await call(socketPath, 'dlq-clear');
+    const r = await target.dlqClear();
     print(`cleared ${r.cleared} task(s) from the dead-letter queue`);
     return 0;
   }
@@ -263,29 +412,29 @@ async function cmdDlq(socketPath, values, positionals) {
   return 2;
 }
 
-async function cmdMetrics(socketPath, values, positionals) {
+async function cmdMetrics(target, values, positionals) {
   if (positionals.length) usage(`metrics takes no arguments, got "${positionals.join(' ')}"`);
   if (values.prometheus) {
-    const text = await call(socketPath, 'prometheus');
+    const text = await target.prometheus();
     process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
   } else {
-    print(JSON.stringify(await call(socketPath, 'metrics'), null, 2));
+    print(JSON.stringify(await target.metrics(), null, 2));
   }
   return 0;
 }
 
-async function cmdPing(socketPath, values, positionals) {
+async function cmdPing(target, values, positionals) {
   if (positionals.length) usage(`ping takes no arguments, got "${positionals.join(' ')}"`);
   const t0 = process.hrtime.bigint();
-  const r = await call(socketPath, 'ping');
+  const r = await call(target.socketPath, 'ping');
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   print(`pong from PID ${r.pid} (up ${fmtDuration(r.uptimeMs)}) in ${ms.toFixed(1)} ms`);
   return 0;
 }
 
-async function cmdShutdown(socketPath, values, positionals) {
+async function cmdShutdown(target, values, positionals) {
   if (positionals.length) usage(`shutdown takes no arguments, got "${positionals.join(' ')}"`);
-  const res = await request(socketPath, { cmd: 'shutdown' });
+  const res = await request(target.socketPath, { cmd: 'shutdown' });
   if (!res.ok) throw Object.assign(new Error(res.error.message), { code: res.error.code });
   print('worker-pool daemon is shutting down (graceful)');
   return 0;
@@ -314,11 +463,24 @@ async function main(argv) {
   const fn = COMMANDS[command];
   if (!fn) usage(`unknown command "${command}"`);
   for (const k of Object.keys(values)) {
-    if (k !== 'socket' && k !== 'help' && !ALLOWED[command].includes(k)) usage(`option --${k} does not apply to "${command}"`);
+    if (!TARGET_OPTIONS.has(k) && !ALLOWED[command].includes(k)) usage(`option --${k} does not apply to "${command}"`);
   }
-  if (values.socket !== undefined && values.socket === '') usage('--socket needs a path');
-  const socketPath = values.socket || defaultSocketPath();
-  return fn(socketPath, values, rest);
+  const queueUrl = values['queue-url'];
+  let target;
+  if (queueUrl === undefined) {
+    if (values.queue !== undefined || values['queue-prefix'] !== undefined) usage('--queue and --queue-prefix need --queue-url URL');
+    if (values.socket !== undefined && values.socket === '') usage('--socket needs a path');
+    target = daemonTarget(values.socket || defaultSocketPath());
+  } else {
+    if (values.socket !== undefined) usage('--socket and --queue-url exclude each other: talk to a daemon or to the shared queue');
+    if (!QUEUE_COMMANDS.has(command)) usage(`${command} needs a daemon (its control socket); --queue-url works with status, submit, dlq and metrics`);
+    target = queueTarget(values);
+  }
+  try {
+    return await fn(target, values, rest);
+  } finally {
+    await target.close();
+  }
 }
 
 if (require.main === module) {
@@ -328,6 +490,7 @@ if (require.main === module) {
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;
+      lingerGuard();
     },
     (e) => {
       if (e instanceof UsageError) {
@@ -340,8 +503,18 @@ if (require.main === module) {
         process.stderr.write(`worker-pool: ${e && e.code ? `[${e.code}] ` : ''}${e && e.message ? e.message : e}\n`);
         process.exitCode = 1;
       }
+      lingerGuard();
     },
   );
 }
 
-module.exports = { main, renderStatus, fmtDuration, USAGE };
+/**
+ * The command is done and its connections are closed; a timer some library left
+ * behind (ioredis waits up to 2 s on a socket that never connected) must not hold
+ * the exit. Output is written synchronously (pipes, files, terminals on Linux).
+ */
+function lingerGuard() {
+  setTimeout(() => process.exit(), 100).unref();
+}
+
+module.exports = { main, renderStatus, renderQueueStatus, sharedPrometheus, fmtDuration, USAGE };

@@ -128,6 +128,9 @@ function readSettings() {
       transport: env.TRANSPORT || undefined,
       autoScale: autoScaleEnv(),
       workerScript: env.WORKER_SCRIPT ? path.resolve(env.WORKER_SCRIPT) : undefined,
+      // Per-worker RSS limit (a worker over it is recycled after its task): with
+      // POOL_SIZE it sizes a container's memory limit (deploy/kubernetes/).
+      workerMemoryLimitMB: intEnv('WORKER_MEMORY_LIMIT_MB'),
       // Graceful drain bound; below the 30 s the stop command waits before killing.
       shutdownTimeoutMs: intEnv('SHUTDOWN_TIMEOUT', { def: 20000 }),
       // The daemon prints the pool's log through its events (timestamps, JSON mode).

@@ -1,0 +1,509 @@
+#!/usr/bin/env node
+'use strict';
+// Distributed benchmark: one redis-server on this machine (started here, on a free
+// port, in a temporary directory, stopped at the end), a no-op job, and these consumers
+// of one BullMQ queue, each in processes of its own:
+//
+//   inline       BullMQ Worker with an async function (the engine's ceiling)
+//   sandboxed    BullMQ Worker with a processor file, useWorkerThreads: false (BullMQ's
+//                own child processes: the peer)
+//   this ×1      this package: one pool (a process) serving the queue
+//   this ×2      two pools (two processes) serving the queue, the workers split
+//                between them (same total concurrency)
+//
+// at a total concurrency (BullMQ concurrency = workers) of 4 and 16. The producer is
+// this process: for BullMQ a Queue (addBulk) and a QueueEvents for the outcomes, for
+// this package createQueueClient() (which does the same inside).
+//
+// Per cell: a burst (all jobs added at once, wait for every result) in jobs/s; add →
+// result latency one job at a time (p50/p99); CPU per job of every process involved
+// (producer, consumers and their children, redis-server, from /proc) and Redis
+// commands per job (INFO commandstats before/after the burst).
+//
+//   node bench/distributed.js [--burst N] [--latency N] [--rounds N] [--quick]
+//                             [--concurrency 4,16] [--only inline,sandboxed,this1,this2,inline-prio]
+//                             [--json file]
+//
+// Progress to stderr, a markdown report to stdout. Also run by `npm run bench` (bench/run.js)
+// when redis-server is on PATH.
+
+const fs = require('fs');
+const os = require('os');
+const net = require('net');
+const path = require('path');
+const { fork, spawn, spawnSync } = require('child_process');
+const { now, sleep, median, percentileSorted, withTimeout, descendants, procCpuMs, machine } = require('./lib/util');
+
+const ROOT = path.join(__dirname, '..');
+const CONSUMER = path.join(__dirname, 'workers', 'queue-consumer.js');
+const requireFromRoot = (m) => require(require.resolve(m, { paths: [ROOT] }));
+
+const VARIANTS = {
+  inline: { label: 'BullMQ inline (async fn)', consumer: 'inline', pools: 1, producer: 'bullmq' },
+  sandboxed: { label: 'BullMQ sandboxed (processes)', consumer: 'sandboxed', pools: 1, producer: 'bullmq' },
+  this1: { label: 'this package, 1 pool', consumer: 'this', pools: 1, producer: 'this' },
+  this2: { label: 'this package, 2 pools', consumer: 'this', pools: 2, producer: 'this' },
+  // Diagnosis, one side swapped: this package's producer with BullMQ's inline consumer
+  // (reading our job format), and BullMQ's producer (adding jobs exactly as our codec
+  // writes them) with this package's pool.
+  'thisprod-inline': { label: 'createQueueClient → BullMQ inline', consumer: 'inline-cortex', pools: 1, producer: 'this' },
+  'bullprod-this1': { label: 'BullMQ Queue (our job format) → 1 pool', consumer: 'this', pools: 1, producer: 'bullmq', cortexFormat: true },
+  // Diagnosis: the pool without its reply spin (spinWaitUs: 0).
+  'this1-nospin': { label: 'this package, 1 pool, spinWaitUs 0', consumer: 'this-nospin', pools: 1, producer: 'this' },
+  // Diagnosis: BullMQ inline with every job prioritized (as this package adds them: priority = ours + 1).
+  'inline-prio': { label: 'BullMQ inline, priority 1', consumer: 'inline', pools: 1, producer: 'bullmq', priority: 1 },
+};
+const DEFAULT_ONLY = ['inline', 'sandboxed', 'this1', 'this2'];
+
+function usage() {
+  return `Usage: node bench/distributed.js [options]
+
+  --burst N          jobs per burst (default 5000; 1000 with --quick)
+  --latency N        jobs one at a time (default 1000; 200 with --quick)
+  --rounds N         rounds, variants interleaved, medians reported (default 1)
+  --concurrency L    total concurrencies (default 4,16)
+  --only L           variants: ${Object.keys(VARIANTS).join(', ')} (default ${DEFAULT_ONLY.join(',')})
+  --quick            small counts (a smoke run)
+  --json file        also write every sample as JSON
+  -h, --help         this text
+`;
+}
+
+function parseArgs(argv) {
+  const o = { burst: null, latency: null, rounds: 1, quick: false, conc: [4, 16], only: DEFAULT_ONLY, json: null };
+  const list = (v) => String(v).split(',').map((s) => s.trim()).filter(Boolean);
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
+    const val = () => {
+      if (inline !== undefined) return inline;
+      if (i + 1 >= argv.length) throw new Error(`${flag} needs a value`);
+      return argv[++i];
+    };
+    const int = (v, what) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1) throw new Error(`${what} must be a positive integer, got ${v}`);
+      return n;
+    };
+    switch (flag) {
+      case '--burst': o.burst = int(val(), '--burst'); break;
+      case '--latency': o.latency = int(val(), '--latency'); break;
+      case '--rounds': o.rounds = int(val(), '--rounds'); break;
+      case '--concurrency': o.conc = list(val()).map((c) => int(c, '--concurrency')); break;
+      case '--only': o.only = list(val()); break;
+      case '--quick': o.quick = true; break;
+      case '--json': o.json = val(); break;
+      case '-h': case '--help': process.stdout.write(usage()); process.exit(0); break;
+      default: throw new Error(`unknown argument ${a}\n\n${usage()}`);
+    }
+  }
+  for (const v of o.only) if (!VARIANTS[v]) throw new Error(`unknown variant "${v}" (known: ${Object.keys(VARIANTS).join(', ')})`);
+  o.burst = o.burst ?? (o.quick ? 1000 : 5000);
+  o.latency = o.latency ?? (o.quick ? 200 : 1000);
+  o.warmup = Math.min(500, o.burst);
+  return o;
+}
+
+const log = (msg) => process.stderr.write(`${msg}\n`);
+
+// ------------------------------------------------------------------------ redis-server
+function hasRedis() {
+  return spawnSync('sh', ['-c', 'command -v redis-server']).status === 0;
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** A private redis-server: no persistence (the engine's speed, not the disk's). */
+async function startRedis() {
+  const port = await freePort();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wp-bench-redis-'));
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--logfile', path.join(dir, 'redis.log')], { stdio: 'ignore' });
+  const exited = new Promise((r) => proc.once('exit', r));
+  const Redis = requireFromRoot('ioredis');
+  const client = new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => 100 });
+  client.on('error', () => {});
+  const deadline = Date.now() + 10000;
+  for (;;) {
+    try {
+      await client.connect();
+      await client.ping();
+      break;
+    } catch (e) {
+      if (Date.now() > deadline) throw new Error(`redis-server did not answer on port ${port}: ${e.message}`);
+      client.disconnect();
+      await sleep(50);
+    }
+  }
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    pid: proc.pid,
+    client,
+    version: (await client.info('server')).match(/redis_version:(\S+)/)[1],
+    async commands() {
+      const text = await client.info('commandstats');
+      const out = {};
+      for (const m of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out[m[1]] = Number(m[2]);
+      return out;
+    },
+    async stop() {
+      client.disconnect();
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(t);
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+// -------------------------------------------------------------------------- consumers
+/** Starts `pools` consumer processes sharing `concurrency`; resolves once all serve. */
+async function startConsumers(kind, pools, concurrency, url, queueName) {
+  const per = [];
+  for (let i = 0; i < pools; i++) per.push(Math.floor(concurrency / pools) + (i < concurrency % pools ? 1 : 0));
+  const children = per.map((c) => fork(CONSUMER, [kind, String(c), url, queueName], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }));
+  await withTimeout(
+    Promise.all(
+      children.map(
+        (child) =>
+          new Promise((resolve, reject) => {
+            child.once('message', (m) => (m && m.ready ? resolve() : reject(new Error(`consumer said ${JSON.stringify(m)}`))));
+            child.once('exit', (code) => reject(new Error(`consumer ${kind} exited (${code}) before it was ready`)));
+          }),
+      ),
+    ),
+    60000,
+    `starting ${pools} ${kind} consumer(s)`,
+  );
+  return {
+    pids: () => children.flatMap((c) => [c.pid, ...descendants(c.pid)]),
+    mainPids: () => children.map((c) => c.pid),
+    async stop() {
+      await Promise.all(
+        children.map(async (child) => {
+          if (child.exitCode !== null || child.signalCode !== null) return;
+          const exited = new Promise((r) => child.once('exit', r));
+          child.send('stop');
+          const t = setTimeout(() => child.kill('SIGKILL'), 15000);
+          await exited;
+          clearTimeout(t);
+        }),
+      );
+    },
+  };
+}
+
+// -------------------------------------------------------------------------- producers
+/** BullMQ's producer: addBulk, and the outcome of each job through QueueEvents. */
+async function bullProducer(url, queueName, priority, cortexFormat = false) {
+  const { Queue, QueueEvents } = requireFromRoot('bullmq');
+  const u = new URL(url);
+  const connection = { host: u.hostname, port: Number(u.port), maxRetriesPerRequest: null };
+  const queue = new Queue(queueName, { connection });
+  const events = new QueueEvents(queueName, { connection, lastEventId: '$' });
+  queue.on('error', () => {});
+  events.on('error', () => {});
+  await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
+  const waiting = new Map(); // job id → resolve
+  const early = new Map(); // outcomes seen before the add returned the id
+  const settle = (jobId, value) => {
+    const r = waiting.get(jobId);
+    if (r) {
+      waiting.delete(jobId);
+      r(value);
+    } else {
+      early.set(jobId, value);
+    }
+  };
+  events.on('completed', ({ jobId, returnvalue }) => settle(jobId, returnvalue));
+  events.on('failed', ({ jobId, failedReason }) => settle(jobId, new Error(failedReason)));
+  const opts = { removeOnComplete: { age: 3600, count: 100000 }, ...(priority ? { priority } : {}) };
+  // Our job format: what createQueueClient() adds (lib/distributed/codec.js), ids included.
+  const codec = cortexFormat ? require(path.join(ROOT, 'lib', 'distributed', 'codec.js')) : null;
+  let seq = 0;
+  const spec = (p) =>
+    codec
+      ? codec.encodeJob({ type: 'echo', payloadJson: JSON.stringify(p), priority: 10 }, `b-${++seq}`, { maxRetries: 3, retryBackoffMs: 1000, maxBackoffMs: 30000 })
+      : { name: 'echo', data: p, opts };
+  const outcome = (id) =>
+    new Promise((resolve) => {
+      if (early.has(id)) {
+        resolve(early.get(id));
+        early.delete(id);
+      } else {
+        waiting.set(id, resolve);
+      }
+    });
+  return {
+    async burst(payloads) {
+      const jobs = await queue.addBulk(payloads.map(spec));
+      return Promise.all(jobs.map((j) => outcome(j.id)));
+    },
+    async one(payload) {
+      const j = spec(payload);
+      const job = await queue.add(j.name, j.data, j.opts);
+      return outcome(job.id);
+    },
+    async close() {
+      await events.close();
+      await queue.close();
+    },
+  };
+}
+
+/** This package's producer: createQueueClient() (one addBulk per microtask inside). */
+async function thisProducer(url, queueName) {
+  const { createQueueClient } = require(ROOT);
+  const client = createQueueClient({ url, name: queueName });
+  await client.getQueueMetrics(); // connected
+  return {
+    burst: (payloads) => Promise.all(payloads.map((p) => client.submitTask({ type: 'echo', payload: p }))),
+    one: (payload) => client.submitTask({ type: 'echo', payload }),
+    close: () => client.close(),
+  };
+}
+
+// ------------------------------------------------------------------------------ a cell
+function cpuOf(pids) {
+  const out = new Map();
+  for (const pid of pids) {
+    const ms = procCpuMs(pid);
+    if (ms !== null) out.set(pid, ms);
+  }
+  return out;
+}
+
+function cpuDelta(before, after) {
+  let sum = 0;
+  for (const [pid, ms] of after) sum += ms - (before.get(pid) ?? 0);
+  return sum;
+}
+
+function check(results, payloads) {
+  for (let i = 0; i < payloads.length; i++) {
+    const r = results[i];
+    if (!r || r.i !== payloads[i].i) throw new Error(`wrong result for job ${i}: ${JSON.stringify(r)}`);
+  }
+}
+
+async function runCell(redis, variant, concurrency, opts, cellNo) {
+  const v = VARIANTS[variant];
+  const queueName = `bench-${cellNo}`;
+  await redis.client.flushall();
+  const consumers = await startConsumers(v.consumer, v.pools, concurrency, redis.url, queueName);
+  let producer = null;
+  try {
+    producer = v.producer === 'bullmq' ? await bullProducer(redis.url, queueName, v.priority, v.cortexFormat) : await thisProducer(redis.url, queueName);
+    const payloads = (n, base) => Array.from({ length: n }, (_, i) => ({ i: base + i, s: 'x' }));
+
+    // Warm-up: every consumer process started, JIT warm, connections open.
+    const warm = payloads(opts.warmup, 0);
+    check(await withTimeout(producer.burst(warm), 120000, 'warm-up burst'), warm);
+
+    // Burst.
+    const burst = payloads(opts.burst, 1e6);
+    const pids = [...consumers.pids(), redis.pid];
+    const cmdBefore = await redis.commands();
+    const mains = consumers.mainPids();
+    const cpu0 = cpuOf(pids);
+    const redis0 = procCpuMs(redis.pid);
+    const self0 = process.cpuUsage();
+    const t0 = now();
+    const results = await withTimeout(producer.burst(burst), 300000, 'burst');
+    const ms = now() - t0;
+    const self = process.cpuUsage(self0);
+    const cpu1 = cpuOf([...consumers.pids(), redis.pid]);
+    const redisCpu = procCpuMs(redis.pid) - redis0;
+    const cmdAfter = await redis.commands();
+    check(results, burst);
+    const producerCpu = (self.user + self.system) / 1000;
+    const allOthers = cpuDelta(cpu0, cpu1);
+    const consumerCpu = allOthers - redisCpu;
+    // The consumers' own processes (BullMQ Worker, or the pool) apart from their children.
+    const mainCpu = cpuDelta(new Map([...cpu0].filter(([pid]) => mains.includes(pid))), new Map([...cpu1].filter(([pid]) => mains.includes(pid))));
+    const cmds = {};
+    let cmdTotal = 0;
+    for (const [k, n] of Object.entries(cmdAfter)) {
+      const d = n - (cmdBefore[k] || 0);
+      if (d > 0) {
+        cmds[k] = d;
+        cmdTotal += d;
+      }
+    }
+
+    // One at a time.
+    const lat = [];
+    const one = payloads(opts.latency, 2e6);
+    for (const p of one) {
+      const s = now();
+      const r = await withTimeout(producer.one(p), 30000, 'one job');
+      lat.push(now() - s);
+      if (!r || r.i !== p.i) throw new Error(`wrong result ${JSON.stringify(r)}`);
+    }
+    lat.sort((a, b) => a - b);
+
+    return {
+      variant,
+      concurrency,
+      jobsPerSec: (opts.burst / ms) * 1000,
+      p50Ms: percentileSorted(lat, 50),
+      p99Ms: percentileSorted(lat, 99),
+      cpuMsPerJob: { total: (producerCpu + allOthers) / opts.burst, producer: producerCpu / opts.burst, consumers: consumerCpu / opts.burst, consumerMain: mainCpu / opts.burst, consumerChildren: (consumerCpu - mainCpu) / opts.burst, redis: redisCpu / opts.burst },
+      redisCmdsPerJob: cmdTotal / opts.burst,
+      topCommands: Object.entries(cmds).sort((a, b) => b[1] - a[1]).slice(0, 12).map(([k, n]) => [k, +(n / opts.burst).toFixed(2)]),
+    };
+  } finally {
+    if (producer) await producer.close().catch(() => {});
+    await consumers.stop();
+  }
+}
+
+// ------------------------------------------------------------------------------ report
+const fmtInt = (x) => (x == null ? 'n/a' : Math.round(x).toLocaleString('en-US'));
+const fmt2 = (x) => (x == null ? 'n/a' : x.toFixed(2));
+const fmt3 = (x) => (x == null ? 'n/a' : x < 1 ? x.toFixed(3) : x.toFixed(2));
+
+function render(opts, mach, redisVersion, medians, samples, elapsedS) {
+  const L = [];
+  L.push('## Many machines (BullMQ): one Redis, no-op job');
+  L.push('');
+  L.push(`- **Machine:** ${mach.cpu}, ${mach.cores} cores, Node ${mach.node}, redis-server ${redisVersion} (private, no persistence); load average at start ${mach.loadavgAtStart.join(" / ")}; BullMQ ${requireFromRoot("bullmq/package.json").version}`);
+  L.push(`- **Command:** \`node bench/distributed.js${process.argv.slice(2).length ? ` ${process.argv.slice(2).join(' ')}` : ''}\`: burst ${opts.burst.toLocaleString('en-US')} jobs (after a ${opts.warmup}-job warm-up), ${opts.latency.toLocaleString('en-US')} jobs one at a time, ${opts.rounds} round(s)${opts.rounds > 1 ? ' (medians)' : ''}, ${Math.round(elapsedS)} s`);
+  L.push('- **Concurrency** is the total: BullMQ `concurrency`, or workers (2 pools share them: 2+2, 8+8). Every consumer runs in processes of its own; the producer is the benchmark process.');
+  L.push('- **CPU ms/job** = CPU time (from `/proc`, 10 ms ticks; `process.cpuUsage()` for the producer) of the producer + the consumer processes (the BullMQ Worker or the pool) + their children (sandboxed processors, pool workers) + redis-server during the burst ÷ jobs. **Redis cmds/job**: `INFO commandstats` around the burst, including the commands run inside BullMQ\'s Lua scripts (`evalsha` is one round trip each).');
+  L.push('');
+  L.push('| Concurrency | Consumer | burst jobs/s ↑ | vs inline | vs sandboxed | p50 ms ↓ | p99 ms ↓ | CPU ms/job ↓ | producer | consumer process(es) | their children | redis-server | Redis cmds/job |');
+  L.push('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const c of opts.conc) {
+    const base = medians[c] || {};
+    for (const variant of opts.only) {
+      const m = base[variant];
+      if (!m) continue;
+      const vs = (ref) => (ref && ref !== m ? `${(m.jobsPerSec / ref.jobsPerSec).toFixed(2)}×` : '');
+      L.push(
+        `| ${c} | ${VARIANTS[variant].label} | ${fmtInt(m.jobsPerSec)} | ${vs(base.inline)} | ${vs(base.sandboxed)} | ${fmt2(m.p50Ms)} | ${fmt2(m.p99Ms)} | ` +
+          `${fmt3(m.cpu.total)} | ${fmt3(m.cpu.producer)} | ${fmt3(m.cpu.consumerMain)} | ${fmt3(m.cpu.consumerChildren)} | ${fmt3(m.cpu.redis)} | ${fmt2(m.redisCmdsPerJob)} |`,
+      );
+    }
+  }
+  L.push('');
+  L.push('Redis commands per job in the burst, most frequent first (last round):');
+  L.push('');
+  for (const c of opts.conc) {
+    for (const variant of opts.only) {
+      const s = (samples[c][variant] || []).at(-1);
+      if (s) L.push(`- ${c}, ${VARIANTS[variant].label}: ${s.topCommands.map(([k, n]) => `${k} ${n}`).join(', ')}`);
+    }
+  }
+  return `${L.join('\n')}\n`;
+}
+
+// -------------------------------------------------------------------------------- main
+async function main() {
+  let opts;
+  try {
+    opts = parseArgs(process.argv.slice(2));
+  } catch (e) {
+    log(e.message);
+    process.exit(2);
+  }
+  if (!hasRedis()) {
+    log('bench/distributed.js: redis-server is not on PATH (Debian: apt-get install -y redis-server); skipped');
+    return;
+  }
+  const mach = machine();
+  const started = Date.now();
+  const redis = await startRedis();
+  log(`distributed bench: redis-server ${redis.version} on port ${redis.port}; burst ${opts.burst}, one-at-a-time ${opts.latency}, ${opts.rounds} round(s), concurrency ${opts.conc.join(',')}, variants ${opts.only.join(',')}`);
+  const samples = {};
+  for (const c of opts.conc) samples[c] = Object.fromEntries(opts.only.map((v) => [v, []]));
+  let cellNo = 0;
+  try {
+    for (let round = 0; round < opts.rounds; round++) {
+      for (const c of opts.conc) {
+        // Rotate the order every round so no variant always runs first (or last).
+        const order = opts.only.map((_, i) => opts.only[(i + round) % opts.only.length]);
+        for (const variant of order) {
+          const r = await runCell(redis, variant, c, opts, ++cellNo);
+          samples[c][variant].push(r);
+          log(
+            `  round ${round + 1}, concurrency ${c}, ${VARIANTS[variant].label}: ${fmtInt(r.jobsPerSec)} jobs/s, p50 ${fmt2(r.p50Ms)} ms, p99 ${fmt2(r.p99Ms)} ms, ` +
+              `CPU ${fmt3(r.cpuMsPerJob.total)} ms/job, ${fmt2(r.redisCmdsPerJob)} Redis cmds/job`,
+          );
+        }
+      }
+    }
+  } finally {
+    await redis.stop();
+  }
+  const medians = {};
+  for (const c of opts.conc) {
+    medians[c] = {};
+    for (const v of opts.only) {
+      const s = samples[c][v];
+      if (!s.length) continue;
+      const med = (f) => median(s.map(f));
+      medians[c][v] = {
+        jobsPerSec: med((x) => x.jobsPerSec),
+        p50Ms: med((x) => x.p50Ms),
+        p99Ms: med((x) => x.p99Ms),
+        cpu: {
+          total: med((x) => x.cpuMsPerJob.total),
+          producer: med((x) => x.cpuMsPerJob.producer),
+          consumers: med((x) => x.cpuMsPerJob.consumers),
+          consumerMain: med((x) => x.cpuMsPerJob.consumerMain),
+          consumerChildren: med((x) => x.cpuMsPerJob.consumerChildren),
+          redis: med((x) => x.cpuMsPerJob.redis),
+        },
+        redisCmdsPerJob: med((x) => x.redisCmdsPerJob),
+      };
+    }
+  }
+  const report = render(opts, mach, redis.version, medians, samples, (Date.now() - started) / 1000);
+  process.stdout.write(report);
+  if (opts.json) {
+    fs.writeFileSync(path.resolve(opts.json), JSON.stringify({ machine: mach, options: opts, medians, samples, markdown: report }, null, 2));
+    log(`wrote ${opts.json}`);
+  }
+}
+
+module.exports = { main, hasRedis };
+
+if (require.main === module) {
+  for (const sig of ['SIGINT', 'SIGTERM']) {
+    process.on(sig, () => {
+      for (const pid of descendants()) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+      process.exit(130);
+    });
+  }
+  main().then(
+    () => setTimeout(() => process.exit(process.exitCode || 0), 200).unref(),
+    (e) => {
+      log(`distributed bench failed: ${(e && e.stack) || e}`);
+      for (const pid of descendants()) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+      process.exit(1);
+    },
+  );
+}

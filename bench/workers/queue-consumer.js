@@ -1,0 +1,75 @@
+'use strict';
+// One consumer of the distributed benchmark (bench/distributed.js), in a process of
+// its own so that its CPU time is its own:
+//   node queue-consumer.js inline|sandboxed|this <concurrency> <redis url> <queue name>
+//
+//   inline     BullMQ Worker with an async function (runs in this process)
+//   inline-cortex  the same, for jobs in this package's format (returns data.payload)
+//   sandboxed  BullMQ Worker with a processor file, useWorkerThreads: false (BullMQ's
+//              own child processes, `concurrency` of them)
+//   this       this package: a pool of <concurrency> workers serving the queue
+//   this-nospin  the same with spinWaitUs: 0 (the JS thread never polls for a reply)
+//
+// Tells its parent { ready: true } over IPC once it serves; on 'stop' it closes and exits.
+const path = require('path');
+
+const [kind, concText, url, queueName] = process.argv.slice(2);
+const concurrency = Number(concText);
+const ROOT = path.join(__dirname, '..', '..');
+// BullMQ and ioredis come from this package's dependencies.
+const requireFromRoot = (m) => require(require.resolve(m, { paths: [ROOT] }));
+
+function bullConnection() {
+  const u = new URL(url);
+  return { host: u.hostname, port: Number(u.port), maxRetriesPerRequest: null };
+}
+
+async function start() {
+  if (kind === 'this' || kind === 'this-nospin') {
+    const { createWorkerPool } = require(ROOT);
+    const pool = await createWorkerPool({
+      poolSize: concurrency,
+      minWorkers: 1,
+      maxWorkers: Math.max(concurrency, 50),
+      workerScript: path.join(__dirname, 'this-worker.js'),
+      logLevel: 'silent',
+      ...(kind === 'this-nospin' ? { spinWaitUs: 0 } : {}),
+      queue: { url, name: queueName },
+    });
+    return () => pool.shutdown(true);
+  }
+  const { Worker } = requireFromRoot('bullmq');
+  // BullMQ pipes every sandboxed child's output into ours (a listener each).
+  process.stdout.setMaxListeners(0);
+  process.stderr.setMaxListeners(0);
+  // inline-cortex: the inline processor reading this package's job format (diagnosis).
+  const processor =
+    kind === 'inline' ? async (job) => job.data : kind === 'inline-cortex' ? async (job) => job.data.payload : path.join(__dirname, 'bullmq-processor.js');
+  if (!['inline', 'inline-cortex', 'sandboxed'].includes(kind)) throw new Error(`unknown consumer kind ${kind}`);
+  const worker = new Worker(queueName, processor, {
+    connection: bullConnection(),
+    concurrency,
+    useWorkerThreads: false,
+    // Finished jobs are kept like ours are (producers may read them late).
+    removeOnComplete: { age: 3600, count: 100000 },
+  });
+  worker.on('error', (e) => process.stderr.write(`consumer ${kind}: ${e.message}\n`));
+  await worker.waitUntilReady();
+  return () => worker.close();
+}
+
+start().then(
+  (stop) => {
+    process.send({ ready: true });
+    process.on('message', async (m) => {
+      if (m !== 'stop') return;
+      await stop().catch((e) => process.stderr.write(`consumer ${kind}: close: ${e.message}\n`));
+      process.exit(0);
+    });
+    process.on('disconnect', () => process.exit(0));
+  },
+  (e) => {
+    process.stderr.write(`consumer ${kind} failed to start: ${(e && e.stack) || e}\n`);
+    process.exit(1);
+  },
+);
