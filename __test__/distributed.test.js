@@ -333,6 +333,40 @@ describe('producers and shutdown', () => {
   });
 });
 
+describe('shutdown never hangs', () => {
+  test('a second, immediate shutdown ends a graceful one at once and gives the running job back', async (t) => {
+    const name = qname();
+    const pool = await machine(t, name, { poolSize: 1, shutdownTimeoutMs: 60000 });
+    const c = client(t, name);
+    const job = c.submitTask({ type: 'sleep', payload: { ms: 30000 }, maxRetries: 0 });
+    job.catch(() => {});
+    await waitFor(async () => (await c.getQueueMetrics()).active === 1, 10000, 'the long task to run');
+    const graceful = pool.shutdown(true);
+    await sleep(200);
+    const immediate = pool.shutdown(false);
+    await within(Promise.all([graceful, immediate]), 15000, 'both shutdowns');
+    await waitFor(async () => {
+      const m = await c.getQueueMetrics();
+      return m.active === 0 && m.waiting + m.prioritized === 1 && m.failed === 0;
+    }, 10000, 'the job to be back in the queue, no attempt used');
+  });
+
+  test('shutdown settles while Redis is down: connections are cut, not waited for', async (t) => {
+    const own = await startRedis();
+    t.after(() => own.destroy());
+    const pool = await createWorkerPool({ poolSize: 1, workerScript: WORKER, logLevel: 'silent', queue: { url: own.url, name: 'down' } });
+    for (const pid of pool.getWorkerPids()) seen.add(pid);
+    const c = createQueueClient({ url: own.url, name: 'down' });
+    assert.equal(await c.submitTask({ type: 'echo', payload: 1 }), 1);
+    await own.stop();
+    const pending = settle(pool.submitTask({ type: 'echo', payload: 2 }));
+    await within(pool.shutdown(true), 20000, 'pool.shutdown() with Redis down');
+    await within(c.close(), 10000, 'client.close() with Redis down');
+    assert.equal((await within(pending, 5000, 'the pending task')).error.code, 'ERR_POOL_SHUTDOWN');
+    await assertGone(pool.getWorkerPids().length ? pool.getWorkerPids() : [...seen], 10000);
+  });
+});
+
 test('a local pool never loads bullmq or ioredis', () => {
   const { spawnSync } = require('node:child_process');
   const script = `

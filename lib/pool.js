@@ -462,16 +462,22 @@ class WorkerPoolManager extends EventEmitter {
    * then they reject with ERR_POOL_SHUTDOWN (their jobs stay queued and still run).
    */
   #shutdownShared(graceful) {
-    if (!this.#sharedShutdown) {
-      const shared = this.#shared;
-      const stopped = shared.stopServing();
-      const deadline = Date.now() + (graceful ? this.config.shutdownTimeoutMs : 0);
-      this.#sharedShutdown = (async () => {
-        await Promise.all([this.#shutdownLocal(graceful), stopped]);
-        await shared.close(graceful, Math.max(0, deadline - Date.now()));
-        this.#refresh();
-      })();
+    const shared = this.#shared;
+    if (this.#sharedShutdown) {
+      // shutdown(false) after shutdown(true) (a second SIGTERM): stop now.
+      if (!graceful) {
+        shared.hurry();
+        this.#shutdownLocal(false).catch(() => {});
+      }
+      return this.#sharedShutdown;
     }
+    shared.stopServing();
+    const deadline = Date.now() + (graceful ? this.config.shutdownTimeoutMs : 0);
+    this.#sharedShutdown = (async () => {
+      await this.#shutdownLocal(graceful);
+      await shared.close(graceful, Math.max(0, deadline - Date.now()));
+      this.#refresh();
+    })();
     return this.#sharedShutdown;
   }
 

@@ -51,9 +51,10 @@ function parseRedisUrl(url, field = 'queue.url') {
   return { options, display: redactUrl(url) };
 }
 
-/** The URL with its password replaced by "***" (for messages and logs). */
+/** The URL with its password replaced by "***" (for messages and logs), whatever its scheme. */
 function redactUrl(url) {
-  return String(url).replace(/^(rediss?:\/\/)([^@/]*)@/i, (m, scheme, auth) => {
+  // Up to the last "@": a password may hold "/" or a raw "@" in a malformed URL.
+  return String(url).replace(/^([a-z][a-z0-9+.-]*:\/\/)(.*)@/i, (m, scheme, auth) => {
     const i = auth.indexOf(':');
     return i < 0 ? `${scheme}${auth}@` : `${scheme}${auth.slice(0, i)}:***@`;
   });

@@ -96,7 +96,12 @@ class SharedQueueMode {
 
   /** Stops fetching jobs (the pool's shutdown then finishes or gives back what it holds). */
   stopServing() {
-    return this.#server ? this.#server.stopFetching() : Promise.resolve();
+    if (this.#server) this.#server.stopFetching();
+  }
+
+  /** An immediate shutdown after a graceful one: stop waiting for submitted tasks. */
+  hurry() {
+    this.#producer.hurry();
   }
 
   async close(graceful, timeoutMs) {

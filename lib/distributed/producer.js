@@ -11,7 +11,7 @@
 const crypto = require('node:crypto');
 const { CODES, withCode, abortError, invalidArgument } = require('../errors');
 const codec = require('./codec');
-const { keys, connect, bullConnection, quit, livePools } = require('./redis');
+const { keys, connect, bullConnection, closeBull, settlesWithin, quit, isUp, livePools } = require('./redis');
 
 // The sweep runs every SWEEP_MS and looks up a job first when it has been pending for
 // SWEEP_AFTER_MS, then again each time its age has doubled (at most every
@@ -388,14 +388,16 @@ class SharedQueueProducer {
   }
 
   /**
-   * Stops: graceful waits up to `timeoutMs` for pending outcomes; the rest reject
-   * with ERR_POOL_SHUTDOWN (their jobs stay in the queue and still run).
+   * Stops: graceful waits up to `timeoutMs` for pending outcomes (hurry() ends the
+   * wait); the rest reject with ERR_POOL_SHUTDOWN (their jobs stay in the queue and
+   * still run). Never waits for a Redis that does not answer.
    */
   async close(graceful = true, timeoutMs = 0) {
     if (this.#closed) return;
     if (graceful && this.#pending.size > 0 && timeoutMs > 0) {
       const deadline = Date.now() + timeoutMs;
-      while (this.#pending.size > 0 && Date.now() < deadline && this.#client) {
+      // No outcome can arrive while Redis is gone: stop waiting then.
+      while (this.#pending.size > 0 && Date.now() < deadline && isUp(this.#client) && !this.#hurried) {
         await new Promise((r) => setTimeout(r, 20));
       }
     }
@@ -403,14 +405,22 @@ class SharedQueueProducer {
     clearInterval(this.#sweepTimer);
     for (const jobId of [...this.#pending.keys()]) this.#settle(jobId, false, closedError());
     if (this.#ready) await this.#ready.catch(() => {});
+    const wait = isUp(this.#client) ? 1000 : 0;
     await Promise.all(
       [...this.#queues.values()].map(async (q) => {
-        if (q.watching) await q.watching.catch(() => {});
-        if (q.events) await q.events.close().catch(() => {});
-        await q.queue.close().catch(() => {});
+        if (q.watching) await settlesWithin(q.watching, wait);
+        if (q.events) await closeBull(q.events, wait);
+        await closeBull(q.queue, wait);
       }),
     );
     await quit(this.#client);
+  }
+
+  #hurried = false;
+
+  /** Ends a graceful close()'s wait for pending outcomes (an immediate shutdown follows a graceful one). */
+  hurry() {
+    this.#hurried = true;
   }
 }
 

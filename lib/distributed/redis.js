@@ -4,13 +4,14 @@
 // The registry is bookkeeping beside BullMQ's own keys (the tasks themselves only
 // ever travel as BullMQ jobs), under `<prefix>:<name>:_cortex:`:
 //   pools          sorted set: pool id → last heartbeat (ms since the epoch)
-//   pool:<id>      JSON { host, pid, capabilitySets, concurrency, since }, expires
+//   pool:<id>      JSON { host, pid, capabilitySets, workers, held }, expires
 //   capsets        set of the capability sets producers have used (JSON arrays)
 //   control        pub/sub channel: { cancel: jobId, reason } and { capset: [...] }
 
 const { CODES, withCode } = require('../errors');
 
 const HEARTBEAT_MS = 2000;
+const DISCONNECT_TIMEOUT_MS = 100;
 // A pool whose heartbeat is older than this is not counted as serving.
 const POOL_TTL_MS = 5 * HEARTBEAT_MS;
 // Reconnect quickly at first, then every 2 s, forever: a Redis restart must not lose
@@ -43,6 +44,9 @@ function connect(resolved, label = 'shared queue') {
     connectTimeout: Math.min(resolved.connectTimeoutMs, 10000),
     retryStrategy,
     lazyConnect: false,
+    // A connection that never got through must not keep the process alive for
+    // ioredis' default 2 s after disconnect().
+    disconnectTimeout: DISCONNECT_TIMEOUT_MS,
   });
   return new Promise((resolve, reject) => {
     let lastError = null;
@@ -74,12 +78,50 @@ function connect(resolved, label = 'shared queue') {
 
 /** Connection options for BullMQ's own connections (each Queue, QueueEvents and Worker owns its own). */
 function bullConnection(resolved) {
-  return { ...resolved.redis, maxRetriesPerRequest: null, retryStrategy, connectTimeout: Math.min(resolved.connectTimeoutMs, 10000) };
+  return {
+    ...resolved.redis,
+    maxRetriesPerRequest: null,
+    retryStrategy,
+    connectTimeout: Math.min(resolved.connectTimeoutMs, 10000),
+    disconnectTimeout: DISCONNECT_TIMEOUT_MS,
+  };
 }
 
-/** Closes a connection politely, or at once if Redis does not answer within 1 s. */
+/** Resolves true when `promise` settles within `ms`, false otherwise. */
+function settlesWithin(promise, ms) {
+  let timer;
+  return Promise.race([
+    promise.then(() => true, () => true),
+    new Promise((resolve) => {
+      timer = setTimeout(() => resolve(false), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Closes a BullMQ Queue, QueueEvents or Worker, politely for up to `ms` (a Worker
+ * waits for its jobs); past that, or at once when Redis is gone, cuts its connections
+ * so that shutting down never waits for a Redis that does not answer.
+ */
+async function closeBull(obj, ms) {
+  const closing = Promise.resolve().then(() => obj.close());
+  if (await settlesWithin(closing, ms)) return;
+  await settlesWithin(Promise.resolve().then(() => obj.disconnect()), 1000);
+  await settlesWithin(closing, 1000);
+}
+
+/** True when `client` is connected to Redis right now. */
+function isUp(client) {
+  return Boolean(client) && client.status === 'ready';
+}
+
+/** Closes a connection politely, or at once if Redis is gone or does not answer within 1 s. */
 async function quit(client) {
   if (!client || client.status === 'end') return;
+  if (!isUp(client)) {
+    client.disconnect();
+    return;
+  }
   let timer;
   try {
     await Promise.race([client.quit(), new Promise((r) => (timer = setTimeout(r, 1000)))]);
@@ -110,4 +152,4 @@ async function livePools(client, k) {
   return out;
 }
 
-module.exports = { HEARTBEAT_MS, POOL_TTL_MS, keys, connect, bullConnection, quit, livePools };
+module.exports = { HEARTBEAT_MS, POOL_TTL_MS, keys, connect, bullConnection, closeBull, settlesWithin, quit, isUp, livePools };

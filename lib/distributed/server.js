@@ -16,13 +16,15 @@ const os = require('node:os');
 const crypto = require('node:crypto');
 const { CODES, abortError } = require('../errors');
 const codec = require('./codec');
-const { HEARTBEAT_MS, POOL_TTL_MS, keys, connect, bullConnection, quit } = require('./redis');
+const { HEARTBEAT_MS, POOL_TTL_MS, keys, connect, bullConnection, closeBull, settlesWithin, quit, isUp } = require('./redis');
 
 // Capability sets announced by producers are re-read this often (the control
 // channel usually tells sooner).
 const CAPSETS_POLL_MS = 5000;
 // A cancel for a job this pool does not hold (yet) is remembered this long.
 const CANCEL_MEMORY_MS = 60000;
+// How long closing waits for the jobs held to be written back to Redis.
+const CLOSE_WAIT_MS = 5000;
 const GIVE_BACK_CODES = new Set([CODES.ERR_POOL_SHUTDOWN, CODES.ERR_POOL_SHUTTING_DOWN]);
 
 class SharedQueueServer {
@@ -213,30 +215,39 @@ class SharedQueueServer {
     return this.#stopping && err.code === CODES.ERR_WORKER_CRASHED;
   }
 
-  /** Stops taking jobs; resolves when the jobs held have finished or been given back. */
+  /**
+   * Stops taking jobs (each Worker starts closing: no more fetches). The jobs held
+   * finish or are given back as the local pool shuts down; close() waits for that.
+   */
   stopFetching() {
     if (!this.#stopping) {
       this.#stopping = true;
       for (const t of this.#timers) clearInterval(t);
-      this.#closing = Promise.all([...this.#workers.values()].map((w) => w.worker.close().catch(() => {})));
+      // Paused, not closed yet: close() decides between waiting for the jobs held
+      // (Redis up) and a forced close (Redis gone, nothing to wait for).
+      for (const w of this.#workers.values()) w.worker.pause(true).catch(() => {});
     }
-    return this.#closing;
   }
 
-  #closing = null;
-
-  /** Closes everything: the Workers (after stopFetching), the registry entry, the connections. */
+  /**
+   * Closes everything: the Workers (each waits up to CLOSE_WAIT_MS for its jobs to be
+   * finished in Redis, then its connections are cut: a job whose outcome could not be
+   * written runs again elsewhere once its lock expires), the registry entry, the
+   * connections. Never waits for a Redis that does not answer.
+   */
   async close() {
-    await this.stopFetching();
-    if (this.#client) {
-      try {
-        await this.#client.multi().zrem(this.#keys.pools, this.#id).del(this.#keys.pool(this.#id)).exec();
-      } catch {
-        /* Redis gone: the entry expires */
-      }
+    this.stopFetching();
+    // The bound starts now, after the local pool has settled every job it held. With
+    // Redis gone there is nothing to wait for.
+    const up = isUp(this.#client);
+    await Promise.all(
+      [...this.#workers.values()].map((w) => (up ? closeBull(w.worker, CLOSE_WAIT_MS) : settlesWithin(w.worker.close(true), CLOSE_WAIT_MS))),
+    );
+    if (isUp(this.#client)) {
+      const forget = this.#client.multi().zrem(this.#keys.pools, this.#id).del(this.#keys.pool(this.#id)).exec();
+      await settlesWithin(forget, 1000); // else the entry expires by itself
     }
-    await quit(this.#subscriber);
-    await quit(this.#client);
+    await Promise.all([quit(this.#subscriber), quit(this.#client)]);
   }
 }
 
