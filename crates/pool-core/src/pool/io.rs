@@ -4,7 +4,8 @@
 //! by the JS thread), and the splitting of a byte stream into messages
 //! (newline-delimited JSON over IPC, length-prefixed frames over FIFOs).
 
-use super::{KillReason, Pool};
+use super::state::KillReason;
+use super::Pool;
 use crate::fdio::{Channel, Filled, READ_CHUNK};
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};

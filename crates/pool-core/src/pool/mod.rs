@@ -7,16 +7,18 @@
 //! and handed to the `EventSink` as one batch per lock, in order.
 
 mod io;
+mod state;
 
 pub use io::Pumped;
 use io::{writer, Outbox, OutboxInner, ReaderEnds};
+use state::{InFlight, KillReason, Metrics, PendingOp, Phase, Retire, State, Worker};
 
 use crate::balance::{self, Candidate};
 use crate::config::PoolConfig;
 use crate::error::{Code, CoreError, CoreResult};
 use crate::fdio::Channel;
 use crate::health::{HealthMonitor, HealthOptions, Sample};
-use crate::process::{self, StderrTail};
+use crate::process::{self};
 use crate::protocol::{self, Kind, WorkerError};
 use crate::queue::{Attempt, FailOutcome, Now, QueueOptions, TaskData, TaskQueue};
 use crate::runtime;
@@ -65,205 +67,6 @@ impl TaskData for PoolTask {
         }
         out.push('}');
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Created,
-    Initializing,
-    Running,
-    ShuttingDown,
-    Closing,
-    Shutdown,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Retire {
-    ScaleDown,
-    Recycle,
-    Memory,
-    Idle,
-    Shutdown,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum KillReason {
-    Timeout,
-    Zombie,
-    Protocol,
-    ReadyTimeout,
-    Retire,
-    Shutdown,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct InFlight {
-    seq: u64,
-    abandoned: bool,
-    /// Predicted run time (ms) from its type's history; infinite when unknown.
-    pred: f64,
-    /// Size of its payload (bytes of JSON).
-    bytes: usize,
-}
-
-struct Worker {
-    num: u64,
-    id: String,
-    pid: u32,
-    slot: u64,
-    group: usize,
-    ready: bool,
-    spawned: Instant,
-    ready_at: Option<Instant>,
-    last_activity: Instant,
-    idle_since: Instant,
-    tasks_executed: u64,
-    in_flight: VecDeque<InFlight>,
-    head_deadline: Option<Instant>,
-    head_started: Option<Instant>,
-    abandon_deadline: Option<Instant>,
-    out: Arc<Outbox>,
-    batch: bool,
-    cancel: bool,
-    capabilities: Vec<String>,
-    retiring: Option<Retire>,
-    retire_sent: bool,
-    kill: Option<(KillReason, Instant, bool)>,
-    stderr: Arc<Mutex<StderrTail>>,
-    heap: (f64, f64),
-    cpu_prev: Option<(Instant, f64)>,
-    rss: u64,
-    cpu_percent: f64,
-    ready_deadline: Instant,
-    /// Predicted work (ms) and payload bytes sent ahead of the running task.
-    ahead_ms: f64,
-    ahead_bytes: usize,
-    chan: Option<Arc<Channel>>,
-    /// `State::uses` when this worker was last given a task (warm-first tie-break).
-    last_used: u64,
-}
-
-impl Worker {
-    /// Its channel, while another thread (the JS thread) reads it instead of the core.
-    fn polled_channel(&self) -> Option<&Arc<Channel>> {
-        self.chan.as_ref().filter(|c| c.left_to_poller())
-    }
-
-    /// Removes the in-flight entry at `pos`, keeping the sums of what waits behind the
-    /// head up to date without a rescan (this runs for every reply, with up to
-    /// `prefetch` tasks in flight).
-    fn remove_in_flight(&mut self, pos: usize) -> Option<InFlight> {
-        let entry = self.in_flight.remove(pos)?;
-        // What left the "ahead" part: the entry itself, or (when the head finished)
-        // the one that becomes the new head.
-        let left = if pos == 0 { self.in_flight.front().copied() } else { Some(entry) };
-        if let Some(f) = left {
-            self.ahead_ms -= f.pred;
-            self.ahead_bytes = self.ahead_bytes.saturating_sub(f.bytes);
-        }
-        if self.in_flight.len() <= 1 || !self.ahead_ms.is_finite() || self.ahead_ms < 0.0 {
-            // Nothing ahead (or float drift): start again from exact values.
-            self.ahead_ms = self.in_flight.iter().skip(1).map(|f| f.pred).sum();
-            self.ahead_bytes = self.in_flight.iter().skip(1).map(|f| f.bytes).sum();
-        }
-        Some(entry)
-    }
-
-    fn state_str(&self) -> &'static str {
-        if self.retiring.is_some() || self.kill.is_some() {
-            "shutting-down"
-        } else if !self.ready {
-            "initializing"
-        } else if !self.in_flight.is_empty() {
-            "busy"
-        } else {
-            "ready"
-        }
-    }
-
-    fn current_task(&self, q: &TaskQueue<PoolTask>) -> Option<String> {
-        self.in_flight
-            .front()
-            .filter(|f| !f.abandoned)
-            .and_then(|f| q.get(f.seq))
-            .map(|r| r.id.clone())
-    }
-}
-
-struct Slot {
-    group: usize,
-    /// Capabilities of this slot's workers: the group's plus what the last one declared.
-    caps: Vec<String>,
-    /// The initialize/scaleUp operation waiting for this slot's first worker.
-    op: Option<u64>,
-    unstable: u32,
-    restarts: u64,
-    failed: bool,
-    respawn_at: Option<Instant>,
-    worker: Option<u64>,
-}
-
-#[derive(Default)]
-struct Metrics {
-    wait: crate::metrics::Histogram,
-    run: crate::metrics::Histogram,
-    submitted: u64,
-    completed: u64,
-    failed: u64,
-    reused: u64,
-    spawned: u64,
-    restarted: u64,
-    crashed: u64,
-}
-
-enum PendingOp {
-    Init {
-        op: u64,
-        waiting: usize,
-        failed: Option<CoreError>,
-    },
-    ScaleUp {
-        op: u64,
-        waiting: usize,
-        added: usize,
-    },
-    ScaleDown {
-        op: u64,
-        waiting: Vec<u64>,
-        removed: usize,
-    },
-}
-
-struct State {
-    cfg: PoolConfig,
-    phase: Phase,
-    started: Instant,
-    workers: BTreeMap<u64, Worker>,
-    slots: BTreeMap<u64, Slot>,
-    next_worker: u64,
-    next_slot: u64,
-    queue: TaskQueue<PoolTask>,
-    health: HealthMonitor,
-    rr_last: u64,
-    metrics: Metrics,
-    ev: String,
-    task_events: bool,
-    queue_full_seen: bool,
-    ops: Vec<PendingOp>,
-    shutdown_op: Option<u64>,
-    shutdown_deadline: Option<Instant>,
-    next_wake: Option<Instant>,
-    last_health: Instant,
-    spawn_requests: Vec<u64>,
-    wake_hint: bool,
-    next_autoscale: Option<Instant>,
-    /// Moving average of run time (ms) per task type, to predict what prefetch costs.
-    type_avg: FastMap<String, f64>,
-    scale_cooldown_until: Option<Instant>,
-    init_failure: Option<(u64, CoreError)>,
-    shutdown_waiters: Vec<u64>,
-    /// Tasks handed to workers so far (orders `Worker::last_used`).
-    uses: u64,
 }
 
 pub struct Inner {
@@ -1052,93 +855,6 @@ impl State {
         self.queue.enqueue_as(seq, task, priority, timeout_ms, max_retries, now);
         self.metrics.submitted += 1;
         Ok(())
-    }
-
-    fn fifo(&self) -> bool {
-        self.cfg.transport == "fifo"
-    }
-
-    /// `<fifoDir>/worker-<n>-in.fifo` (pool → worker) and `-out.fifo` (worker → pool).
-    fn fifo_paths(&self, worker_id: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-        let dir = std::path::Path::new(&self.cfg.fifo_dir);
-        (dir.join(format!("{worker_id}-in.fifo")), dir.join(format!("{worker_id}-out.fifo")))
-    }
-
-    fn remove_fifos(&self, worker_id: &str) {
-        if self.fifo() {
-            let (a, b) = self.fifo_paths(worker_id);
-            let _ = std::fs::remove_file(a);
-            let _ = std::fs::remove_file(b);
-        }
-    }
-
-    /// Brings the health monitor's view of each worker (state, current task, tasks run)
-    /// up to date. Done when someone looks, not on every task.
-    fn sync_health(&mut self) {
-        for w in self.workers.values() {
-            let cur = w.current_task(&self.queue);
-            self.health.set_state(&w.id, w.state_str(), cur.as_deref(), w.tasks_executed);
-        }
-    }
-
-    /// Scaling down or idling out never removes the last slot with a set of
-    /// capabilities (tasks that need them would have nowhere to go).
-    fn slot_removable(&self, slot: u64) -> bool {
-        let Some(caps) = self.slots.get(&slot).map(|s| &s.caps) else {
-            return false;
-        };
-        caps.is_empty()
-            || self
-                .slots
-                .iter()
-                .any(|(&o, s)| o != slot && !s.failed && balance::can_serve(caps, &s.caps))
-    }
-
-    fn require_running(&self) -> CoreResult<()> {
-        match self.phase {
-            Phase::Running => Ok(()),
-            Phase::Created | Phase::Initializing => Err(CoreError::new(
-                Code::PoolNotInitialized,
-                "Pool not initialized: call initialize() (or use createWorkerPool) first",
-            )),
-            Phase::ShuttingDown | Phase::Closing => Err(CoreError::new(Code::PoolShuttingDown, "Pool is shutting down")),
-            Phase::Shutdown => Err(CoreError::new(Code::PoolShutdown, "Pool has been shut down")),
-        }
-    }
-
-    fn new_slot(&mut self, group: usize) -> u64 {
-        let n = self.next_slot;
-        self.next_slot += 1;
-        self.slots.insert(
-            n,
-            Slot {
-                group,
-                caps: self
-                    .cfg
-                    .worker_groups
-                    .get(group)
-                    .map(|g| g.capabilities.clone())
-                    .unwrap_or_default(),
-                op: None,
-                unstable: 0,
-                restarts: 0,
-                failed: false,
-                respawn_at: None,
-                worker: None,
-            },
-        );
-        n
-    }
-
-    /// Slots that count toward the pool's size (not given up on).
-    fn active_size(&self) -> usize {
-        self.slots.values().filter(|s| !s.failed).count()
-    }
-
-    /// Whether some slot of the pool (its worker now, or the one that replaces it)
-    /// has every capability in `requires`.
-    fn any_worker_could_serve(&self, requires: &[String]) -> bool {
-        self.slots.values().any(|s| !s.failed && balance::can_serve(requires, &s.caps))
     }
 
     /// Rejects waiting tasks that no slot can serve any more (the last capable worker
@@ -1994,14 +1710,6 @@ impl State {
         self.dispatch();
     }
 
-    fn script_of(&self, group: usize) -> String {
-        self.cfg
-            .worker_groups
-            .get(group)
-            .map(|g| g.worker_script.clone())
-            .unwrap_or_else(|| self.cfg.worker_script.clone())
-    }
-
     fn slot_start_failed(&mut self, slot: u64, err: CoreError) {
         if self.phase == Phase::Initializing && self.fail_init(err.clone()) {
             self.finish_ops();
@@ -2504,10 +2212,6 @@ impl State {
             .run
             .write(&mut o, "worker_pool_task_run_seconds", "Run time of completed tasks.");
         o
-    }
-
-    fn failed_slots(&self) -> u64 {
-        self.slots.values().filter(|s| s.failed).count() as u64
     }
 
     fn metrics_json(&self) -> Value {

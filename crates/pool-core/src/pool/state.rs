@@ -1,0 +1,319 @@
+//! The pool's state: `State` and what it is made of (`Worker`, `Slot`, the pending
+//! operations, the counters), and the small queries over them that every concern uses
+//! (size, capabilities, phase checks, FIFO paths).
+//!
+//! The behaviour lives in the sibling modules, each a separate `impl State` block.
+
+use super::io::Outbox;
+use super::PoolTask;
+use crate::balance;
+use crate::config::PoolConfig;
+use crate::error::{Code, CoreError, CoreResult};
+use crate::fdio::Channel;
+use crate::health::HealthMonitor;
+use crate::process::StderrTail;
+use crate::queue::TaskQueue;
+use crate::util::FastMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    Created,
+    Initializing,
+    Running,
+    ShuttingDown,
+    Closing,
+    Shutdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Retire {
+    ScaleDown,
+    Recycle,
+    Memory,
+    Idle,
+    Shutdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum KillReason {
+    Timeout,
+    Zombie,
+    Protocol,
+    ReadyTimeout,
+    Retire,
+    Shutdown,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct InFlight {
+    pub(super) seq: u64,
+    pub(super) abandoned: bool,
+    /// Predicted run time (ms) from its type's history; infinite when unknown.
+    pub(super) pred: f64,
+    /// Size of its payload (bytes of JSON).
+    pub(super) bytes: usize,
+}
+
+pub(super) struct Worker {
+    pub(super) num: u64,
+    pub(super) id: String,
+    pub(super) pid: u32,
+    pub(super) slot: u64,
+    pub(super) group: usize,
+    pub(super) ready: bool,
+    pub(super) spawned: Instant,
+    pub(super) ready_at: Option<Instant>,
+    pub(super) last_activity: Instant,
+    pub(super) idle_since: Instant,
+    pub(super) tasks_executed: u64,
+    pub(super) in_flight: VecDeque<InFlight>,
+    pub(super) head_deadline: Option<Instant>,
+    pub(super) head_started: Option<Instant>,
+    pub(super) abandon_deadline: Option<Instant>,
+    pub(super) out: Arc<Outbox>,
+    pub(super) batch: bool,
+    pub(super) cancel: bool,
+    pub(super) capabilities: Vec<String>,
+    pub(super) retiring: Option<Retire>,
+    pub(super) retire_sent: bool,
+    pub(super) kill: Option<(KillReason, Instant, bool)>,
+    pub(super) stderr: Arc<Mutex<StderrTail>>,
+    pub(super) heap: (f64, f64),
+    pub(super) cpu_prev: Option<(Instant, f64)>,
+    pub(super) rss: u64,
+    pub(super) cpu_percent: f64,
+    pub(super) ready_deadline: Instant,
+    /// Predicted work (ms) and payload bytes sent ahead of the running task.
+    pub(super) ahead_ms: f64,
+    pub(super) ahead_bytes: usize,
+    pub(super) chan: Option<Arc<Channel>>,
+    /// `State::uses` when this worker was last given a task (warm-first tie-break).
+    pub(super) last_used: u64,
+}
+
+impl Worker {
+    /// Its channel, while another thread (the JS thread) reads it instead of the core.
+    pub(super) fn polled_channel(&self) -> Option<&Arc<Channel>> {
+        self.chan.as_ref().filter(|c| c.left_to_poller())
+    }
+
+    /// Removes the in-flight entry at `pos`, keeping the sums of what waits behind the
+    /// head up to date without a rescan (this runs for every reply, with up to
+    /// `prefetch` tasks in flight).
+    pub(super) fn remove_in_flight(&mut self, pos: usize) -> Option<InFlight> {
+        let entry = self.in_flight.remove(pos)?;
+        // What left the "ahead" part: the entry itself, or (when the head finished)
+        // the one that becomes the new head.
+        let left = if pos == 0 { self.in_flight.front().copied() } else { Some(entry) };
+        if let Some(f) = left {
+            self.ahead_ms -= f.pred;
+            self.ahead_bytes = self.ahead_bytes.saturating_sub(f.bytes);
+        }
+        if self.in_flight.len() <= 1 || !self.ahead_ms.is_finite() || self.ahead_ms < 0.0 {
+            // Nothing ahead (or float drift): start again from exact values.
+            self.ahead_ms = self.in_flight.iter().skip(1).map(|f| f.pred).sum();
+            self.ahead_bytes = self.in_flight.iter().skip(1).map(|f| f.bytes).sum();
+        }
+        Some(entry)
+    }
+
+    pub(super) fn state_str(&self) -> &'static str {
+        if self.retiring.is_some() || self.kill.is_some() {
+            "shutting-down"
+        } else if !self.ready {
+            "initializing"
+        } else if !self.in_flight.is_empty() {
+            "busy"
+        } else {
+            "ready"
+        }
+    }
+
+    pub(super) fn current_task(&self, q: &TaskQueue<PoolTask>) -> Option<String> {
+        self.in_flight
+            .front()
+            .filter(|f| !f.abandoned)
+            .and_then(|f| q.get(f.seq))
+            .map(|r| r.id.clone())
+    }
+}
+
+pub(super) struct Slot {
+    pub(super) group: usize,
+    /// Capabilities of this slot's workers: the group's plus what the last one declared.
+    pub(super) caps: Vec<String>,
+    /// The initialize/scaleUp operation waiting for this slot's first worker.
+    pub(super) op: Option<u64>,
+    pub(super) unstable: u32,
+    pub(super) restarts: u64,
+    pub(super) failed: bool,
+    pub(super) respawn_at: Option<Instant>,
+    pub(super) worker: Option<u64>,
+}
+
+#[derive(Default)]
+pub(super) struct Metrics {
+    pub(super) wait: crate::metrics::Histogram,
+    pub(super) run: crate::metrics::Histogram,
+    pub(super) submitted: u64,
+    pub(super) completed: u64,
+    pub(super) failed: u64,
+    pub(super) reused: u64,
+    pub(super) spawned: u64,
+    pub(super) restarted: u64,
+    pub(super) crashed: u64,
+}
+
+pub(super) enum PendingOp {
+    Init {
+        op: u64,
+        waiting: usize,
+        failed: Option<CoreError>,
+    },
+    ScaleUp {
+        op: u64,
+        waiting: usize,
+        added: usize,
+    },
+    ScaleDown {
+        op: u64,
+        waiting: Vec<u64>,
+        removed: usize,
+    },
+}
+
+pub(super) struct State {
+    pub(super) cfg: PoolConfig,
+    pub(super) phase: Phase,
+    pub(super) started: Instant,
+    pub(super) workers: BTreeMap<u64, Worker>,
+    pub(super) slots: BTreeMap<u64, Slot>,
+    pub(super) next_worker: u64,
+    pub(super) next_slot: u64,
+    pub(super) queue: TaskQueue<PoolTask>,
+    pub(super) health: HealthMonitor,
+    pub(super) rr_last: u64,
+    pub(super) metrics: Metrics,
+    pub(super) ev: String,
+    pub(super) task_events: bool,
+    pub(super) queue_full_seen: bool,
+    pub(super) ops: Vec<PendingOp>,
+    pub(super) shutdown_op: Option<u64>,
+    pub(super) shutdown_deadline: Option<Instant>,
+    pub(super) next_wake: Option<Instant>,
+    pub(super) last_health: Instant,
+    pub(super) spawn_requests: Vec<u64>,
+    pub(super) wake_hint: bool,
+    pub(super) next_autoscale: Option<Instant>,
+    /// Moving average of run time (ms) per task type, to predict what prefetch costs.
+    pub(super) type_avg: FastMap<String, f64>,
+    pub(super) scale_cooldown_until: Option<Instant>,
+    pub(super) init_failure: Option<(u64, CoreError)>,
+    pub(super) shutdown_waiters: Vec<u64>,
+    /// Tasks handed to workers so far (orders `Worker::last_used`).
+    pub(super) uses: u64,
+}
+
+impl State {
+    pub(super) fn fifo(&self) -> bool {
+        self.cfg.transport == "fifo"
+    }
+
+    /// `<fifoDir>/worker-<n>-in.fifo` (pool → worker) and `-out.fifo` (worker → pool).
+    pub(super) fn fifo_paths(&self, worker_id: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = std::path::Path::new(&self.cfg.fifo_dir);
+        (dir.join(format!("{worker_id}-in.fifo")), dir.join(format!("{worker_id}-out.fifo")))
+    }
+
+    pub(super) fn remove_fifos(&self, worker_id: &str) {
+        if self.fifo() {
+            let (a, b) = self.fifo_paths(worker_id);
+            let _ = std::fs::remove_file(a);
+            let _ = std::fs::remove_file(b);
+        }
+    }
+
+    /// Brings the health monitor's view of each worker (state, current task, tasks run)
+    /// up to date. Done when someone looks, not on every task.
+    pub(super) fn sync_health(&mut self) {
+        for w in self.workers.values() {
+            let cur = w.current_task(&self.queue);
+            self.health.set_state(&w.id, w.state_str(), cur.as_deref(), w.tasks_executed);
+        }
+    }
+
+    /// Scaling down or idling out never removes the last slot with a set of
+    /// capabilities (tasks that need them would have nowhere to go).
+    pub(super) fn slot_removable(&self, slot: u64) -> bool {
+        let Some(caps) = self.slots.get(&slot).map(|s| &s.caps) else {
+            return false;
+        };
+        caps.is_empty()
+            || self
+                .slots
+                .iter()
+                .any(|(&o, s)| o != slot && !s.failed && balance::can_serve(caps, &s.caps))
+    }
+
+    pub(super) fn require_running(&self) -> CoreResult<()> {
+        match self.phase {
+            Phase::Running => Ok(()),
+            Phase::Created | Phase::Initializing => Err(CoreError::new(
+                Code::PoolNotInitialized,
+                "Pool not initialized: call initialize() (or use createWorkerPool) first",
+            )),
+            Phase::ShuttingDown | Phase::Closing => Err(CoreError::new(Code::PoolShuttingDown, "Pool is shutting down")),
+            Phase::Shutdown => Err(CoreError::new(Code::PoolShutdown, "Pool has been shut down")),
+        }
+    }
+
+    pub(super) fn new_slot(&mut self, group: usize) -> u64 {
+        let n = self.next_slot;
+        self.next_slot += 1;
+        self.slots.insert(
+            n,
+            Slot {
+                group,
+                caps: self
+                    .cfg
+                    .worker_groups
+                    .get(group)
+                    .map(|g| g.capabilities.clone())
+                    .unwrap_or_default(),
+                op: None,
+                unstable: 0,
+                restarts: 0,
+                failed: false,
+                respawn_at: None,
+                worker: None,
+            },
+        );
+        n
+    }
+
+    /// Slots that count toward the pool's size (not given up on).
+    pub(super) fn active_size(&self) -> usize {
+        self.slots.values().filter(|s| !s.failed).count()
+    }
+
+    /// Whether some slot of the pool (its worker now, or the one that replaces it)
+    /// has every capability in `requires`.
+    pub(super) fn any_worker_could_serve(&self, requires: &[String]) -> bool {
+        self.slots.values().any(|s| !s.failed && balance::can_serve(requires, &s.caps))
+    }
+
+    pub(super) fn script_of(&self, group: usize) -> String {
+        self.cfg
+            .worker_groups
+            .get(group)
+            .map(|g| g.worker_script.clone())
+            .unwrap_or_else(|| self.cfg.worker_script.clone())
+    }
+
+    pub(super) fn failed_slots(&self) -> u64 {
+        self.slots.values().filter(|s| s.failed).count() as u64
+    }
+}
