@@ -6,6 +6,7 @@
 //! JS thread is busy. Events for JavaScript are appended to one buffer as JSON text
 //! and handed to the `EventSink` as one batch per lock, in order.
 
+mod events;
 mod io;
 mod state;
 
@@ -22,10 +23,9 @@ use crate::process::{self};
 use crate::protocol::{self, Kind, WorkerError};
 use crate::queue::{Attempt, FailOutcome, Now, QueueOptions, TaskData, TaskQueue};
 use crate::runtime;
-use crate::util::{epoch_ms, json_str, signal_name, FastMap};
+use crate::util::{epoch_ms, signal_name, FastMap};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, VecDeque};
-use std::fmt::Write as _;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -651,87 +651,6 @@ fn exit_desc(code: Option<i32>, signal: Option<i32>) -> String {
 }
 
 impl State {
-    /// Starts the next event in the outgoing batch (a JSON array being built).
-    fn ev_sep(&mut self) {
-        self.ev.push(if self.ev.is_empty() { '[' } else { ',' });
-    }
-
-    fn push_ev(&mut self, frag: &str) {
-        self.ev_sep();
-        self.ev.push_str(frag);
-    }
-
-    /// Takes the batch built so far as JSON array text ("" when there is none).
-    fn take_events(&mut self) -> String {
-        if self.ev.is_empty() {
-            return String::new();
-        }
-        self.ev.push(']');
-        let cap = self.ev.len().clamp(256, 64 * 1024);
-        std::mem::replace(&mut self.ev, String::with_capacity(cap))
-    }
-
-    fn emit(&mut self, name: &str, data: Value) {
-        let frag = format!("{{\"k\":\"ev\",\"n\":\"{name}\",\"d\":{data}}}");
-        self.push_ev(&frag);
-    }
-
-    fn log(&mut self, level: &str, message: &str) {
-        match level {
-            "error" => tracing::error!(target: "worker_pool", "{message}"),
-            "warn" => tracing::warn!(target: "worker_pool", "{message}"),
-            "debug" => tracing::debug!(target: "worker_pool", "{message}"),
-            _ => tracing::info!(target: "worker_pool", "{message}"),
-        }
-        let mut frag = String::with_capacity(96 + message.len());
-        let _ = write!(
-            frag,
-            "{{\"k\":\"log\",\"level\":\"{level}\",\"component\":\"PoolManager\",\"timestamp\":{},\"message\":",
-            epoch_ms() as u64
-        );
-        json_str(&mut frag, message);
-        frag.push('}');
-        self.push_ev(&frag);
-    }
-
-    fn settle_ok(&mut self, seq: u64, raw: &str) {
-        self.ev_sep();
-        let _ = write!(self.ev, "{{\"k\":\"ok\",\"s\":{seq},\"r\":");
-        self.ev.push_str(raw);
-        self.ev.push('}');
-    }
-
-    fn settle_err(&mut self, seq: u64, err: &CoreError) {
-        let frag = format!("{{\"k\":\"err\",\"s\":{seq},\"e\":{}}}", err.to_json());
-        self.push_ev(&frag);
-    }
-
-    fn op_done(&mut self, op: u64, result: Result<Value, CoreError>) {
-        let frag = match result {
-            Ok(v) => format!("{{\"k\":\"op\",\"o\":{op},\"ok\":true,\"r\":{v}}}"),
-            Err(e) => format!("{{\"k\":\"op\",\"o\":{op},\"ok\":false,\"e\":{}}}", e.to_json()),
-        };
-        self.push_ev(&frag);
-    }
-
-    /// Moves queue and health events into the outgoing buffer.
-    fn pump(&mut self) {
-        if !self.queue.events.is_empty() {
-            let evs = std::mem::take(&mut self.queue.events);
-            for e in evs {
-                if let Ok(s) = serde_json::to_string(&e) {
-                    self.push_ev(&format!("{{\"k\":\"q\",\"d\":{s}}}"));
-                }
-            }
-        }
-        if !self.health.events.is_empty() {
-            let evs = std::mem::take(&mut self.health.events);
-            for e in evs {
-                self.push_ev(&format!("{{\"k\":\"h\",\"d\":{e}}}"));
-            }
-        }
-    }
-
     fn note_deadline(&mut self, at: Instant) {
         if self.next_wake.is_none_or(|n| at < n) {
             self.next_wake = Some(at);
