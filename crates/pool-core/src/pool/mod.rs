@@ -6,15 +6,15 @@
 //! JS thread is busy. Events for JavaScript are appended to one buffer as JSON text
 //! and handed to the `EventSink` as one batch per lock, in order.
 
+mod dispatch;
 mod events;
 mod io;
 mod spawn;
 mod state;
 
 pub use io::Pumped;
-use state::{InFlight, KillReason, Metrics, PendingOp, Phase, Retire, State, Worker};
+use state::{KillReason, Metrics, PendingOp, Phase, Retire, State, Worker};
 
-use crate::balance::{self, Candidate};
 use crate::config::PoolConfig;
 use crate::error::{Code, CoreError, CoreResult};
 use crate::fdio::Channel;
@@ -85,13 +85,6 @@ const POLLER_BACKSTOP: Duration = Duration::from_millis(1);
 /// A poller thread that left data waiting this long without going round its loop is
 /// stuck.
 const POLLER_STALL: Duration = Duration::from_millis(2);
-/// Work (by average run time) a worker may hold queued ahead of the running task.
-const PREFETCH_BUDGET_MS: f64 = 2.0;
-/// Largest payload sent ahead, and most payload bytes a worker may hold ahead.
-const PREFETCH_MAX_PAYLOAD: usize = 64 * 1024;
-const PREFETCH_MAX_BYTES: usize = 1024 * 1024;
-/// Queued tasks per worker before any is sent ahead.
-const PREFETCH_MIN_DEPTH: u64 = 32;
 
 impl Pool {
     pub fn new(cfg: PoolConfig, sink: Box<dyn EventSink>) -> CoreResult<Pool> {
@@ -620,202 +613,8 @@ impl State {
 
     // ------------------------------------------------------------------ dispatch
 
-    /// Predicted run time of a queued task, from its type's history.
     fn health_due(&self, now: Instant) -> bool {
         now.duration_since(self.last_health) >= Duration::from_millis(self.cfg.health_check_interval)
-    }
-
-    fn predict(&self, seq: u64) -> f64 {
-        self.queue.get(seq).map_or(f64::INFINITY, |r| self.predict_type(&r.data.type_json))
-    }
-
-    /// Predicted run time (ms) of a task of this type; infinite when never seen.
-    fn predict_type(&self, type_json: &str) -> f64 {
-        self.type_avg.get(type_json).copied().unwrap_or(f64::INFINITY)
-    }
-
-    /// Whether worker `w` may take one more task predicted to run `pred` ms now.
-    ///
-    /// An idle worker always may. A busy one gets tasks sent ahead (prefetch) only if
-    /// it batches, the queue is deep, and everything that would wait inside it (the
-    /// rest of the running task plus what is already ahead plus this task) is
-    /// predicted to fit in PREFETCH_BUDGET_MS. So a task is never committed behind a
-    /// long or unknown task, and priorities and fairness hold within that budget.
-    fn can_take(&self, w: &Worker, pred: f64, bytes: usize, now: Instant) -> bool {
-        if !w.ready || w.retiring.is_some() || w.kill.is_some() {
-            return false;
-        }
-        if let Some(max) = self.cfg.max_tasks_per_worker {
-            // A worker due for recycling takes no more than its quota.
-            if w.tasks_executed + w.in_flight.len() as u64 >= max {
-                return false;
-            }
-        }
-        let Some(head) = w.in_flight.front() else { return true };
-        if !w.batch || w.in_flight.len() >= self.cfg.prefetch as usize || head.abandoned {
-            return false;
-        }
-        // Only a real backlog is spread ahead; tasks that trickle in wait in the queue,
-        // where priorities decide.
-        let n = self.workers.len().max(1) as u64;
-        let depth = self.queue.depth();
-        if depth < PREFETCH_MIN_DEPTH * n || w.in_flight.len() as u64 > depth / n {
-            return false;
-        }
-        let elapsed = w.head_started.map(|t| now.duration_since(t).as_secs_f64() * 1000.0).unwrap_or(0.0);
-        if head.pred > PREFETCH_BUDGET_MS || elapsed > PREFETCH_BUDGET_MS {
-            return false;
-        }
-        // Large payloads are not sent ahead: the replies of a batch share one message,
-        // which maxMessageBytes bounds.
-        if bytes > PREFETCH_MAX_PAYLOAD || w.ahead_bytes + bytes > PREFETCH_MAX_BYTES {
-            return false;
-        }
-        let remaining = (head.pred - elapsed).max(0.0);
-        remaining + w.ahead_ms + pred <= PREFETCH_BUDGET_MS
-    }
-
-    fn dispatch(&mut self) {
-        if !matches!(self.phase, Phase::Running | Phase::ShuttingDown) {
-            return;
-        }
-        let mut sends: Vec<(u64, Vec<u64>)> = Vec::new();
-        let now = Instant::now();
-        while let Some(seq) = self.queue.peek() {
-            // Looking past the head only helps when the head waits for a capability.
-            let head_requires = self.queue.get(seq).is_some_and(|r| !r.data.requires.is_empty());
-            let target = self
-                .pick_worker(seq, now)
-                .map(|w| (w, seq))
-                .or_else(|| if head_requires { self.pick_any_task(now) } else { None });
-            let Some((wn, seq)) = target else { break };
-            self.queue.take(seq);
-            self.rr_last = wn;
-            match sends.iter_mut().find(|(w, _)| *w == wn) {
-                Some((_, v)) => v.push(seq),
-                None => sends.push((wn, vec![seq])),
-            }
-            self.assign(wn, seq, now);
-        }
-        for (wn, seqs) in sends {
-            self.send_tasks(wn, &seqs);
-        }
-        if self.queue_full_seen && self.queue.depth() == 0 {
-            self.queue_full_seen = false;
-            self.emit("drain", json!({}));
-        }
-    }
-
-    fn pick_worker(&self, seq: u64, now: Instant) -> Option<u64> {
-        let rec = self.queue.get(seq)?;
-        let requires: &[String] = &rec.data.requires;
-        let pred = self.predict_type(&rec.data.type_json);
-        let bytes = rec.data.payload_json.len();
-        for idle_only in [true, false] {
-            let cands = self
-                .workers
-                .values()
-                .filter(|w| (!idle_only || w.in_flight.is_empty()) && self.can_take(w, pred, bytes, now))
-                .map(|w| Candidate {
-                    num: w.num,
-                    in_flight: w.in_flight.len(),
-                    last_used: w.last_used,
-                    capabilities: &w.capabilities,
-                });
-            if let Some(n) = balance::choose(self.cfg.load_balancing, requires, cands, self.rr_last) {
-                return Some(n);
-            }
-        }
-        None
-    }
-
-    /// When the first queued task can't run anywhere now (capabilities), look further
-    /// down the queue for a task a free worker can serve.
-    fn pick_any_task(&self, now: Instant) -> Option<(u64, u64)> {
-        let free = self.workers.values().any(|w| self.can_take(w, 0.0, 0, now));
-        if !free {
-            return None;
-        }
-        for seq in self.queue.peek_many(256).into_iter().skip(1) {
-            if let Some(w) = self.pick_worker(seq, now) {
-                return Some((w, seq));
-            }
-        }
-        None
-    }
-
-    fn assign(&mut self, wn: u64, seq: u64, now: Instant) {
-        let (timeout, queued_ms) = match self.queue.get(seq) {
-            Some(r) => (r.timeout_ms, now.duration_since(r.enqueued_instant).as_millis() as u64),
-            None => return,
-        };
-        let task_events = self.task_events;
-        let pred = self.predict(seq);
-        let bytes = self.queue.get(seq).map(|r| r.data.payload_json.len()).unwrap_or(0);
-        self.uses += 1;
-        let uses = self.uses;
-        let Some(w) = self.workers.get_mut(&wn) else { return };
-        w.last_used = uses;
-        if !w.in_flight.is_empty() {
-            w.ahead_ms += pred;
-            w.ahead_bytes += bytes;
-        }
-        w.in_flight.push_back(InFlight {
-            seq,
-            abandoned: false,
-            pred,
-            bytes,
-        });
-        let mut deadline = None;
-        if w.in_flight.len() == 1 {
-            let d = now + Duration::from_millis(timeout);
-            w.head_started = Some(now);
-            w.head_deadline = Some(d);
-            deadline = Some(d);
-        }
-        w.last_activity = w.last_activity.max(now);
-        self.metrics.wait.observe(queued_ms as f64 / 1000.0);
-        if let Some(d) = deadline {
-            self.note_deadline(d);
-            if self.workers.get(&wn).is_some_and(|w| w.polled_channel().is_some()) {
-                self.note_deadline(now + POLLER_BACKSTOP);
-            }
-        }
-        if task_events {
-            let wid = self.workers.get(&wn).map(|w| w.id.clone()).unwrap_or_default();
-            let task_id = self.queue.get(seq).map(|r| r.id.clone()).unwrap_or_default();
-            self.emit(
-                "task-assigned",
-                json!({ "taskId": task_id, "workerId": wid, "queuedTimeMs": queued_ms }),
-            );
-        }
-    }
-
-    fn send_tasks(&mut self, wn: u64, seqs: &[u64]) {
-        let Some(w) = self.workers.get(&wn) else { return };
-        let mut buf = Vec::with_capacity(128 * seqs.len());
-        let write_one = |buf: &mut Vec<u8>, seq: u64| {
-            if let Some(r) = self.queue.get(seq) {
-                protocol::write_task(buf, &r.id, &r.data.type_json, &r.data.payload_json, r.timeout_ms);
-            }
-        };
-        if seqs.len() > 1 && w.batch {
-            buf.extend_from_slice(protocol::execute_batch_prefix());
-            for (i, &seq) in seqs.iter().enumerate() {
-                if i > 0 {
-                    buf.push(b',');
-                }
-                write_one(&mut buf, seq);
-            }
-            buf.extend_from_slice(b"]}\n");
-        } else {
-            for &seq in seqs {
-                buf.extend_from_slice(protocol::execute_task_prefix());
-                write_one(&mut buf, seq);
-                buf.extend_from_slice(b"}\n");
-            }
-        }
-        w.out.push(&buf);
     }
 
     // ------------------------------------------------------------ worker messages
