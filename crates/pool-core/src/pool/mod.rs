@@ -12,6 +12,7 @@ mod io;
 mod replies;
 mod spawn;
 mod state;
+mod tasks;
 
 pub use io::Pumped;
 use state::{KillReason, Metrics, PendingOp, Phase, Retire, State, Worker};
@@ -22,7 +23,7 @@ use crate::fdio::Channel;
 use crate::health::{HealthMonitor, HealthOptions, Sample};
 use crate::process;
 use crate::protocol;
-use crate::queue::{Attempt, FailOutcome, Now, QueueOptions, TaskData, TaskQueue};
+use crate::queue::{Now, QueueOptions, TaskData, TaskQueue};
 use crate::runtime;
 use crate::util::{epoch_ms, signal_name, FastMap};
 use serde_json::{json, Value};
@@ -538,80 +539,6 @@ impl State {
         removed
     }
 
-    fn submit_line<'a>(&mut self, seq: u64, f: &mut impl Iterator<Item = &'a str>, now: Now) -> CoreResult<()> {
-        let bad = |what: &str| CoreError::new(Code::InvalidTask, format!("Invalid task: malformed {what} in a submit batch"));
-        let priority: f64 = f.next().and_then(|x| x.parse().ok()).ok_or_else(|| bad("priority"))?;
-        let timeout_ms = match f.next() {
-            Some("") | None => None,
-            Some(x) => Some(x.parse::<f64>().map_err(|_| bad("timeout"))?.ceil() as u64),
-        };
-        let max_retries = match f.next() {
-            Some("") | None => None,
-            Some(x) => Some(x.parse::<u32>().map_err(|_| bad("maxRetries"))?),
-        };
-        let type_json = f.next().filter(|x| !x.is_empty()).ok_or_else(|| bad("type"))?.to_string();
-        let payload_json = f.next().filter(|x| !x.is_empty()).unwrap_or("null").to_string();
-        let metadata_json = f.next().filter(|x| !x.is_empty()).map(str::to_string);
-        let requires: Vec<String> = match f.next() {
-            Some("") | None => Vec::new(),
-            Some(x) => serde_json::from_str(x).map_err(|_| bad("requires"))?,
-        };
-        if self.queue.contains(seq) {
-            return Err(CoreError::new(
-                Code::InvalidTask,
-                format!("Task sequence number {seq} is already in use"),
-            ));
-        }
-        if let Some(max) = self.cfg.max_queue_size {
-            if self.queue.depth() >= max {
-                self.queue_full_seen = true;
-                return Err(CoreError::new(
-                    Code::QueueFull,
-                    format!("Queue is full: maxQueueSize is {max}; retry later or raise maxQueueSize"),
-                ));
-            }
-        }
-        if !requires.is_empty() && !self.any_worker_could_serve(&requires) {
-            return Err(CoreError::new(
-                Code::NoCapableWorker,
-                format!("No worker of this pool has every capability the task requires: {requires:?}"),
-            ));
-        }
-        let task = PoolTask {
-            type_json,
-            payload_json,
-            metadata_json,
-            requires,
-        };
-        self.queue.enqueue_as(seq, task, priority, timeout_ms, max_retries, now);
-        self.metrics.submitted += 1;
-        Ok(())
-    }
-
-    /// Rejects waiting tasks that no slot can serve any more (the last capable worker
-    /// was scaled down, idled out or given up): a task never waits forever.
-    fn reject_unservable(&mut self) {
-        if !matches!(self.phase, Phase::Running | Phase::ShuttingDown) {
-            return;
-        }
-        for seq in self.queue.waiting() {
-            let Some(rec) = self.queue.get(seq) else { continue };
-            if rec.data.requires.is_empty() || self.any_worker_could_serve(&rec.data.requires) {
-                continue;
-            }
-            let err = CoreError::new(
-                Code::NoCapableWorker,
-                format!(
-                    "No worker of this pool has every capability the task requires any more: {:?}",
-                    rec.data.requires
-                ),
-            );
-            self.queue.remove(seq);
-            self.metrics.failed += 1;
-            self.settle_err(seq, &err);
-        }
-    }
-
     // ------------------------------------------------------------------ dispatch
 
     fn health_due(&self, now: Instant) -> bool {
@@ -697,93 +624,6 @@ impl State {
         }
     }
 
-    /// One attempt of `seq` failed with `err`: retry with backoff or settle.
-    fn attempt_failed(&mut self, seq: u64, err: CoreError, duration: u64, retryable: bool) {
-        let Some(rec) = self.queue.get_mut(seq) else { return };
-        if !retryable {
-            rec.max_retries = rec.retries;
-        }
-        let task_id = rec.id.clone();
-        let attempt = Attempt {
-            timestamp: epoch_ms(),
-            error: err.message.clone(),
-            code: err.code.as_str().to_string(),
-            stack: err.extra.stack.clone(),
-            worker_id: err.extra.worker_id.clone(),
-        };
-        let outcome = self.queue.fail(seq, attempt);
-        let retried = matches!(outcome, Some(FailOutcome::Retry { .. }));
-        self.emit(
-            "task-failed",
-            json!({ "taskId": task_id, "workerId": err.extra.worker_id, "error": err.message, "code": err.code.as_str(), "duration": duration, "retried": retried }),
-        );
-        match outcome {
-            Some(FailOutcome::Retry { .. }) => {
-                if let Some(at) = self.queue.next_retry_at() {
-                    self.note_deadline(at);
-                }
-            }
-            Some(FailOutcome::Dead) => {
-                self.metrics.failed += 1;
-                self.settle_err(seq, &err);
-            }
-            None => {}
-        }
-    }
-
-    fn cancel_task(&mut self, seq: u64, reason: &str) -> bool {
-        let Some(rec) = self.queue.get(seq) else { return false };
-        let id = rec.id.clone();
-        let err = CoreError::aborted(format!(
-            "Task {id} was aborted{}",
-            if reason.is_empty() { String::new() } else { format!(": {reason}") }
-        ));
-        // Running somewhere?
-        let holder = self
-            .workers
-            .iter()
-            .find(|(_, w)| w.in_flight.iter().any(|f| f.seq == seq && !f.abandoned))
-            .map(|(&n, _)| n);
-        if let Some(wn) = holder {
-            self.abandon(wn, seq, "cancelled");
-        }
-        self.queue.remove(seq);
-        self.metrics.failed += 1;
-        self.settle_err(seq, &err);
-        self.dispatch();
-        true
-    }
-
-    /// Gives up on an attempt a worker holds: the worker is asked to stop it and gets
-    /// the grace period to report back before it is killed.
-    fn abandon(&mut self, wn: u64, seq: u64, reason: &str) {
-        let grace = Duration::from_millis(self.cfg.grace_period_ms);
-        let now = Instant::now();
-        let id = self.queue.get(seq).map(|r| r.id.clone());
-        let Some(w) = self.workers.get_mut(&wn) else { return };
-        let Some(pos) = w.in_flight.iter().position(|f| f.seq == seq && !f.abandoned) else {
-            return;
-        };
-        if pos > 0 && w.cancel {
-            // Not started yet: the worker drops it and answers at once.
-            w.in_flight[pos].abandoned = true;
-        } else if pos > 0 {
-            w.remove_in_flight(pos);
-        } else {
-            w.in_flight[0].abandoned = true;
-            w.head_deadline = None;
-            let d = now + grace;
-            w.abandon_deadline = Some(d);
-            self.note_deadline(d);
-        }
-        let w = self.workers.get(&wn).expect("worker exists");
-        if w.cancel {
-            if let Some(tid) = id {
-                w.out.push(&protocol::cancel_task(&tid, reason));
-            }
-        }
-    }
-
     // ---------------------------------------------------------------- lifecycle
 
     fn retire(&mut self, wn: u64, why: Retire) {
@@ -847,19 +687,6 @@ impl State {
         if let Some(w) = self.workers.get_mut(&num) {
             w.kill = Some((KillReason::Protocol, Instant::now() + Duration::from_secs(1), true));
         }
-    }
-
-    /// Fails the running attempt of a worker that is being taken down now.
-    fn fail_head(&mut self, num: u64, err: CoreError) {
-        let Some(w) = self.workers.get_mut(&num) else { return };
-        let Some(head) = w.in_flight.front().copied() else { return };
-        if head.abandoned {
-            return;
-        }
-        w.in_flight[0].abandoned = true;
-        w.head_deadline = None;
-        let dur = w.head_started.map(|s| s.elapsed().as_millis() as u64).unwrap_or(0);
-        self.attempt_failed(head.seq, err, dur, true);
     }
 
     fn on_exit(&mut self, num: u64, code: Option<i32>, signal: Option<i32>) {
@@ -1579,16 +1406,6 @@ impl State {
             "health.monitoring" => self.health.monitoring.to_string(),
             _ => return Err(CoreError::new(Code::NotSupported, format!("Unknown pool call \"{method}\""))),
         })
-    }
-
-    /// Takes dead letters out for resubmission; returns (type, payload, metadata,
-    /// requires, priority, timeout, maxRetries) of each.
-    pub fn take_dead_letters(&mut self, id: Option<&str>) -> Vec<(PoolTask, f64, u64, u32)> {
-        self.queue
-            .take_dead_letters(id)
-            .into_iter()
-            .map(|d| (d.data, d.priority, d.timeout_ms, d.max_retries))
-            .collect()
     }
 }
 
