@@ -9,6 +9,7 @@
 mod dispatch;
 mod events;
 mod io;
+mod lifecycle;
 mod replies;
 mod spawn;
 mod state;
@@ -25,7 +26,7 @@ use crate::process;
 use crate::protocol;
 use crate::queue::{Now, QueueOptions, TaskData, TaskQueue};
 use crate::runtime;
-use crate::util::{epoch_ms, signal_name, FastMap};
+use crate::util::{epoch_ms, FastMap};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -455,14 +456,6 @@ impl Pool {
 
 // -------------------------------------------------------------------- state logic
 
-fn exit_desc(code: Option<i32>, signal: Option<i32>) -> String {
-    match (code, signal) {
-        (_, Some(s)) => format!("signal {}", signal_name(s)),
-        (Some(c), None) => format!("code {c}"),
-        _ => "an unknown status".into(),
-    }
-}
-
 impl State {
     fn note_deadline(&mut self, at: Instant) {
         if self.next_wake.is_none_or(|n| at < n) {
@@ -625,216 +618,6 @@ impl State {
     }
 
     // ---------------------------------------------------------------- lifecycle
-
-    fn retire(&mut self, wn: u64, why: Retire) {
-        let Some(w) = self.workers.get_mut(&wn) else { return };
-        if w.retiring.is_some() {
-            return;
-        }
-        w.retiring = Some(why);
-
-        if self.workers[&wn].in_flight.is_empty() {
-            self.send_retire(wn);
-        }
-    }
-
-    /// Asks a drained worker to exit; kills it if it does not within the grace period.
-    fn send_retire(&mut self, wn: u64) {
-        let grace = self.cfg.grace_period_ms;
-        let Some(w) = self.workers.get_mut(&wn) else { return };
-        if w.retire_sent {
-            return;
-        }
-        w.retire_sent = true;
-        w.out.push(&protocol::shutdown(true));
-        let at = Instant::now() + Duration::from_millis(5000 + grace);
-        w.kill = Some((KillReason::Retire, at, false));
-        self.note_deadline(at);
-    }
-
-    /// Kills a worker: SIGTERM to its group now, SIGKILL after the grace period.
-    fn kill(&mut self, wn: u64, why: KillReason) {
-        let grace = Duration::from_millis(self.cfg.grace_period_ms.max(100));
-        let Some(w) = self.workers.get_mut(&wn) else { return };
-        if matches!(w.kill, Some((_, _, true))) {
-            return;
-        }
-        process::kill_group(w.pid, libc::SIGTERM);
-        let at = Instant::now() + grace;
-        let reason = match w.kill {
-            Some((r, _, _)) if why == KillReason::Retire => r,
-            _ => why,
-        };
-        w.kill = Some((reason, at, true));
-        self.note_deadline(at);
-    }
-
-    fn protocol_error(&mut self, num: u64, why: &str) {
-        let Some(w) = self.workers.get(&num) else { return };
-        let (id, pid) = (w.id.clone(), w.pid);
-        let msg = format!("Worker {id} sent {why}; it was killed");
-        self.log("error", &msg);
-        self.emit(
-            "worker-error",
-            json!({ "workerId": id, "pid": pid, "error": msg, "code": "ERR_PROTOCOL" }),
-        );
-        self.health
-            .raise_alert("warning", Some(&id), "protocol-error", json!({ "message": msg }));
-        self.fail_head(num, CoreError::new(Code::Protocol, msg).with_worker(&id));
-        if let Some(w) = self.workers.get(&num) {
-            process::kill_group(w.pid, libc::SIGKILL);
-        }
-        if let Some(w) = self.workers.get_mut(&num) {
-            w.kill = Some((KillReason::Protocol, Instant::now() + Duration::from_secs(1), true));
-        }
-    }
-
-    fn on_exit(&mut self, num: u64, code: Option<i32>, signal: Option<i32>) {
-        let Some(w) = self.workers.remove(&num) else { return };
-        self.remove_fifos(&w.id);
-        w.out.inner.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
-        w.out.notify.notify_one();
-        w.out.close.notify_one();
-        let now = Instant::now();
-        let uptime = now.duration_since(w.spawned).as_millis() as u64;
-        let desc = exit_desc(code, signal);
-        self.health.unregister(&w.id);
-        // Tasks it held: the running one fails this attempt now (never waits for its
-        // timeout); prefetched ones go back to the queue untouched.
-        let mut first = true;
-        for f in w.in_flight.iter() {
-            if f.abandoned {
-                first = false;
-                continue;
-            }
-            if first {
-                let reason = match w.kill {
-                    Some((KillReason::Zombie, ..)) => format!(
-                        "Worker {} was killed: unresponsive (no heartbeat for {} ms) while running the task",
-                        w.id, self.cfg.zombie_threshold_ms
-                    ),
-                    _ => format!("Worker {} exited with {desc} while running the task", w.id),
-                };
-                let mut err = CoreError::new(Code::WorkerCrashed, reason).with_worker(&w.id);
-                err.extra.exit_code = code;
-                err.extra.signal = signal.map(signal_name);
-                let dur = w.head_started.map(|s| now.duration_since(s).as_millis() as u64).unwrap_or(0);
-                self.attempt_failed(f.seq, err, dur, true);
-            } else {
-                self.queue.unpop(f.seq);
-            }
-            first = false;
-        }
-        let expected = matches!(w.kill, Some((KillReason::Retire | KillReason::Shutdown, ..)))
-            || matches!(self.phase, Phase::Closing | Phase::Shutdown);
-        if !expected && w.retiring.is_none() {
-            self.metrics.crashed += 1;
-        }
-        self.emit(
-            "worker-exited",
-            json!({ "workerId": w.id, "pid": w.pid, "code": code, "signal": signal.map(signal_name), "uptime": uptime }),
-        );
-        if !expected && self.phase == Phase::Running {
-            self.log("warn", &format!("Worker {} exited unexpectedly with {desc}", w.id));
-        }
-
-        // Start failures during initialize reject it.
-        if !w.ready {
-            let stderr = w.stderr.lock().map(|t| t.text()).unwrap_or_default();
-            let what = if matches!(w.kill, Some((KillReason::ReadyTimeout, ..))) {
-                format!("did not send worker-ready within {} ms (killed)", self.cfg.ready_timeout_ms)
-            } else {
-                format!("exited with {desc} before it was ready")
-            };
-            let mut err = CoreError::new(
-                Code::WorkerStartFailed,
-                format!(
-                    "Worker {} ({}) {what}{}",
-                    w.id,
-                    self.script_of(w.group),
-                    if stderr.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; stderr:\n{stderr}")
-                    }
-                ),
-            )
-            .with_worker(&w.id);
-            err.extra.exit_code = code;
-            err.extra.signal = signal.map(signal_name);
-            err.extra.stderr = Some(stderr);
-            if self.fail_init(err.clone()) {
-                self.finish_ops();
-                self.check_closed();
-                return;
-            }
-            if let Some(op) = self.slots.get_mut(&w.slot).and_then(|s| s.op.take()) {
-                // The first worker of a slot a scaleUp added never started: the slot is
-                // dropped and the scaleUp reports one worker fewer.
-                self.op_worker_done(op, false);
-                self.slots.remove(&w.slot);
-                self.log("error", &err.message);
-            }
-        }
-
-        // Replacement, with crash-loop protection for unstable starts.
-        let slot_id = w.slot;
-        let min_uptime = Duration::from_millis(self.cfg.min_uptime_ms);
-        // A worker that dies while running a task is not an unstable start: the task is
-        // to blame, and its own retry limit bounds the damage (a poison task must not
-        // disable the pool's slots).
-        let serving = !w.in_flight.is_empty();
-        let unstable = !w.ready || (w.tasks_executed == 0 && !serving && w.ready_at.is_some_and(|r| now.duration_since(r) < min_uptime));
-        let replace = match w.retiring {
-            Some(Retire::ScaleDown) | Some(Retire::Idle) | Some(Retire::Shutdown) => false,
-            Some(Retire::Recycle) | Some(Retire::Memory) => true,
-            None => self.cfg.auto_restart,
-        } && matches!(self.phase, Phase::Running | Phase::Initializing);
-        if let Some(slot) = self.slots.get_mut(&slot_id) {
-            slot.worker = None;
-            if replace {
-                if unstable {
-                    slot.unstable += 1;
-                } else {
-                    slot.unstable = 0;
-                }
-                if slot.unstable >= self.cfg.max_restart_attempts.max(1) && unstable {
-                    slot.failed = true;
-                    let n = slot.unstable;
-                    let msg = format!(
-                        "Worker slot of {} gave up after {n} unstable starts in a row (last exit: {desc}); the pool keeps serving with fewer workers",
-                        w.id
-                    );
-                    self.health.raise_alert(
-                        "critical",
-                        Some(&w.id),
-                        "worker-restart-failed",
-                        json!({ "message": msg, "attempts": n }),
-                    );
-                    self.log("error", &msg);
-                } else {
-                    slot.restarts += 1;
-                    self.metrics.restarted += 1;
-                    if unstable {
-                        let delay = crate::config::backoff_ms(self.cfg.restart_cooldown_ms, 300_000, slot.unstable);
-                        let at = now + Duration::from_millis(delay);
-                        slot.respawn_at = Some(at);
-                        self.note_deadline(at);
-                        self.log("warn", &format!("Worker {} was unstable; restarting its slot in {delay} ms", w.id));
-                    } else {
-                        self.spawn_requests.push(slot_id);
-                    }
-                }
-            } else if w.retiring.is_none() && !self.cfg.auto_restart && self.phase == Phase::Running {
-                // autoRestart off: the slot stays empty.
-                slot.failed = true;
-            }
-        }
-        self.reject_unservable();
-        self.finish_ops();
-        self.check_closed();
-        self.dispatch();
-    }
 
     fn begin_shutdown(&mut self, graceful: bool, op: u64) {
         match self.phase {
