@@ -1,0 +1,189 @@
+//! The pool's size: the pending initialize / scaleUp / scaleDown operations and how
+//! they finish, adding and removing slots, and the autoscaler's periodic decision.
+
+use super::state::{PendingOp, Phase, Retire, State};
+use crate::process;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+impl State {
+    /// Adds up to `count` workers (never above maxWorkers); `op` resolves when ready.
+    pub(super) fn scale_up(&mut self, count: usize, op: u64) -> usize {
+        let size = self.active_size();
+        let target = (size + count).min(self.cfg.max_workers as usize);
+        let add = target.saturating_sub(size);
+        let group = 0;
+        for _ in 0..add {
+            let slot = self.new_slot(group);
+            self.slots.get_mut(&slot).expect("new slot").op = Some(op);
+            self.spawn_requests.push(slot);
+        }
+        self.ops.push(PendingOp::ScaleUp {
+            op,
+            waiting: add,
+            added: add,
+        });
+        if add == 0 {
+            self.finish_ops();
+        }
+        add
+    }
+
+    /// Removes up to `count` workers (never below minWorkers): idle ones first, busy
+    /// ones drain. `op` resolves when they have exited.
+    pub(super) fn scale_down(&mut self, count: usize, op: u64) -> usize {
+        let size = self.active_size();
+        let target = size.saturating_sub(count).max(self.cfg.min_workers as usize);
+        let mut remove = size.saturating_sub(target);
+        // Idle workers first, newest first; then busy ones, which drain.
+        let mut order: Vec<(bool, u64)> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| !s.failed)
+            .map(|(&sn, s)| {
+                let busy = s
+                    .worker
+                    .and_then(|w| self.workers.get(&w))
+                    .is_some_and(|w| !w.in_flight.is_empty() || !w.ready);
+                (busy, sn)
+            })
+            .collect();
+        order.sort_by_key(|&(busy, sn)| (busy, std::cmp::Reverse(sn)));
+        let mut waiting = Vec::new();
+        let mut removed = 0;
+        for (_, sn) in order {
+            if remove == 0 {
+                break;
+            }
+            if !self.slot_removable(sn) {
+                continue;
+            }
+            remove -= 1;
+            removed += 1;
+            let slot = self.slots.remove(&sn).expect("slot exists");
+            if let Some(wn) = slot.worker {
+                waiting.push(wn);
+                self.retire(wn, Retire::ScaleDown);
+            }
+        }
+        self.ops.push(PendingOp::ScaleDown { op, waiting, removed });
+        self.finish_ops();
+        removed
+    }
+
+    /// The first worker of a slot an operation waits for became ready (or failed).
+    pub(super) fn op_worker_done(&mut self, op_id: u64, ready: bool) {
+        for op in self.ops.iter_mut() {
+            match op {
+                PendingOp::Init { op, waiting, .. } if *op == op_id => *waiting = waiting.saturating_sub(1),
+                PendingOp::ScaleUp { op, waiting, added } if *op == op_id => {
+                    *waiting = waiting.saturating_sub(1);
+                    if !ready {
+                        *added = added.saturating_sub(1);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    pub(super) fn finish_ops(&mut self) {
+        let mut i = 0;
+        while i < self.ops.len() {
+            let done = match &self.ops[i] {
+                PendingOp::Init { waiting, failed, .. } => *waiting == 0 || failed.is_some(),
+                PendingOp::ScaleUp { waiting, .. } => *waiting == 0,
+                PendingOp::ScaleDown { waiting, .. } => waiting.iter().all(|w| !self.workers.contains_key(w)),
+            };
+            if !done {
+                i += 1;
+                continue;
+            }
+            let op = self.ops.remove(i);
+            let size = self.active_size();
+            match op {
+                PendingOp::Init { op, failed: Some(err), .. } => {
+                    self.phase = Phase::Closing;
+                    self.log("error", &err.message);
+                    for w in self.workers.values() {
+                        process::kill_group(w.pid, libc::SIGKILL);
+                    }
+                    self.slots.clear();
+                    self.init_failure = Some((op, err));
+                    self.check_closed();
+                }
+                PendingOp::Init { op, .. } => {
+                    self.phase = Phase::Running;
+                    if let Some(a) = &self.cfg.auto_scale {
+                        self.next_autoscale = Some(Instant::now() + Duration::from_millis(a.interval_ms));
+                    }
+                    let cfg: Value = serde_json::from_str(&self.cfg.to_json()).unwrap_or(Value::Null);
+                    self.emit("pool-initialized", json!({ "poolSize": size, "config": cfg }));
+                    self.log("info", &format!("Pool initialized with {size} workers"));
+                    self.op_done(op, Ok(json!({ "poolSize": size })));
+                    self.dispatch();
+                }
+                PendingOp::ScaleUp { op, added, .. } => {
+                    // The pool was just grown: every idle clock restarts now, so none
+                    // of the workers counts as idle since before the scaleUp.
+                    let now = Instant::now();
+                    for w in self.workers.values_mut() {
+                        w.idle_since = w.idle_since.max(now);
+                    }
+                    if added > 0 {
+                        self.emit("pool-scaled-up", json!({ "count": added, "newSize": size }));
+                        self.log("info", &format!("Scaled up by {added} to {size} workers"));
+                    }
+                    self.op_done(op, Ok(json!({ "count": added, "newSize": size })));
+                    self.dispatch();
+                }
+                PendingOp::ScaleDown { op, removed, .. } => {
+                    if removed > 0 {
+                        self.emit("pool-scaled-down", json!({ "count": removed, "newSize": size }));
+                        self.log("info", &format!("Scaled down by {removed} to {size} workers"));
+                    }
+                    self.op_done(op, Ok(json!({ "count": removed, "newSize": size })));
+                }
+            }
+        }
+    }
+
+    /// One autoscaling decision: up by `stepUp` when more than `queueDepthHigh` tasks
+    /// wait, down by `stepDown` when nothing waits and fewer than `busyLow` workers are
+    /// busy; within [minWorkers, maxWorkers] and not again within the cooldown.
+    pub(super) fn autoscale_tick(&mut self, now: Instant) {
+        let Some(a) = self.cfg.auto_scale.clone() else { return };
+        self.next_autoscale = Some(now + Duration::from_millis(a.interval_ms));
+        let depth = self.queue.depth();
+        let busy = self.workers.values().filter(|w| w.ready && !w.in_flight.is_empty()).count() as u64;
+        let size = self.active_size();
+        let want_up = depth > a.queue_depth_high && size < self.cfg.max_workers as usize;
+        let want_down = depth == 0 && busy < a.busy_low && size > self.cfg.min_workers as usize;
+        if !want_up && !want_down {
+            return;
+        }
+        let direction = if want_up { "up" } else { "down" };
+        if self.scale_cooldown_until.is_some_and(|t| now < t) {
+            self.emit(
+                "autoscale",
+                json!({ "action": "cooldown", "direction": direction, "size": size, "queueDepth": depth, "busyWorkers": busy }),
+            );
+            return;
+        }
+        self.scale_cooldown_until = Some(now + Duration::from_millis(a.cooldown_ms));
+        let changed = if want_up {
+            self.scale_up(a.step_up as usize, 0)
+        } else {
+            self.scale_down(a.step_down as usize, 0)
+        };
+        let to = if want_up { size + changed } else { size - changed };
+        self.log(
+            "info",
+            &format!("Autoscale {direction}: {size} -> {to} workers (queue depth {depth}, {busy} busy)"),
+        );
+        self.emit(
+            "autoscale",
+            json!({ "action": format!("scale-{direction}"), "from": size, "to": to, "queueDepth": depth, "busyWorkers": busy }),
+        );
+    }
+}
