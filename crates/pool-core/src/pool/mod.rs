@@ -12,6 +12,7 @@ mod io;
 mod lifecycle;
 mod replies;
 mod scale;
+mod shutdown;
 mod spawn;
 mod state;
 mod tasks;
@@ -24,7 +25,6 @@ use crate::error::{Code, CoreError, CoreResult};
 use crate::fdio::Channel;
 use crate::health::{HealthMonitor, HealthOptions, Sample};
 use crate::process;
-use crate::protocol;
 use crate::queue::{Now, QueueOptions, TaskData, TaskQueue};
 use crate::runtime;
 use crate::util::{epoch_ms, FastMap};
@@ -478,128 +478,6 @@ impl State {
     // ------------------------------------------------------------ worker messages
 
     // ---------------------------------------------------------------- lifecycle
-
-    fn begin_shutdown(&mut self, graceful: bool, op: u64) {
-        match self.phase {
-            Phase::Shutdown => {
-                self.op_done(op, Ok(json!({ "alreadyShutDown": true })));
-                return;
-            }
-            Phase::ShuttingDown | Phase::Closing => {
-                if !graceful && self.phase == Phase::ShuttingDown {
-                    self.force_close();
-                }
-                self.shutdown_waiters.push(op);
-                return;
-            }
-            Phase::Created => {
-                self.phase = Phase::Shutdown;
-                self.emit("pool-shutdown", json!({}));
-                self.op_done(op, Ok(json!({})));
-                return;
-            }
-            _ => {}
-        }
-        // A pending initialize or scale operation ends now.
-        for o in std::mem::take(&mut self.ops) {
-            let id = match o {
-                PendingOp::Init { op, .. } | PendingOp::ScaleUp { op, .. } | PendingOp::ScaleDown { op, .. } => op,
-            };
-            self.op_done(id, Err(CoreError::new(Code::PoolShuttingDown, "Pool is shutting down")));
-        }
-        self.shutdown_op = Some(op);
-        self.health.set_monitoring(false);
-        self.log(
-            "info",
-            &format!("Shutting down ({})", if graceful { "graceful" } else { "immediate" }),
-        );
-        if graceful {
-            self.phase = Phase::ShuttingDown;
-            let at = Instant::now() + Duration::from_millis(self.cfg.shutdown_timeout_ms);
-            self.shutdown_deadline = Some(at);
-            self.note_deadline(at);
-            self.maybe_close();
-        } else {
-            self.phase = Phase::ShuttingDown;
-            self.force_close();
-        }
-    }
-
-    /// Graceful shutdown: once nothing is queued or running, close the workers.
-    fn maybe_close(&mut self) {
-        if self.phase != Phase::ShuttingDown {
-            return;
-        }
-        let running = self.workers.values().any(|w| w.in_flight.iter().any(|f| !f.abandoned));
-        if self.queue.live() == 0 && !running {
-            self.close_workers(true);
-        }
-    }
-
-    /// Rejects everything still live and closes the workers now.
-    fn force_close(&mut self) {
-        let err = CoreError::new(Code::PoolShutdown, "Pool was shut down before the task finished");
-        for rec in self.queue.drain_all() {
-            self.metrics.failed += 1;
-            self.settle_err(rec.seq, &err);
-        }
-        for w in self.workers.values_mut() {
-            for f in w.in_flight.iter_mut() {
-                f.abandoned = true;
-            }
-            w.head_deadline = None;
-        }
-        self.close_workers(false);
-    }
-
-    fn close_workers(&mut self, graceful: bool) {
-        self.phase = Phase::Closing;
-        self.shutdown_deadline = None;
-        let now = Instant::now();
-        let wait = Duration::from_millis(if graceful { 5000 } else { 0 });
-        let nums: Vec<u64> = self.workers.keys().copied().collect();
-        for n in nums {
-            let w = self.workers.get_mut(&n).expect("worker exists");
-            w.retiring.get_or_insert(Retire::Shutdown);
-            w.out.push(&protocol::shutdown(graceful));
-            if graceful {
-                let at = now + wait;
-                w.kill = Some((KillReason::Shutdown, at, false));
-                self.note_deadline(at);
-            } else {
-                w.kill = Some((KillReason::Shutdown, now, false));
-                self.kill(n, KillReason::Shutdown);
-            }
-        }
-        self.check_closed();
-    }
-
-    fn check_closed(&mut self) {
-        if self.phase != Phase::Closing || !self.workers.is_empty() {
-            return;
-        }
-        self.phase = Phase::Shutdown;
-        if self.fifo() {
-            crate::fifo::release_dir(&self.cfg.fifo_dir);
-        }
-        if let Some((op, err)) = self.init_failure.take() {
-            // A failed initialize leaves the pool as it was before: it may be retried.
-            self.phase = Phase::Created;
-            self.op_done(op, Err(err));
-            for op in std::mem::take(&mut self.shutdown_waiters) {
-                self.op_done(op, Ok(json!({})));
-            }
-            return;
-        }
-        self.log("info", "Pool shutdown complete");
-        self.emit("pool-shutdown", json!({}));
-        if let Some(op) = self.shutdown_op.take() {
-            self.op_done(op, Ok(json!({})));
-        }
-        for op in std::mem::take(&mut self.shutdown_waiters) {
-            self.op_done(op, Ok(json!({})));
-        }
-    }
 
     // ------------------------------------------------------------------ timers
 
