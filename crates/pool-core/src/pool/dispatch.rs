@@ -4,7 +4,7 @@
 //! assignment, and writing the execute messages.
 
 use super::state::{InFlight, Phase, State, Worker};
-use super::POLLER_BACKSTOP;
+use super::supervise::POLLER_BACKSTOP;
 use crate::balance::{self, Candidate};
 use crate::protocol;
 use serde_json::json;

@@ -15,19 +15,20 @@ mod scale;
 mod shutdown;
 mod spawn;
 mod state;
+mod supervise;
 mod tasks;
 
 pub use io::Pumped;
-use state::{KillReason, Metrics, PendingOp, Phase, Retire, State, Worker};
+use state::{Metrics, PendingOp, Phase, State, Worker};
 
 use crate::config::PoolConfig;
 use crate::error::{Code, CoreError, CoreResult};
 use crate::fdio::Channel;
-use crate::health::{HealthMonitor, HealthOptions, Sample};
+use crate::health::{HealthMonitor, HealthOptions};
 use crate::process;
 use crate::queue::{Now, QueueOptions, TaskData, TaskQueue};
 use crate::runtime;
-use crate::util::{epoch_ms, FastMap};
+use crate::util::FastMap;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -82,13 +83,6 @@ pub struct Inner {
 pub struct Pool {
     inner: Arc<Inner>,
 }
-
-/// While tasks run on workers whose channel another thread polls, the timer loop
-/// ticks this often to notice that thread stuck (see `Channel::check_stalled`).
-const POLLER_BACKSTOP: Duration = Duration::from_millis(1);
-/// A poller thread that left data waiting this long without going round its loop is
-/// stuck.
-const POLLER_STALL: Duration = Duration::from_millis(2);
 
 impl Pool {
     pub fn new(cfg: PoolConfig, sink: Box<dyn EventSink>) -> CoreResult<Pool> {
@@ -187,76 +181,6 @@ impl Pool {
         for slot in spawns {
             let p = self.clone();
             runtime::handle().spawn(async move { p.spawn_worker(slot) });
-        }
-    }
-
-    async fn timer_loop(self) {
-        loop {
-            let next = {
-                let mut st = self.lock();
-                // Ends once the pool is shut down, or was dropped unused by JavaScript
-                // (then this loop holds the only reference).
-                let unused = Arc::strong_count(&self.inner) <= 1 && matches!(st.phase, Phase::Created);
-                if (st.phase == Phase::Shutdown || unused) && st.workers.is_empty() {
-                    break;
-                }
-                let n = st.compute_next_wake();
-                st.next_wake = Some(n);
-                n
-            };
-            tokio::select! {
-                _ = tokio::time::sleep_until(next.into()) => {}
-                _ = self.inner.wake.notified() => {}
-            }
-            self.backstop_polled_channels();
-            self.with(|st| st.on_timers(Instant::now()));
-        }
-    }
-
-    /// The backstop for channels left to another thread (the JS thread). Reads, before
-    /// the timers are judged, every such channel whose worker has a deadline due (a
-    /// reply already waiting must not be taken for a timeout) or a health check is
-    /// due; and takes over those whose thread has left data waiting for
-    /// `POLLER_STALL` without going round its loop, so replies, heartbeats and
-    /// dispatch never wait on JavaScript.
-    fn backstop_polled_channels(&self) {
-        let now = Instant::now();
-        let (polled, health_due): (Vec<(Arc<Channel>, bool)>, bool) = {
-            let st = self.lock();
-            let health_due = st.health_due(now);
-            let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
-            let polled = st
-                .workers
-                .values()
-                .filter_map(|w| {
-                    let ch = w.polled_channel()?.clone();
-                    let deadline = due(w.head_deadline)
-                        || due(w.abandon_deadline)
-                        || due(w.kill.map(|k| k.1))
-                        || (!w.ready && w.ready_deadline <= now);
-                    Some((ch, deadline))
-                })
-                .collect();
-            (polled, health_due)
-        };
-        if polled.is_empty() {
-            return;
-        }
-        let mut fds: Vec<libc::pollfd> = polled
-            .iter()
-            .map(|(c, _)| libc::pollfd {
-                fd: c.fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        // SAFETY: a valid pollfd array; a zero timeout never blocks.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
-        for ((ch, deadline), pfd) in polled.iter().zip(&fds) {
-            let readable = n > 0 && pfd.revents != 0;
-            if ch.check_stalled(now, readable, POLLER_STALL) || (readable && (*deadline || health_due)) {
-                self.pump(ch);
-            }
         }
     }
 
@@ -458,240 +382,13 @@ impl Pool {
 // -------------------------------------------------------------------- state logic
 
 impl State {
-    fn note_deadline(&mut self, at: Instant) {
-        if self.next_wake.is_none_or(|n| at < n) {
-            self.next_wake = Some(at);
-            self.wake_hint = true;
-        }
-    }
-
-    fn take_wake_hint(&mut self) -> bool {
-        std::mem::take(&mut self.wake_hint)
-    }
-
     // ------------------------------------------------------------------ dispatch
-
-    fn health_due(&self, now: Instant) -> bool {
-        now.duration_since(self.last_health) >= Duration::from_millis(self.cfg.health_check_interval)
-    }
 
     // ------------------------------------------------------------ worker messages
 
     // ---------------------------------------------------------------- lifecycle
 
     // ------------------------------------------------------------------ timers
-
-    fn compute_next_wake(&self) -> Instant {
-        let now = Instant::now();
-        let mut next = now + Duration::from_millis(self.cfg.health_check_interval.min(1000));
-        let mut consider = |t: Option<Instant>| {
-            if let Some(t) = t {
-                if t < next {
-                    next = t;
-                }
-            }
-        };
-        consider(self.queue.next_retry_at());
-        consider(self.shutdown_deadline);
-        consider(self.next_autoscale);
-        for w in self.workers.values() {
-            consider(w.head_deadline);
-            consider(w.abandon_deadline);
-            consider(w.kill.map(|k| k.1));
-            if !w.ready {
-                consider(Some(w.ready_deadline));
-            }
-        }
-        for s in self.slots.values() {
-            consider(s.respawn_at);
-        }
-        if self
-            .workers
-            .values()
-            .any(|w| !w.in_flight.is_empty() && w.polled_channel().is_some())
-        {
-            consider(Some(now + POLLER_BACKSTOP));
-        }
-        next.max(now)
-    }
-
-    fn on_timers(&mut self, now: Instant) {
-        self.next_wake = None;
-        if self.queue.promote_due(now) > 0 {
-            self.dispatch();
-        }
-        let nums: Vec<u64> = self.workers.keys().copied().collect();
-        for n in nums {
-            let Some(w) = self.workers.get(&n) else { continue };
-            if let Some((reason, at, termed)) = w.kill {
-                if at <= now {
-                    if termed {
-                        process::kill_group(w.pid, libc::SIGKILL);
-                        if let Some(w) = self.workers.get_mut(&n) {
-                            w.kill = Some((reason, now + Duration::from_secs(3600), true));
-                        }
-                    } else {
-                        self.kill(n, reason);
-                    }
-                }
-                continue;
-            }
-            if !w.ready && w.ready_deadline <= now {
-                let msg = format!("Worker {} did not send worker-ready within {} ms", w.id, self.cfg.ready_timeout_ms);
-                self.log("error", &msg);
-                self.kill(n, KillReason::ReadyTimeout);
-                continue;
-            }
-            if w.abandon_deadline.is_some_and(|d| d <= now) {
-                let msg = format!(
-                    "Worker {} did not stop its abandoned task within the grace period ({} ms); killing it",
-                    w.id, self.cfg.grace_period_ms
-                );
-                self.log("warn", &msg);
-                if let Some(w) = self.workers.get_mut(&n) {
-                    w.abandon_deadline = None;
-                }
-                self.kill(n, KillReason::Timeout);
-                continue;
-            }
-            if let (Some(d), Some(head)) = (w.head_deadline, w.in_flight.front().copied()) {
-                if d <= now && !head.abandoned {
-                    let timeout = self.queue.get(head.seq).map(|r| r.timeout_ms).unwrap_or(0);
-                    let dur = w.head_started.map(|s| now.duration_since(s).as_millis() as u64).unwrap_or(timeout);
-                    let err = CoreError::new(Code::TaskTimeout, format!("Task timeout after {timeout}ms")).with_worker(&w.id);
-                    self.abandon(n, head.seq, "timeout");
-                    self.attempt_failed(head.seq, err, dur, true);
-                }
-            }
-            // Not while the pool is being grown: a worker that got ready first must not
-            // be retired before its scaleUp / initialize has even resolved.
-            let growing = self
-                .ops
-                .iter()
-                .any(|o| matches!(o, PendingOp::Init { .. } | PendingOp::ScaleUp { .. }));
-            if let (Some(idle), Some(w), false) = (self.cfg.idle_timeout_ms, self.workers.get(&n), growing) {
-                if w.ready
-                    && w.in_flight.is_empty()
-                    && w.retiring.is_none()
-                    && now.duration_since(w.idle_since) >= Duration::from_millis(idle)
-                    && self.active_size() > self.cfg.min_workers as usize
-                {
-                    let slot = w.slot;
-                    if self.slot_removable(slot) {
-                        self.slots.remove(&slot);
-                        self.retire(n, Retire::Idle);
-                    }
-                }
-            }
-        }
-        let due: Vec<u64> = self
-            .slots
-            .iter()
-            .filter(|(_, s)| s.respawn_at.is_some_and(|t| t <= now))
-            .map(|(&k, _)| k)
-            .collect();
-        for s in due {
-            if let Some(slot) = self.slots.get_mut(&s) {
-                slot.respawn_at = None;
-            }
-            self.spawn_requests.push(s);
-        }
-        if self.shutdown_deadline.is_some_and(|d| d <= now) && self.phase == Phase::ShuttingDown {
-            self.log("warn", "Graceful shutdown timed out; rejecting what is left");
-            self.force_close();
-        }
-        if self.phase == Phase::Running && self.next_autoscale.is_some_and(|t| t <= now) {
-            self.autoscale_tick(now);
-        }
-        if self.health_due(now) {
-            self.last_health = now;
-            self.health_check(now);
-        }
-        self.maybe_close();
-        self.dispatch();
-    }
-
-    /// Memory and CPU of a worker from /proc, recorded with the health monitor.
-    fn sample_worker(&mut self, n: u64, now: Instant) {
-        let w = match self.workers.get_mut(&n) {
-            Some(w) => w,
-            None => return,
-        };
-        if let Some(s) = process::sample(w.pid) {
-            let cpu = match w.cpu_prev {
-                Some((t, c)) => {
-                    let dt = now.duration_since(t).as_secs_f64() * 1000.0;
-                    if dt > 0.0 {
-                        ((s.cpu_ms - c) / dt * 100.0).max(0.0)
-                    } else {
-                        0.0
-                    }
-                }
-                None => 0.0,
-            };
-            w.cpu_prev = Some((now, s.cpu_ms));
-            w.rss = s.rss_bytes;
-            w.cpu_percent = (cpu * 10.0).round() / 10.0;
-            let sample = Sample {
-                timestamp: epoch_ms(),
-                memory_mb: s.rss_bytes as f64 / 1048576.0,
-                rss_bytes: s.rss_bytes as f64,
-                heap_used: w.heap.0,
-                heap_total: w.heap.1,
-                cpu: w.cpu_percent,
-                uptime: now.duration_since(w.spawned).as_millis() as f64,
-            };
-            let id = w.id.clone();
-            self.health.sample(&id, sample);
-        }
-    }
-
-    fn health_check(&mut self, now: Instant) {
-        if !matches!(self.phase, Phase::Running | Phase::ShuttingDown) {
-            return;
-        }
-        self.sync_health();
-        let nums: Vec<u64> = self.workers.keys().copied().collect();
-        for n in nums {
-            self.sample_worker(n, now);
-        }
-        let out = self.health.check(now);
-        for id in out.zombies {
-            let Some((&n, w)) = self.workers.iter().find(|(_, w)| w.id == id) else {
-                continue;
-            };
-            if w.kill.is_some() {
-                continue;
-            }
-            let since = self
-                .health
-                .workers
-                .get(&id)
-                .map(|h| now.duration_since(h.last_heartbeat.unwrap_or(h.registered)).as_millis() as u64)
-                .unwrap_or(0);
-            let cur = w.current_task(&self.queue);
-            let data = json!({ "workerId": id, "pid": w.pid, "timeSinceHeartbeat": since, "state": w.state_str(), "currentTask": cur });
-            self.emit("zombie-detected", data);
-            self.log("warn", &format!("Zombie worker {id} (no heartbeat for {since} ms); killing it"));
-            self.kill(n, KillReason::Zombie);
-        }
-        for id in out.high_memory {
-            let Some((&n, w)) = self.workers.iter().find(|(_, w)| w.id == id) else {
-                continue;
-            };
-            let mb = w.rss as f64 / 1048576.0;
-            let retiring = w.retiring.is_some();
-            let data = json!({ "workerId": id, "memoryMB": (mb * 10.0).round() / 10.0, "threshold": self.cfg.worker_memory_limit_mb });
-            self.emit("high-memory", data);
-            if self.cfg.restart_on_memory_limit && !retiring && self.phase == Phase::Running {
-                self.log(
-                    "warn",
-                    &format!("Worker {id} is over the memory limit ({mb:.0} MB); recycling it after its current task"),
-                );
-                self.retire(n, Retire::Memory);
-            }
-        }
-    }
 
     // ------------------------------------------------------------------ queries
 
