@@ -1,10 +1,31 @@
 //! The pool: workers, dispatch, the task lifecycle, supervision and metrics.
 //!
-//! All state lives in one `State` behind a mutex. The JS thread takes the lock to
-//! submit, query, and handle the worker messages it reads itself (`Pool::pump`); the
-//! core's own threads take it for exits, timers, and the messages they read while the
-//! JS thread is busy. Events for JavaScript are appended to one buffer as JSON text
-//! and handed to the `EventSink` as one batch per lock, in order.
+//! This file holds the `Pool` handle, its locking, and the public API. Everything the
+//! pool knows is one `State` (in `state`) behind a mutex; each concern is a separate
+//! `impl State` (or `impl Pool`) block in its own file:
+//!
+//! | file           | owns                                                                 |
+//! |----------------|----------------------------------------------------------------------|
+//! | `state.rs`     | `State`, `Worker`, `Slot`, pending operations, counters, small queries |
+//! | `events.rs`    | the batch of event records for JavaScript                            |
+//! | `io.rs`        | outbox and writer, the core's reader, `Pool::pump`, message splitting |
+//! | `spawn.rs`     | starting a worker process and its transport; failed starts           |
+//! | `dispatch.rs`  | prediction, prefetch admission, picking a worker, sending tasks      |
+//! | `replies.rs`   | messages from workers and what a reply does                          |
+//! | `tasks.rs`     | admitting a task; failed, cancelled and abandoned attempts           |
+//! | `lifecycle.rs` | retire, kill, protocol errors, a worker's exit and its replacement   |
+//! | `scale.rs`     | initialize/scale operations, adding and removing slots, autoscale    |
+//! | `shutdown.rs`  | graceful and immediate shutdown                                      |
+//! | `supervise.rs` | the timer loop, deadlines, the poller backstop, health checks        |
+//! | `report.rs`    | worker status, metrics JSON, Prometheus text, `call` verbs           |
+//!
+//! Locking: the JS thread takes the lock to submit, query, and handle the worker
+//! messages it reads itself (`Pool::pump`); the core's own threads take it for exits,
+//! timers, and the messages they read while the JS thread is busy. A write to a worker
+//! under the lock never blocks: what its socket does not take at once waits in its
+//! outbox for its writer task. Events for JavaScript are appended to one buffer as
+//! JSON text and handed to the `EventSink` as one batch per lock, in order
+//! (`Pool::after`).
 
 mod dispatch;
 mod events;
@@ -377,24 +398,6 @@ impl Pool {
         self.with(|st| st.call(method, args))
     }
 
-    // ------------------------------------------------------------ worker plumbing
-}
-
-// -------------------------------------------------------------------- state logic
-
-impl State {
-    // ------------------------------------------------------------------ dispatch
-
-    // ------------------------------------------------------------ worker messages
-
-    // ---------------------------------------------------------------- lifecycle
-
-    // ------------------------------------------------------------------ timers
-
-    // ------------------------------------------------------------------ queries
-}
-
-impl Pool {
     /// Resubmits dead-lettered tasks (all, or the one with `id`) under sequence numbers
     /// `first_seq`, `first_seq + 1`, ...; returns them.
     pub fn requeue_dead_letters(&self, id: Option<&str>, first_seq: u64) -> CoreResult<Vec<(u64, String)>> {
