@@ -197,7 +197,7 @@ impl StandaloneHealth {
                 let sample = Sample {
                     timestamp: epoch_ms(),
                     // The standalone monitor has only the worker's word: its heap.
-                    memory_mb: heap_used / 1048576.0,
+                    memory_mb: heap_used / crate::util::BYTES_PER_MB,
                     rss_bytes: num(&mem, "rss", 0.0),
                     heap_used,
                     heap_total: num(&mem, "heapTotal", 0.0),

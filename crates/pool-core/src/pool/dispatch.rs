@@ -19,6 +19,9 @@ const PREFETCH_MAX_BYTES: usize = 1024 * 1024;
 
 /// Queued tasks per worker before any is sent ahead.
 const PREFETCH_MIN_DEPTH: u64 = 32;
+/// How far down the queue a free worker looks for a task it can serve when the head
+/// needs a capability it lacks.
+const CAPABILITY_LOOKAHEAD: usize = 256;
 
 impl State {
     /// Predicted run time of a queued task, from its type's history.
@@ -133,7 +136,7 @@ impl State {
         if !free {
             return None;
         }
-        for seq in self.queue.peek_many(256).into_iter().skip(1) {
+        for seq in self.queue.peek_many(CAPABILITY_LOOKAHEAD).into_iter().skip(1) {
             if let Some(w) = self.pick_worker(seq, now) {
                 return Some((w, seq));
             }

@@ -9,6 +9,10 @@ use crate::util::{epoch_ms, json_str};
 use serde_json::Value;
 use std::fmt::Write as _;
 
+/// The next batch starts with the capacity the last one needed, within these bounds.
+const EVENT_BUF_MIN: usize = 256;
+const EVENT_BUF_MAX: usize = 64 * 1024;
+
 impl State {
     /// Starts the next event in the outgoing batch (a JSON array being built).
     pub(super) fn ev_sep(&mut self) {
@@ -26,7 +30,7 @@ impl State {
             return String::new();
         }
         self.ev.push(']');
-        let cap = self.ev.len().clamp(256, 64 * 1024);
+        let cap = self.ev.len().clamp(EVENT_BUF_MIN, EVENT_BUF_MAX);
         std::mem::replace(&mut self.ev, String::with_capacity(cap))
     }
 

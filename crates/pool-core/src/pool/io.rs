@@ -12,6 +12,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 
+/// After its worker exited, a channel that stays silent this long is finished (a FIFO
+/// never reports EOF: the pool holds it read-write).
+const AFTER_EXIT_SILENCE: Duration = Duration::from_millis(50);
+/// A read buffer grown past this many read chunks (by a large message) is given back
+/// once it is nearly empty again.
+const SHRINK_ABOVE_CHUNKS: usize = 4;
+
 /// Bytes waiting for a worker's socket. Whoever pushes first tries a non-blocking
 /// write straight to the socket (saving a thread hop on the submit path); what does
 /// not fit goes to the buffer, which the worker's writer task drains.
@@ -235,7 +242,7 @@ impl Pool {
             }
             let Some(a) = afd.as_ref() else { break };
             let ready = if exited {
-                match tokio::time::timeout(Duration::from_millis(50), a.readable()).await {
+                match tokio::time::timeout(AFTER_EXIT_SILENCE, a.readable()).await {
                     Ok(r) => r,
                     Err(_) => break,
                 }
@@ -314,7 +321,7 @@ impl Pool {
             }
             rs.buf.drain(..consumed);
             rs.scanned = rs.scanned.saturating_sub(consumed);
-            if rs.buf.capacity() > 4 * READ_CHUNK && rs.buf.len() < READ_CHUNK {
+            if rs.buf.capacity() > SHRINK_ABOVE_CHUNKS * READ_CHUNK && rs.buf.len() < READ_CHUNK {
                 rs.buf.shrink_to(READ_CHUNK);
             }
         }

@@ -10,6 +10,18 @@ use crate::util::signal_name;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
+/// How long a worker asked to shut down gracefully has to exit on its own (on top of
+/// the grace period when it is retired), before it is sent SIGTERM.
+pub(super) const WORKER_EXIT_WAIT: Duration = Duration::from_millis(5000);
+/// The least time between SIGTERM and SIGKILL, whatever `gracePeriod` says.
+const MIN_KILL_GRACE: Duration = Duration::from_millis(100);
+/// A worker killed for a protocol error got SIGKILL at once; if it still has not exited
+/// this much later it gets SIGKILL again.
+const SIGKILL_REPEAT_PROTOCOL: Duration = Duration::from_secs(1);
+/// The longest wait before an unstable slot is restarted (the backoff doubles from
+/// `restartCooldown` up to this).
+const RESTART_BACKOFF_MAX_MS: u64 = 300_000;
+
 pub(super) fn exit_desc(code: Option<i32>, signal: Option<i32>) -> String {
     match (code, signal) {
         (_, Some(s)) => format!("signal {}", signal_name(s)),
@@ -40,14 +52,14 @@ impl State {
         }
         w.retire_sent = true;
         w.out.push(&protocol::shutdown(true));
-        let at = Instant::now() + Duration::from_millis(5000 + grace);
+        let at = Instant::now() + WORKER_EXIT_WAIT + Duration::from_millis(grace);
         w.kill = Some((KillReason::Retire, at, false));
         self.note_deadline(at);
     }
 
     /// Kills a worker: SIGTERM to its group now, SIGKILL after the grace period.
     pub(super) fn kill(&mut self, wn: u64, why: KillReason) {
-        let grace = Duration::from_millis(self.cfg.grace_period_ms.max(100));
+        let grace = Duration::from_millis(self.cfg.grace_period_ms).max(MIN_KILL_GRACE);
         let Some(w) = self.workers.get_mut(&wn) else { return };
         if matches!(w.kill, Some((_, _, true))) {
             return;
@@ -78,7 +90,7 @@ impl State {
             process::kill_group(w.pid, libc::SIGKILL);
         }
         if let Some(w) = self.workers.get_mut(&num) {
-            w.kill = Some((KillReason::Protocol, Instant::now() + Duration::from_secs(1), true));
+            w.kill = Some((KillReason::Protocol, Instant::now() + SIGKILL_REPEAT_PROTOCOL, true));
         }
     }
 
@@ -209,7 +221,7 @@ impl State {
                     slot.restarts += 1;
                     self.metrics.restarted += 1;
                     if unstable {
-                        let delay = crate::config::backoff_ms(self.cfg.restart_cooldown_ms, 300_000, slot.unstable);
+                        let delay = crate::config::backoff_ms(self.cfg.restart_cooldown_ms, RESTART_BACKOFF_MAX_MS, slot.unstable);
                         let at = now + Duration::from_millis(delay);
                         slot.respawn_at = Some(at);
                         self.note_deadline(at);

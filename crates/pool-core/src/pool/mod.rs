@@ -57,6 +57,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
+/// Most tasks the dead-letter queue keeps (the oldest go first).
+const DLQ_CAPACITY: usize = 10_000;
+/// CPU use (percent of one core, over a health-check interval) that counts as high.
+const CPU_ALERT_PERCENT: f64 = 90.0;
+
 /// Receives batches of events as a JSON array text.
 pub trait EventSink: Send + Sync + 'static {
     fn deliver(&self, batch: String);
@@ -122,7 +127,7 @@ impl Pool {
             retry_backoff_ms: cfg.retry_backoff_ms,
             max_backoff_ms: cfg.max_backoff_ms,
             task_timeout_ms: cfg.task_timeout,
-            dlq_capacity: 10000,
+            dlq_capacity: DLQ_CAPACITY,
         });
         let health = HealthMonitor::new(HealthOptions {
             heartbeat_timeout_ms: cfg.heartbeat_timeout_ms(),
@@ -131,7 +136,7 @@ impl Pool {
             max_restart_attempts: cfg.max_restart_attempts,
             restart_cooldown_ms: cfg.restart_cooldown_ms,
             memory_threshold_mb: cfg.worker_memory_limit_mb,
-            cpu_threshold_percent: 90.0,
+            cpu_threshold_percent: CPU_ALERT_PERCENT,
         });
         let inner = Arc::new(Inner {
             state: Mutex::new(State {

@@ -11,6 +11,12 @@ use crate::queue::TaskQueue;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
+/// Weight of the newest run time in its type's moving average.
+const TYPE_AVG_WEIGHT: f64 = 0.2;
+/// Task types whose averages are kept; past this the table starts again (a pool fed
+/// ever new type names must not grow without bound).
+const TYPE_AVG_MAX_TYPES: usize = 4096;
+
 impl State {
     pub(super) fn on_line(&mut self, num: u64, line: &str) -> Result<(), String> {
         let msg = protocol::parse(line).map_err(|e| format!("a message that is not valid JSON ({e})"))?;
@@ -165,9 +171,9 @@ impl State {
         if let (Some(ms), Some(rec)) = (measured, self.queue.get(seq)) {
             let key = rec.data.type_json.as_str();
             match self.type_avg.get_mut(key) {
-                Some(avg) => *avg = *avg * 0.8 + ms * 0.2,
+                Some(avg) => *avg = *avg * (1.0 - TYPE_AVG_WEIGHT) + ms * TYPE_AVG_WEIGHT,
                 None => {
-                    if self.type_avg.len() >= 4096 {
+                    if self.type_avg.len() >= TYPE_AVG_MAX_TYPES {
                         self.type_avg.clear();
                     }
                     self.type_avg.insert(key.to_string(), ms);

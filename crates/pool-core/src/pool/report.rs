@@ -6,9 +6,16 @@ use super::state::{Phase, State, Worker};
 use super::PoolTask;
 use crate::error::{Code, CoreError, CoreResult};
 use crate::queue::TaskQueue;
+use crate::util::BYTES_PER_MB;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Instant;
+
+/// Defaults of `healthMonitor.getMetrics(id, limit)`, `getAlerts(limit)` and
+/// `clearAlerts(olderThanMs)`, as in the original.
+const DEFAULT_SAMPLES_LIMIT: f64 = 100.0;
+const DEFAULT_ALERTS_LIMIT: f64 = 50.0;
+const DEFAULT_ALERT_MAX_AGE_MS: f64 = 3_600_000.0;
 
 impl State {
     pub(super) fn worker_status(&self, w: &Worker) -> Value {
@@ -28,7 +35,7 @@ impl State {
             "restartCount": restarts,
             "capabilities": w.capabilities,
             "rssBytes": w.rss,
-            "memoryMB": ((w.rss as f64 / 1048576.0) * 10.0).round() / 10.0,
+            "memoryMB": ((w.rss as f64 / BYTES_PER_MB) * 10.0).round() / 10.0,
             "cpuPercent": w.cpu_percent,
             "health": health,
         })
@@ -190,15 +197,18 @@ impl State {
             "health.capacity" => self.health.capacity_json().to_string(),
             "health.metrics" => self
                 .health
-                .metrics_json(arg_str(0).unwrap_or(""), arg_num(1).unwrap_or(100.0).max(0.0) as usize)
+                .metrics_json(
+                    arg_str(0).unwrap_or(""),
+                    arg_num(1).unwrap_or(DEFAULT_SAMPLES_LIMIT).max(0.0) as usize,
+                )
                 .to_string(),
             "health.alerts" => self
                 .health
-                .alerts_json(arg_num(0).unwrap_or(50.0).max(0.0) as usize, arg_str(1))
+                .alerts_json(arg_num(0).unwrap_or(DEFAULT_ALERTS_LIMIT).max(0.0) as usize, arg_str(1))
                 .to_string(),
             "health.clearAlerts" => self
                 .health
-                .clear_alerts(arg_num(0).unwrap_or(3600000.0).max(0.0) as u64)
+                .clear_alerts(arg_num(0).unwrap_or(DEFAULT_ALERT_MAX_AGE_MS).max(0.0) as u64)
                 .to_string(),
             "health.summary" => self.health.summary_json(self.failed_slots()).to_string(),
             "health.monitoring" => self.health.monitoring.to_string(),

@@ -2,6 +2,7 @@
 //! close the workers, bounded by `shutdownTimeout`) or immediate (reject what is
 //! live, close now), and the end of it once the last worker has exited.
 
+use super::lifecycle::WORKER_EXIT_WAIT;
 use super::state::{KillReason, PendingOp, Phase, Retire, State};
 use crate::error::{Code, CoreError};
 use crate::protocol;
@@ -86,7 +87,7 @@ impl State {
         self.phase = Phase::Closing;
         self.shutdown_deadline = None;
         let now = Instant::now();
-        let wait = Duration::from_millis(if graceful { 5000 } else { 0 });
+        let wait = if graceful { WORKER_EXIT_WAIT } else { Duration::ZERO };
         let nums: Vec<u64> = self.workers.keys().copied().collect();
         for n in nums {
             let w = self.workers.get_mut(&n).expect("worker exists");

@@ -16,6 +16,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
+/// How long a worker's exit waits for its reader to take the last messages (bounded:
+/// a grandchild may hold the channel open).
+const READER_DRAIN_WAIT: Duration = Duration::from_millis(1000);
+/// How long the exit of a worker that never got ready waits for its last stderr
+/// lines (bounded for the same reason).
+const STDERR_DRAIN_WAIT: Duration = Duration::from_millis(500);
+
 impl Pool {
     pub(super) fn spawn_worker(&self, slot: u64) {
         let mut st = self.lock();
@@ -181,13 +188,13 @@ impl Pool {
         tokio::spawn(async move {
             let status = child.wait().await;
             let _ = exited_tx.send(());
-            let _ = tokio::time::timeout(Duration::from_millis(1000), drained_rx).await;
+            let _ = tokio::time::timeout(READER_DRAIN_WAIT, drained_rx).await;
             // A worker that died before it was ready is reported with its last stderr
             // lines: let the stderr reader drain the pipe first (bounded: a grandchild
             // may hold the pipe open).
             let ready = p.lock().workers.get(&num).is_some_and(|w| w.ready);
             if let (false, Some(done)) = (ready, stderr_done) {
-                let _ = tokio::time::timeout(Duration::from_millis(500), done).await;
+                let _ = tokio::time::timeout(STDERR_DRAIN_WAIT, done).await;
             }
             let (code, signal) = match status {
                 Ok(s) => (s.code(), s.signal()),

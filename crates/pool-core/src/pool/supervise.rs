@@ -9,10 +9,17 @@ use crate::error::{Code, CoreError};
 use crate::fdio::Channel;
 use crate::health::Sample;
 use crate::process;
-use crate::util::epoch_ms;
+use crate::util::{epoch_ms, BYTES_PER_MB};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The timer loop sleeps at most this long, whatever else is due (it also notices
+/// that the pool was dropped unused).
+const MAX_TIMER_SLEEP: Duration = Duration::from_millis(1000);
+/// A worker that did not exit after SIGKILL (e.g. stuck in the kernel) is sent it
+/// again this much later; its exit waiter is what finally removes it.
+const SIGKILL_REPEAT: Duration = Duration::from_secs(3600);
 
 /// While tasks run on workers whose channel another thread polls, the timer loop
 /// ticks this often to notice that thread stuck (see `Channel::check_stalled`).
@@ -111,7 +118,7 @@ impl State {
 
     pub(super) fn compute_next_wake(&self) -> Instant {
         let now = Instant::now();
-        let mut next = now + Duration::from_millis(self.cfg.health_check_interval.min(1000));
+        let mut next = now + Duration::from_millis(self.cfg.health_check_interval).min(MAX_TIMER_SLEEP);
         let mut consider = |t: Option<Instant>| {
             if let Some(t) = t {
                 if t < next {
@@ -156,7 +163,7 @@ impl State {
                     if termed {
                         process::kill_group(w.pid, libc::SIGKILL);
                         if let Some(w) = self.workers.get_mut(&n) {
-                            w.kill = Some((reason, now + Duration::from_secs(3600), true));
+                            w.kill = Some((reason, now + SIGKILL_REPEAT, true));
                         }
                     } else {
                         self.kill(n, reason);
@@ -262,7 +269,7 @@ impl State {
             w.cpu_percent = (cpu * 10.0).round() / 10.0;
             let sample = Sample {
                 timestamp: epoch_ms(),
-                memory_mb: s.rss_bytes as f64 / 1048576.0,
+                memory_mb: s.rss_bytes as f64 / BYTES_PER_MB,
                 rss_bytes: s.rss_bytes as f64,
                 heap_used: w.heap.0,
                 heap_total: w.heap.1,
@@ -307,7 +314,7 @@ impl State {
             let Some((&n, w)) = self.workers.iter().find(|(_, w)| w.id == id) else {
                 continue;
             };
-            let mb = w.rss as f64 / 1048576.0;
+            let mb = w.rss as f64 / BYTES_PER_MB;
             let retiring = w.retiring.is_some();
             let data = json!({ "workerId": id, "memoryMB": (mb * 10.0).round() / 10.0, "threshold": self.cfg.worker_memory_limit_mb });
             self.emit("high-memory", data);
