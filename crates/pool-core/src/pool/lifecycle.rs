@@ -2,7 +2,7 @@
 //! SIGKILL), a protocol error, and its exit: the tasks it held, the events, and the
 //! decision to replace it, back off, or give its slot up.
 
-use super::state::{KillReason, Phase, Retire, State};
+use super::state::{Kill, KillReason, KillStep, Phase, Retire, State};
 use crate::error::{Code, CoreError};
 use crate::process;
 use crate::protocol;
@@ -53,7 +53,7 @@ impl State {
         w.retire_sent = true;
         w.out.push(&protocol::shutdown(true));
         let at = Instant::now() + WORKER_EXIT_WAIT + Duration::from_millis(grace);
-        w.kill = Some((KillReason::Retire, at, false));
+        w.kill = Some(Kill::new(KillReason::Retire, KillStep::Sigterm, at));
         self.note_deadline(at);
     }
 
@@ -61,16 +61,16 @@ impl State {
     pub(super) fn kill(&mut self, wn: u64, why: KillReason) {
         let grace = Duration::from_millis(self.cfg.grace_period_ms).max(MIN_KILL_GRACE);
         let Some(w) = self.workers.get_mut(&wn) else { return };
-        if matches!(w.kill, Some((_, _, true))) {
+        if w.kill.is_some_and(|k| k.next == KillStep::Sigkill) {
             return;
         }
         process::kill_group(w.pid, libc::SIGTERM);
         let at = Instant::now() + grace;
         let reason = match w.kill {
-            Some((r, _, _)) if why == KillReason::Retire => r,
+            Some(k) if why == KillReason::Retire => k.reason,
             _ => why,
         };
-        w.kill = Some((reason, at, true));
+        w.kill = Some(Kill::new(reason, KillStep::Sigkill, at));
         self.note_deadline(at);
     }
 
@@ -90,7 +90,11 @@ impl State {
             process::kill_group(w.pid, libc::SIGKILL);
         }
         if let Some(w) = self.workers.get_mut(&num) {
-            w.kill = Some((KillReason::Protocol, Instant::now() + SIGKILL_REPEAT_PROTOCOL, true));
+            w.kill = Some(Kill::new(
+                KillReason::Protocol,
+                KillStep::Sigkill,
+                Instant::now() + SIGKILL_REPEAT_PROTOCOL,
+            ));
         }
     }
 
@@ -114,7 +118,10 @@ impl State {
             }
             if first {
                 let reason = match w.kill {
-                    Some((KillReason::Zombie, ..)) => format!(
+                    Some(Kill {
+                        reason: KillReason::Zombie,
+                        ..
+                    }) => format!(
                         "Worker {} was killed: unresponsive (no heartbeat for {} ms) while running the task",
                         w.id, self.cfg.zombie_threshold_ms
                     ),
@@ -130,7 +137,9 @@ impl State {
             }
             first = false;
         }
-        let expected = matches!(w.kill, Some((KillReason::Retire | KillReason::Shutdown, ..)))
+        let expected = w
+            .kill
+            .is_some_and(|k| matches!(k.reason, KillReason::Retire | KillReason::Shutdown))
             || matches!(self.phase, Phase::Closing | Phase::Shutdown);
         if !expected && w.retiring.is_none() {
             self.metrics.crashed += 1;
@@ -146,7 +155,7 @@ impl State {
         // Start failures during initialize reject it.
         if !w.ready {
             let stderr = w.stderr.lock().map(|t| t.text()).unwrap_or_default();
-            let what = if matches!(w.kill, Some((KillReason::ReadyTimeout, ..))) {
+            let what = if w.kill.is_some_and(|k| k.reason == KillReason::ReadyTimeout) {
                 format!("did not send worker-ready within {} ms (killed)", self.cfg.ready_timeout_ms)
             } else {
                 format!("exited with {desc} before it was ready")

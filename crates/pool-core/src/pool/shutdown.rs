@@ -3,7 +3,7 @@
 //! live, close now), and the end of it once the last worker has exited.
 
 use super::lifecycle::WORKER_EXIT_WAIT;
-use super::state::{KillReason, PendingOp, Phase, Retire, State};
+use super::state::{Kill, KillReason, KillStep, PendingOp, Phase, Retire, State};
 use crate::error::{Code, CoreError};
 use crate::protocol;
 use serde_json::json;
@@ -95,10 +95,10 @@ impl State {
             w.out.push(&protocol::shutdown(graceful));
             if graceful {
                 let at = now + wait;
-                w.kill = Some((KillReason::Shutdown, at, false));
+                w.kill = Some(Kill::new(KillReason::Shutdown, KillStep::Sigterm, at));
                 self.note_deadline(at);
             } else {
-                w.kill = Some((KillReason::Shutdown, now, false));
+                w.kill = Some(Kill::new(KillReason::Shutdown, KillStep::Sigterm, now));
                 self.kill(n, KillReason::Shutdown);
             }
         }

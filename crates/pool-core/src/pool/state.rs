@@ -47,6 +47,29 @@ pub(super) enum KillReason {
     Shutdown,
 }
 
+/// A kill under way: why, and what happens next when.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Kill {
+    pub(super) reason: KillReason,
+    pub(super) next: KillStep,
+    pub(super) due: Instant,
+}
+
+/// The next step of a kill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum KillStep {
+    /// The worker was asked to exit (or not yet signalled): SIGTERM at `due`.
+    Sigterm,
+    /// SIGTERM (or SIGKILL) went out: SIGKILL at `due`.
+    Sigkill,
+}
+
+impl Kill {
+    pub(super) fn new(reason: KillReason, next: KillStep, due: Instant) -> Kill {
+        Kill { reason, next, due }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub(super) struct InFlight {
     pub(super) seq: u64,
@@ -79,7 +102,7 @@ pub(super) struct Worker {
     pub(super) capabilities: Vec<String>,
     pub(super) retiring: Option<Retire>,
     pub(super) retire_sent: bool,
-    pub(super) kill: Option<(KillReason, Instant, bool)>,
+    pub(super) kill: Option<Kill>,
     pub(super) stderr: Arc<Mutex<StderrTail>>,
     pub(super) heap: (f64, f64),
     pub(super) cpu_prev: Option<(Instant, f64)>,

@@ -3,7 +3,7 @@
 //! backoff, graceful shutdown, idle retirement), the backstop read of channels left
 //! to the JS thread, and the periodic health check with its /proc samples.
 
-use super::state::{KillReason, PendingOp, Phase, Retire, State};
+use super::state::{Kill, KillReason, KillStep, PendingOp, Phase, Retire, State};
 use super::Pool;
 use crate::error::{Code, CoreError};
 use crate::fdio::Channel;
@@ -71,7 +71,7 @@ impl Pool {
                     let ch = w.polled_channel()?.clone();
                     let deadline = due(w.head_deadline)
                         || due(w.abandon_deadline)
-                        || due(w.kill.map(|k| k.1))
+                        || due(w.kill.map(|k| k.due))
                         || (!w.ready && w.ready_deadline <= now);
                     Some((ch, deadline))
                 })
@@ -132,7 +132,7 @@ impl State {
         for w in self.workers.values() {
             consider(w.head_deadline);
             consider(w.abandon_deadline);
-            consider(w.kill.map(|k| k.1));
+            consider(w.kill.map(|k| k.due));
             if !w.ready {
                 consider(Some(w.ready_deadline));
             }
@@ -158,15 +158,16 @@ impl State {
         let nums: Vec<u64> = self.workers.keys().copied().collect();
         for n in nums {
             let Some(w) = self.workers.get(&n) else { continue };
-            if let Some((reason, at, termed)) = w.kill {
-                if at <= now {
-                    if termed {
-                        process::kill_group(w.pid, libc::SIGKILL);
-                        if let Some(w) = self.workers.get_mut(&n) {
-                            w.kill = Some((reason, now + SIGKILL_REPEAT, true));
+            if let Some(kill) = w.kill {
+                if kill.due <= now {
+                    match kill.next {
+                        KillStep::Sigkill => {
+                            process::kill_group(w.pid, libc::SIGKILL);
+                            if let Some(w) = self.workers.get_mut(&n) {
+                                w.kill = Some(Kill::new(kill.reason, KillStep::Sigkill, now + SIGKILL_REPEAT));
+                            }
                         }
-                    } else {
-                        self.kill(n, reason);
+                        KillStep::Sigterm => self.kill(n, kill.reason),
                     }
                 }
                 continue;
