@@ -3,7 +3,7 @@
 //! worker), picking the worker by the load-balancing strategy, recording the
 //! assignment, and writing the execute messages.
 
-use super::state::{InFlight, Phase, State, Worker};
+use super::state::{InFlight, Phase, State, Worker, WorkerNo};
 use super::supervise::POLLER_BACKSTOP;
 use crate::balance::{self, Candidate};
 use crate::protocol;
@@ -79,7 +79,7 @@ impl State {
         if !matches!(self.phase, Phase::Running | Phase::ShuttingDown) {
             return;
         }
-        let mut sends: Vec<(u64, Vec<u64>)> = Vec::new();
+        let mut sends: Vec<(WorkerNo, Vec<u64>)> = Vec::new();
         let now = Instant::now();
         while let Some(seq) = self.queue.peek() {
             // Looking past the head only helps when the head waits for a capability.
@@ -106,7 +106,7 @@ impl State {
         }
     }
 
-    pub(super) fn pick_worker(&self, seq: u64, now: Instant) -> Option<u64> {
+    pub(super) fn pick_worker(&self, seq: u64, now: Instant) -> Option<WorkerNo> {
         let rec = self.queue.get(seq)?;
         let requires: &[String] = &rec.data.requires;
         let pred = self.predict_type(&rec.data.type_json);
@@ -117,13 +117,13 @@ impl State {
                 .values()
                 .filter(|w| (!idle_only || w.in_flight.is_empty()) && self.can_take(w, pred, bytes, now))
                 .map(|w| Candidate {
-                    num: w.num,
+                    num: w.num.0,
                     in_flight: w.in_flight.len(),
                     last_used: w.last_used,
                     capabilities: &w.capabilities,
                 });
-            if let Some(n) = balance::choose(self.cfg.load_balancing, requires, cands, self.rr_last) {
-                return Some(n);
+            if let Some(n) = balance::choose(self.cfg.load_balancing, requires, cands, self.rr_last.0) {
+                return Some(WorkerNo(n));
             }
         }
         None
@@ -131,7 +131,7 @@ impl State {
 
     /// When the first queued task can't run anywhere now (capabilities), look further
     /// down the queue for a task a free worker can serve.
-    pub(super) fn pick_any_task(&self, now: Instant) -> Option<(u64, u64)> {
+    pub(super) fn pick_any_task(&self, now: Instant) -> Option<(WorkerNo, u64)> {
         let free = self.workers.values().any(|w| self.can_take(w, 0.0, 0, now));
         if !free {
             return None;
@@ -144,7 +144,7 @@ impl State {
         None
     }
 
-    pub(super) fn assign(&mut self, wn: u64, seq: u64, now: Instant) {
+    pub(super) fn assign(&mut self, wn: WorkerNo, seq: u64, now: Instant) {
         let (timeout, queued_ms) = match self.queue.get(seq) {
             Some(r) => (r.timeout_ms, now.duration_since(r.enqueued_instant).as_millis() as u64),
             None => return,
@@ -191,7 +191,7 @@ impl State {
         }
     }
 
-    pub(super) fn send_tasks(&mut self, wn: u64, seqs: &[u64]) {
+    pub(super) fn send_tasks(&mut self, wn: WorkerNo, seqs: &[u64]) {
         let Some(w) = self.workers.get(&wn) else { return };
         let mut buf = Vec::with_capacity(128 * seqs.len());
         let write_one = |buf: &mut Vec<u8>, seq: u64| {

@@ -4,7 +4,7 @@
 //! by the JS thread), and the splitting of a byte stream into messages
 //! (newline-delimited JSON over IPC, length-prefixed frames over FIFOs).
 
-use super::state::KillReason;
+use super::state::{KillReason, WorkerNo};
 use super::Pool;
 use crate::fdio::{Channel, Filled, READ_CHUNK};
 use std::io::Write as _;
@@ -192,7 +192,7 @@ pub(super) async fn writer(out: Arc<Outbox>, mut wr: crate::fdio::Sink) {
 
 impl Pool {
     pub(super) fn start_reader(&self, ch: Arc<Channel>, ends: ReaderEnds) {
-        if let Some(w) = self.lock().workers.get_mut(&ch.num) {
+        if let Some(w) = self.lock().workers.get_mut(&WorkerNo(ch.num)) {
             w.chan = Some(ch.clone());
         }
         self.inner.sink.watch(self, ch.clone());
@@ -229,12 +229,12 @@ impl Pool {
                         // Unread, the worker would hold its tasks until they time out:
                         // replace it now (its tasks are retried).
                         self.with(|st| {
-                            let id = st.workers.get(&ch.num).map(|w| w.id.clone()).unwrap_or_default();
+                            let id = st.workers.get(&WorkerNo(ch.num)).map(|w| w.id.clone()).unwrap_or_default();
                             st.log(
                                 "error",
                                 &format!("Worker {id}: its channel could not be watched ({e}); it is replaced"),
                             );
-                            st.kill(ch.num, KillReason::Protocol);
+                            st.kill(WorkerNo(ch.num), KillReason::Protocol);
                         });
                         break;
                     }
@@ -288,7 +288,7 @@ impl Pool {
             Ok(x) => x,
             Err(why) => {
                 rs.done = true;
-                self.with(|st| st.protocol_error(ch.num, &why));
+                self.with(|st| st.protocol_error(WorkerNo(ch.num), &why));
                 return Pumped::Closed;
             }
         };
@@ -298,7 +298,7 @@ impl Pool {
             for (a, b) in msgs {
                 match std::str::from_utf8(&rs.buf[a..b]) {
                     Ok(text) => {
-                        if let Err(why) = st.on_line(ch.num, text) {
+                        if let Err(why) = st.on_line(WorkerNo(ch.num), text) {
                             bad = Some(why);
                             break;
                         }
@@ -310,7 +310,7 @@ impl Pool {
                 }
             }
             if let Some(why) = &bad {
-                st.protocol_error(ch.num, why);
+                st.protocol_error(WorkerNo(ch.num), why);
             } else {
                 st.dispatch();
             }

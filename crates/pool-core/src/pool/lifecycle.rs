@@ -2,7 +2,7 @@
 //! SIGKILL), a protocol error, and its exit: the tasks it held, the events, and the
 //! decision to replace it, back off, or give its slot up.
 
-use super::state::{Kill, KillReason, KillStep, Phase, Retire, State};
+use super::state::{Kill, KillReason, KillStep, Phase, Retire, State, WorkerNo};
 use crate::error::{Code, CoreError};
 use crate::process;
 use crate::protocol;
@@ -31,7 +31,7 @@ pub(super) fn exit_desc(code: Option<i32>, signal: Option<i32>) -> String {
 }
 
 impl State {
-    pub(super) fn retire(&mut self, wn: u64, why: Retire) {
+    pub(super) fn retire(&mut self, wn: WorkerNo, why: Retire) {
         let Some(w) = self.workers.get_mut(&wn) else { return };
         if w.retiring.is_some() {
             return;
@@ -44,7 +44,7 @@ impl State {
     }
 
     /// Asks a drained worker to exit; kills it if it does not within the grace period.
-    pub(super) fn send_retire(&mut self, wn: u64) {
+    pub(super) fn send_retire(&mut self, wn: WorkerNo) {
         let grace = self.cfg.grace_period_ms;
         let Some(w) = self.workers.get_mut(&wn) else { return };
         if w.retire_sent {
@@ -58,7 +58,7 @@ impl State {
     }
 
     /// Kills a worker: SIGTERM to its group now, SIGKILL after the grace period.
-    pub(super) fn kill(&mut self, wn: u64, why: KillReason) {
+    pub(super) fn kill(&mut self, wn: WorkerNo, why: KillReason) {
         let grace = Duration::from_millis(self.cfg.grace_period_ms).max(MIN_KILL_GRACE);
         let Some(w) = self.workers.get_mut(&wn) else { return };
         if w.kill.is_some_and(|k| k.next == KillStep::Sigkill) {
@@ -74,8 +74,8 @@ impl State {
         self.note_deadline(at);
     }
 
-    pub(super) fn protocol_error(&mut self, num: u64, why: &str) {
-        let Some(w) = self.workers.get(&num) else { return };
+    pub(super) fn protocol_error(&mut self, wn: WorkerNo, why: &str) {
+        let Some(w) = self.workers.get(&wn) else { return };
         let (id, pid) = (w.id.clone(), w.pid);
         let msg = format!("Worker {id} sent {why}; it was killed");
         self.log("error", &msg);
@@ -85,11 +85,11 @@ impl State {
         );
         self.health
             .raise_alert("warning", Some(&id), "protocol-error", json!({ "message": msg }));
-        self.fail_head(num, CoreError::new(Code::Protocol, msg).with_worker(&id));
-        if let Some(w) = self.workers.get(&num) {
+        self.fail_head(wn, CoreError::new(Code::Protocol, msg).with_worker(&id));
+        if let Some(w) = self.workers.get(&wn) {
             process::kill_group(w.pid, libc::SIGKILL);
         }
-        if let Some(w) = self.workers.get_mut(&num) {
+        if let Some(w) = self.workers.get_mut(&wn) {
             w.kill = Some(Kill::new(
                 KillReason::Protocol,
                 KillStep::Sigkill,
@@ -98,8 +98,8 @@ impl State {
         }
     }
 
-    pub(super) fn on_exit(&mut self, num: u64, code: Option<i32>, signal: Option<i32>) {
-        let Some(w) = self.workers.remove(&num) else { return };
+    pub(super) fn on_exit(&mut self, wn: WorkerNo, code: Option<i32>, signal: Option<i32>) {
+        let Some(w) = self.workers.remove(&wn) else { return };
         self.remove_fifos(&w.id);
         w.out.inner.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
         w.out.notify.notify_one();

@@ -41,7 +41,7 @@ mod supervise;
 mod tasks;
 
 pub use io::Pumped;
-use state::{Metrics, PendingOp, Phase, State};
+use state::{Metrics, PendingOp, Phase, SlotNo, State, WorkerNo};
 
 use crate::config::PoolConfig;
 use crate::error::{Code, CoreError, CoreResult};
@@ -145,11 +145,11 @@ impl Pool {
                 started: Instant::now(),
                 workers: BTreeMap::new(),
                 slots: BTreeMap::new(),
-                next_worker: 0,
-                next_slot: 0,
+                next_worker: WorkerNo(0),
+                next_slot: SlotNo(0),
                 queue,
                 health,
-                rr_last: u64::MAX,
+                rr_last: WorkerNo(u64::MAX),
                 metrics: Metrics::default(),
                 ev: String::new(),
                 task_events: false,

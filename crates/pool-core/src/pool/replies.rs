@@ -3,7 +3,7 @@
 //! and what a reply does: the in-flight bookkeeping, the run-time average of its
 //! type, settling the task or failing its attempt, and recycling the worker after it.
 
-use super::state::{Retire, State};
+use super::state::{Retire, State, WorkerNo};
 use super::PoolTask;
 use crate::error::{Code, CoreError};
 use crate::protocol::{self, Kind, WorkerError};
@@ -18,32 +18,32 @@ const TYPE_AVG_WEIGHT: f64 = 0.2;
 const TYPE_AVG_MAX_TYPES: usize = 4096;
 
 impl State {
-    pub(super) fn on_line(&mut self, num: u64, line: &str) -> Result<(), String> {
+    pub(super) fn on_line(&mut self, wn: WorkerNo, line: &str) -> Result<(), String> {
         let msg = protocol::parse(line).map_err(|e| format!("a message that is not valid JSON ({e})"))?;
         let now = Instant::now();
-        let Some(w) = self.workers.get_mut(&num) else { return Ok(()) };
+        let Some(w) = self.workers.get_mut(&wn) else { return Ok(()) };
         w.last_activity = now;
         match msg.kind() {
             Kind::TaskComplete => {
                 if let Some(id) = msg.task_id.as_deref() {
                     let raw = msg.result.map(|r| r.get()).unwrap_or("null");
-                    self.on_reply(num, id, Ok(raw), msg.duration);
+                    self.on_reply(wn, id, Ok(raw), msg.duration);
                 }
             }
             Kind::TaskFailed => {
                 if let Some(id) = msg.task_id.as_deref() {
                     let e = msg.error.unwrap_or_default();
-                    self.on_reply(num, id, Err(&e), msg.duration);
+                    self.on_reply(wn, id, Err(&e), msg.duration);
                 }
             }
             Kind::TaskResults => {
                 for r in msg.results.unwrap_or_default() {
                     if r.ok {
                         let raw = r.result.map(|x| x.get()).unwrap_or("null");
-                        self.on_reply(num, &r.task_id, Ok(raw), r.duration);
+                        self.on_reply(wn, &r.task_id, Ok(raw), r.duration);
                     } else {
                         let e = r.error.unwrap_or_default();
-                        self.on_reply(num, &r.task_id, Err(&e), r.duration);
+                        self.on_reply(wn, &r.task_id, Err(&e), r.duration);
                     }
                 }
             }
@@ -63,7 +63,7 @@ impl State {
                         let id = w.id.clone();
                         self.health.heartbeat(&id, None, None);
                     }
-                    let Some(w) = self.workers.get_mut(&num) else { return Ok(()) };
+                    let Some(w) = self.workers.get_mut(&wn) else { return Ok(()) };
                     w.batch = features.iter().any(|f| f == "batch");
                     w.cancel = features.iter().any(|f| f == "cancel");
                     for c in msg.capabilities.unwrap_or_default() {
@@ -71,7 +71,7 @@ impl State {
                             w.capabilities.push(c);
                         }
                     }
-                    self.on_ready(num);
+                    self.on_ready(wn);
                 }
             }
             Kind::NodeInternal => {}
@@ -89,22 +89,22 @@ impl State {
                     "worker-error",
                     json!({ "workerId": id, "pid": pid, "error": message, "fatal": fatal }),
                 );
-                self.forward_raw(num, line);
+                self.forward_raw(wn, line);
             }
-            _ => self.forward_raw(num, line),
+            _ => self.forward_raw(wn, line),
         }
         Ok(())
     }
 
-    pub(super) fn forward_raw(&mut self, num: u64, line: &str) {
-        let Some(w) = self.workers.get(&num) else { return };
+    pub(super) fn forward_raw(&mut self, wn: WorkerNo, line: &str) {
+        let Some(w) = self.workers.get(&wn) else { return };
         let frag = format!("{{\"k\":\"wm\",\"w\":\"{}\",\"p\":{},\"m\":{}}}", w.id, w.pid, line);
         self.push_ev(&frag);
     }
 
-    pub(super) fn on_ready(&mut self, num: u64) {
+    pub(super) fn on_ready(&mut self, wn: WorkerNo) {
         let now = Instant::now();
-        let Some(w) = self.workers.get_mut(&num) else { return };
+        let Some(w) = self.workers.get_mut(&wn) else { return };
         w.ready = true;
         w.ready_at = Some(now);
         w.idle_since = now;
@@ -114,19 +114,19 @@ impl State {
             s.caps = caps;
         }
 
-        self.sample_worker(num, now);
+        self.sample_worker(wn, now);
         if let Some(op) = self.slots.get_mut(&slot).and_then(|s| s.op.take()) {
             self.op_worker_done(op, true);
         }
         self.finish_ops();
     }
 
-    pub(super) fn on_reply(&mut self, num: u64, task_id: &str, outcome: Result<&str, &WorkerError<'_>>, reported_ms: Option<f64>) {
+    pub(super) fn on_reply(&mut self, wn: WorkerNo, task_id: &str, outcome: Result<&str, &WorkerError<'_>>, reported_ms: Option<f64>) {
         let Some(seq) = TaskQueue::<PoolTask>::seq_of(task_id) else {
             return;
         };
         let now = Instant::now();
-        let Some(w) = self.workers.get_mut(&num) else { return };
+        let Some(w) = self.workers.get_mut(&wn) else { return };
         let Some(pos) = w.in_flight.iter().position(|f| f.seq == seq) else {
             tracing::debug!("discarding a reply for {task_id} that {} does not hold", w.id);
             return;
@@ -161,7 +161,7 @@ impl State {
         if entry.abandoned {
             // A late reply from an attempt that already timed out or was cancelled:
             // the worker is free again, and the message settles nothing.
-            self.after_task(num);
+            self.after_task(wn);
             return;
         }
         let duration = started.map(|s| now.duration_since(s).as_millis() as u64).unwrap_or(0);
@@ -190,21 +190,21 @@ impl State {
                 if reused {
                     self.metrics.reused += 1;
                 }
-                if let Some(w) = self.workers.get(&num) {
+                if let Some(w) = self.workers.get(&wn) {
                     self.health.record_failure(&w.id, false);
                 }
                 if self.task_events {
-                    let wid = self.workers.get(&num).map(|w| w.id.clone()).unwrap_or_default();
+                    let wid = self.workers.get(&wn).map(|w| w.id.clone()).unwrap_or_default();
                     self.emit(
                         "task-completed",
                         json!({ "taskId": task_id, "workerId": wid, "duration": duration, "workerReused": reused }),
                     );
                 }
                 self.settle_ok(seq, raw);
-                self.slot_stable(num);
+                self.slot_stable(wn);
             }
             Err(e) => {
-                let wid = self.workers.get(&num).map(|w| w.id.clone()).unwrap_or_default();
+                let wid = self.workers.get(&wn).map(|w| w.id.clone()).unwrap_or_default();
                 let message = e.message.as_deref().unwrap_or("Task failed").to_string();
                 let handler_code = e.code_string();
                 let code =
@@ -222,18 +222,18 @@ impl State {
                     err.extra.handler_code = handler_code;
                 }
                 self.health.record_failure(&wid, true);
-                self.slot_stable(num);
+                self.slot_stable(wn);
                 // A missing handler will not appear on retry: fail at once.
                 let retryable = code != Code::NoHandler;
                 self.attempt_failed(seq, err, duration, retryable);
             }
         }
-        self.after_task(num);
+        self.after_task(wn);
     }
 
     /// A worker that completed a task is stable: its slot's unstable count resets.
-    pub(super) fn slot_stable(&mut self, num: u64) {
-        if let Some(w) = self.workers.get(&num) {
+    pub(super) fn slot_stable(&mut self, wn: WorkerNo) {
+        if let Some(w) = self.workers.get(&wn) {
             if let Some(s) = self.slots.get_mut(&w.slot) {
                 s.unstable = 0;
             }
@@ -241,18 +241,18 @@ impl State {
     }
 
     /// After a reply: recycle, drain or retire the worker when it asked for that.
-    pub(super) fn after_task(&mut self, num: u64) {
-        let Some(w) = self.workers.get(&num) else { return };
+    pub(super) fn after_task(&mut self, wn: WorkerNo) {
+        let Some(w) = self.workers.get(&wn) else { return };
         if w.retiring.is_none() {
             if let Some(max) = self.cfg.max_tasks_per_worker {
                 if w.tasks_executed >= max {
-                    self.retire(num, Retire::Recycle);
+                    self.retire(wn, Retire::Recycle);
                     return;
                 }
             }
         }
         if w.retiring.is_some() && w.in_flight.is_empty() {
-            self.send_retire(num);
+            self.send_retire(wn);
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The pool's size: the pending initialize / scaleUp / scaleDown operations and how
 //! they finish, adding and removing slots, and the autoscaler's periodic decision.
 
-use super::state::{PendingOp, Phase, Retire, State};
+use super::state::{PendingOp, Phase, Retire, SlotNo, State};
 use crate::process;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -36,7 +36,7 @@ impl State {
         let target = size.saturating_sub(count).max(self.cfg.min_workers as usize);
         let mut remove = size.saturating_sub(target);
         // Idle workers first, newest first; then busy ones, which drain.
-        let mut order: Vec<(bool, u64)> = self
+        let mut order: Vec<(bool, SlotNo)> = self
             .slots
             .iter()
             .filter(|(_, s)| !s.failed)

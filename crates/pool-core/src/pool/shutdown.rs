@@ -3,7 +3,7 @@
 //! live, close now), and the end of it once the last worker has exited.
 
 use super::lifecycle::WORKER_EXIT_WAIT;
-use super::state::{Kill, KillReason, KillStep, PendingOp, Phase, Retire, State};
+use super::state::{Kill, KillReason, KillStep, PendingOp, Phase, Retire, State, WorkerNo};
 use crate::error::{Code, CoreError};
 use crate::protocol;
 use serde_json::json;
@@ -88,7 +88,7 @@ impl State {
         self.shutdown_deadline = None;
         let now = Instant::now();
         let wait = if graceful { WORKER_EXIT_WAIT } else { Duration::ZERO };
-        let nums: Vec<u64> = self.workers.keys().copied().collect();
+        let nums: Vec<WorkerNo> = self.workers.keys().copied().collect();
         for n in nums {
             let w = self.workers.get_mut(&n).expect("worker exists");
             w.retiring.get_or_insert(Retire::Shutdown);

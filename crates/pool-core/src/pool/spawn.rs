@@ -4,7 +4,7 @@
 //! and to a pending initialize.
 
 use super::io::{writer, Outbox, OutboxInner, ReaderEnds};
-use super::state::{PendingOp, Phase, State, Worker};
+use super::state::{PendingOp, Phase, SlotNo, State, Worker};
 use super::Pool;
 use crate::error::{Code, CoreError};
 use crate::process;
@@ -24,7 +24,7 @@ const READER_DRAIN_WAIT: Duration = Duration::from_millis(1000);
 const STDERR_DRAIN_WAIT: Duration = Duration::from_millis(500);
 
 impl Pool {
-    pub(super) fn spawn_worker(&self, slot: u64) {
+    pub(super) fn spawn_worker(&self, slot: SlotNo) {
         let mut st = self.lock();
         if !matches!(st.phase, Phase::Initializing | Phase::Running) {
             return;
@@ -34,9 +34,8 @@ impl Pool {
             return;
         }
         let group = s.group;
-        let num = st.next_worker;
-        st.next_worker += 1;
-        let id = format!("worker-{num}");
+        let num = st.next_worker.bump();
+        let id = format!("worker-{}", num.0);
         let (script, env, caps) = match st.cfg.worker_groups.get(group) {
             Some(g) => (g.worker_script.clone(), g.env.clone(), g.capabilities.clone()),
             None => (st.cfg.worker_script.clone(), st.cfg.env.clone(), Vec::new()),
@@ -168,12 +167,12 @@ impl Pool {
         };
         let started = match (spawned.channel, fifo_files) {
             (Some(chan), _) => chan.try_clone().map(|w| {
-                let ch = crate::fdio::Channel::new(num, OwnedFd::from(chan), max_line, false);
+                let ch = crate::fdio::Channel::new(num.0, OwnedFd::from(chan), max_line, false);
                 self.start_reader(ch, ends);
                 tokio::spawn(writer(out, crate::fdio::Sink::Socket(w)));
             }),
             (None, Some((inp, outp))) => tokio::net::unix::pipe::Sender::from_file_unchecked(inp).map(|tx| {
-                let ch = crate::fdio::Channel::new(num, OwnedFd::from(outp), max_line, true);
+                let ch = crate::fdio::Channel::new(num.0, OwnedFd::from(outp), max_line, true);
                 self.start_reader(ch, ends);
                 tokio::spawn(writer(out, crate::fdio::Sink::Fifo(tx)));
             }),
@@ -206,7 +205,7 @@ impl Pool {
 }
 
 impl State {
-    pub(super) fn slot_start_failed(&mut self, slot: u64, err: CoreError) {
+    pub(super) fn slot_start_failed(&mut self, slot: SlotNo, err: CoreError) {
         if self.phase == Phase::Initializing && self.fail_init(err.clone()) {
             self.finish_ops();
             self.check_closed();

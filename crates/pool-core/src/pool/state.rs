@@ -47,6 +47,34 @@ pub(super) enum KillReason {
     Shutdown,
 }
 
+/// A worker's number: its id is `worker-<n>`, and it keys `State::workers`. Never
+/// reused within a pool, so a late message or exit of a replaced worker finds nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) struct WorkerNo(pub(super) u64);
+
+/// A slot's number: a place for one worker that outlives its workers (restarts refill
+/// it); it keys `State::slots`. Never reused within a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) struct SlotNo(pub(super) u64);
+
+impl WorkerNo {
+    /// Hands out this number and moves on to the next.
+    pub(super) fn bump(&mut self) -> WorkerNo {
+        let n = *self;
+        self.0 += 1;
+        n
+    }
+}
+
+impl SlotNo {
+    /// Hands out this number and moves on to the next.
+    pub(super) fn bump(&mut self) -> SlotNo {
+        let n = *self;
+        self.0 += 1;
+        n
+    }
+}
+
 /// A kill under way: why, and what happens next when.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Kill {
@@ -81,10 +109,10 @@ pub(super) struct InFlight {
 }
 
 pub(super) struct Worker {
-    pub(super) num: u64,
+    pub(super) num: WorkerNo,
     pub(super) id: String,
     pub(super) pid: u32,
-    pub(super) slot: u64,
+    pub(super) slot: SlotNo,
     pub(super) group: usize,
     pub(super) ready: bool,
     pub(super) spawned: Instant,
@@ -174,7 +202,7 @@ pub(super) struct Slot {
     pub(super) restarts: u64,
     pub(super) failed: bool,
     pub(super) respawn_at: Option<Instant>,
-    pub(super) worker: Option<u64>,
+    pub(super) worker: Option<WorkerNo>,
 }
 
 #[derive(Default)]
@@ -203,7 +231,7 @@ pub(super) enum PendingOp {
     },
     ScaleDown {
         op: u64,
-        waiting: Vec<u64>,
+        waiting: Vec<WorkerNo>,
         removed: usize,
     },
 }
@@ -212,13 +240,13 @@ pub(super) struct State {
     pub(super) cfg: PoolConfig,
     pub(super) phase: Phase,
     pub(super) started: Instant,
-    pub(super) workers: BTreeMap<u64, Worker>,
-    pub(super) slots: BTreeMap<u64, Slot>,
-    pub(super) next_worker: u64,
-    pub(super) next_slot: u64,
+    pub(super) workers: BTreeMap<WorkerNo, Worker>,
+    pub(super) slots: BTreeMap<SlotNo, Slot>,
+    pub(super) next_worker: WorkerNo,
+    pub(super) next_slot: SlotNo,
     pub(super) queue: TaskQueue<PoolTask>,
     pub(super) health: HealthMonitor,
-    pub(super) rr_last: u64,
+    pub(super) rr_last: WorkerNo,
     pub(super) metrics: Metrics,
     pub(super) ev: String,
     pub(super) task_events: bool,
@@ -228,7 +256,7 @@ pub(super) struct State {
     pub(super) shutdown_deadline: Option<Instant>,
     pub(super) next_wake: Option<Instant>,
     pub(super) last_health: Instant,
-    pub(super) spawn_requests: Vec<u64>,
+    pub(super) spawn_requests: Vec<SlotNo>,
     pub(super) wake_hint: bool,
     pub(super) next_autoscale: Option<Instant>,
     /// Moving average of run time (ms) per task type, to predict what prefetch costs.
@@ -270,7 +298,7 @@ impl State {
 
     /// Scaling down or idling out never removes the last slot with a set of
     /// capabilities (tasks that need them would have nowhere to go).
-    pub(super) fn slot_removable(&self, slot: u64) -> bool {
+    pub(super) fn slot_removable(&self, slot: SlotNo) -> bool {
         let Some(caps) = self.slots.get(&slot).map(|s| &s.caps) else {
             return false;
         };
@@ -293,9 +321,8 @@ impl State {
         }
     }
 
-    pub(super) fn new_slot(&mut self, group: usize) -> u64 {
-        let n = self.next_slot;
-        self.next_slot += 1;
+    pub(super) fn new_slot(&mut self, group: usize) -> SlotNo {
+        let n = self.next_slot.bump();
         self.slots.insert(
             n,
             Slot {

@@ -3,7 +3,7 @@
 //! backoff, graceful shutdown, idle retirement), the backstop read of channels left
 //! to the JS thread, and the periodic health check with its /proc samples.
 
-use super::state::{Kill, KillReason, KillStep, PendingOp, Phase, Retire, State};
+use super::state::{Kill, KillReason, KillStep, PendingOp, Phase, Retire, SlotNo, State, WorkerNo};
 use super::Pool;
 use crate::error::{Code, CoreError};
 use crate::fdio::Channel;
@@ -155,7 +155,7 @@ impl State {
         if self.queue.promote_due(now) > 0 {
             self.dispatch();
         }
-        let nums: Vec<u64> = self.workers.keys().copied().collect();
+        let nums: Vec<WorkerNo> = self.workers.keys().copied().collect();
         for n in nums {
             let Some(w) = self.workers.get(&n) else { continue };
             if let Some(kill) = w.kill {
@@ -220,7 +220,7 @@ impl State {
                 }
             }
         }
-        let due: Vec<u64> = self
+        let due: Vec<SlotNo> = self
             .slots
             .iter()
             .filter(|(_, s)| s.respawn_at.is_some_and(|t| t <= now))
@@ -248,8 +248,8 @@ impl State {
     }
 
     /// Memory and CPU of a worker from /proc, recorded with the health monitor.
-    pub(super) fn sample_worker(&mut self, n: u64, now: Instant) {
-        let w = match self.workers.get_mut(&n) {
+    pub(super) fn sample_worker(&mut self, wn: WorkerNo, now: Instant) {
+        let w = match self.workers.get_mut(&wn) {
             Some(w) => w,
             None => return,
         };
@@ -287,7 +287,7 @@ impl State {
             return;
         }
         self.sync_health();
-        let nums: Vec<u64> = self.workers.keys().copied().collect();
+        let nums: Vec<WorkerNo> = self.workers.keys().copied().collect();
         for n in nums {
             self.sample_worker(n, now);
         }

@@ -4,7 +4,7 @@
 //! worker is asked to stop it), failed because its worker is being taken down; and
 //! taking dead letters out for resubmission.
 
-use super::state::{Phase, State};
+use super::state::{Phase, State, WorkerNo};
 use super::PoolTask;
 use crate::error::{Code, CoreError, CoreResult};
 use crate::protocol;
@@ -147,7 +147,7 @@ impl State {
 
     /// Gives up on an attempt a worker holds: the worker is asked to stop it and gets
     /// the grace period to report back before it is killed.
-    pub(super) fn abandon(&mut self, wn: u64, seq: u64, reason: &str) {
+    pub(super) fn abandon(&mut self, wn: WorkerNo, seq: u64, reason: &str) {
         let grace = Duration::from_millis(self.cfg.grace_period_ms);
         let now = Instant::now();
         let id = self.queue.get(seq).map(|r| r.id.clone());
@@ -176,8 +176,8 @@ impl State {
     }
 
     /// Fails the running attempt of a worker that is being taken down now.
-    pub(super) fn fail_head(&mut self, num: u64, err: CoreError) {
-        let Some(w) = self.workers.get_mut(&num) else { return };
+    pub(super) fn fail_head(&mut self, wn: WorkerNo, err: CoreError) {
+        let Some(w) = self.workers.get_mut(&wn) else { return };
         let Some(head) = w.in_flight.front().copied() else { return };
         if head.abandoned {
             return;
