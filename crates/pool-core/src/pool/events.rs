@@ -78,7 +78,7 @@ impl State {
     }
 
     /// Moves queue and health events into the outgoing buffer.
-    pub(super) fn pump(&mut self) {
+    pub(super) fn forward_queue_and_health_events(&mut self) {
         if !self.queue.events.is_empty() {
             let evs = std::mem::take(&mut self.queue.events);
             for e in evs {

@@ -192,7 +192,7 @@ impl Pool {
 
     fn after(&self, mut st: MutexGuard<'_, State>) {
         st.maybe_close();
-        st.pump();
+        st.forward_queue_and_health_events();
         let spawns = std::mem::take(&mut st.spawn_requests);
         let wake = st.take_wake_hint();
         let batch = st.take_events();
@@ -408,12 +408,13 @@ impl Pool {
     pub fn requeue_dead_letters(&self, id: Option<&str>, first_seq: u64) -> CoreResult<Vec<(u64, String)>> {
         self.with(|st| {
             st.require_running()?;
-            let items = st.take_dead_letters(id);
+            let letters = st.queue.take_dead_letters(id);
             let mut out = Vec::new();
-            for (i, (task, prio, timeout, max_retries)) in items.into_iter().enumerate() {
+            for (i, d) in letters.into_iter().enumerate() {
+                let seq = first_seq + i as u64;
                 let r = st
                     .queue
-                    .enqueue_as(first_seq + i as u64, task, prio, Some(timeout), Some(max_retries), Now::read());
+                    .enqueue_as(seq, d.data, d.priority, Some(d.timeout_ms), Some(d.max_retries), Now::read());
                 st.metrics.submitted += 1;
                 out.push(r);
             }

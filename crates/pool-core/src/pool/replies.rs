@@ -3,7 +3,7 @@
 //! and what a reply does: the in-flight bookkeeping, the run-time average of its
 //! type, settling the task or failing its attempt, and recycling the worker after it.
 
-use super::state::{Retire, State, WorkerNo};
+use super::state::{HeapUsage, Retire, State, WorkerNo};
 use super::PoolTask;
 use crate::error::{Code, CoreError};
 use crate::protocol::{self, Kind, WorkerError};
@@ -49,7 +49,10 @@ impl State {
             }
             Kind::Heartbeat => {
                 if let Some(m) = &msg.memory_usage {
-                    w.heap = (m.heap_used, m.heap_total);
+                    w.heap = HeapUsage {
+                        used: m.heap_used,
+                        total: m.heap_total,
+                    };
                 }
                 let id = w.id.clone();
                 self.health.heartbeat(&id, None, None);

@@ -1,7 +1,7 @@
 //! The pool's size: the pending initialize / scaleUp / scaleDown operations and how
 //! they finish, adding and removing slots, and the autoscaler's periodic decision.
 
-use super::state::{PendingOp, Phase, Retire, SlotNo, State};
+use super::state::{InitFailure, PendingOp, Phase, Retire, SlotNo, State};
 use crate::process;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -109,7 +109,7 @@ impl State {
                         process::kill_group(w.pid, libc::SIGKILL);
                     }
                     self.slots.clear();
-                    self.init_failure = Some((op, err));
+                    self.init_failure = Some(InitFailure { op, err });
                     self.check_closed();
                 }
                 PendingOp::Init { op, .. } => {

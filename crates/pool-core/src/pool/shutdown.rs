@@ -3,7 +3,7 @@
 //! live, close now), and the end of it once the last worker has exited.
 
 use super::lifecycle::WORKER_EXIT_WAIT;
-use super::state::{Kill, KillReason, KillStep, PendingOp, Phase, Retire, State, WorkerNo};
+use super::state::{InitFailure, Kill, KillReason, KillStep, PendingOp, Phase, Retire, State, WorkerNo};
 use crate::error::{Code, CoreError};
 use crate::protocol;
 use serde_json::json;
@@ -113,7 +113,7 @@ impl State {
         if self.fifo() {
             crate::fifo::release_dir(&self.cfg.fifo_dir);
         }
-        if let Some((op, err)) = self.init_failure.take() {
+        if let Some(InitFailure { op, err }) = self.init_failure.take() {
             // A failed initialize leaves the pool as it was before: it may be retried.
             self.phase = Phase::Created;
             self.op_done(op, Err(err));

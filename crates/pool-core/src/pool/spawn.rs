@@ -4,7 +4,7 @@
 //! and to a pending initialize.
 
 use super::io::{writer, Outbox, OutboxInner, ReaderEnds};
-use super::state::{PendingOp, Phase, SlotNo, State, Worker};
+use super::state::{HeapUsage, PendingOp, Phase, SlotNo, State, Worker};
 use super::Pool;
 use crate::error::{Code, CoreError};
 use crate::process;
@@ -137,7 +137,7 @@ impl Pool {
                 retire_sent: false,
                 kill: None,
                 stderr: spawned.stderr_tail.clone(),
-                heap: (0.0, 0.0),
+                heap: HeapUsage::default(),
                 cpu_prev: None,
                 rss: 0,
                 cpu_percent: 0.0,

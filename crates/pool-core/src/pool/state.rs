@@ -75,6 +75,26 @@ impl SlotNo {
     }
 }
 
+/// The heap figures of a worker's last heartbeat (bytes).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct HeapUsage {
+    pub(super) used: f64,
+    pub(super) total: f64,
+}
+
+/// A worker's CPU time (ms, user + system, from /proc) when it was sampled.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CpuReading {
+    pub(super) at: Instant,
+    pub(super) cpu_ms: f64,
+}
+
+/// An initialize that failed: its operation and the error it is rejected with.
+pub(super) struct InitFailure {
+    pub(super) op: u64,
+    pub(super) err: CoreError,
+}
+
 /// A kill under way: why, and what happens next when.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Kill {
@@ -132,8 +152,8 @@ pub(super) struct Worker {
     pub(super) retire_sent: bool,
     pub(super) kill: Option<Kill>,
     pub(super) stderr: Arc<Mutex<StderrTail>>,
-    pub(super) heap: (f64, f64),
-    pub(super) cpu_prev: Option<(Instant, f64)>,
+    pub(super) heap: HeapUsage,
+    pub(super) cpu_prev: Option<CpuReading>,
     pub(super) rss: u64,
     pub(super) cpu_percent: f64,
     pub(super) ready_deadline: Instant,
@@ -262,7 +282,8 @@ pub(super) struct State {
     /// Moving average of run time (ms) per task type, to predict what prefetch costs.
     pub(super) type_avg: FastMap<String, f64>,
     pub(super) scale_cooldown_until: Option<Instant>,
-    pub(super) init_failure: Option<(u64, CoreError)>,
+    /// A failed initialize, answered once its workers are gone.
+    pub(super) init_failure: Option<InitFailure>,
     pub(super) shutdown_waiters: Vec<u64>,
     /// Tasks handed to workers so far (orders `Worker::last_used`).
     pub(super) uses: u64,

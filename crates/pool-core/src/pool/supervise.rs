@@ -3,7 +3,7 @@
 //! backoff, graceful shutdown, idle retirement), the backstop read of channels left
 //! to the JS thread, and the periodic health check with its /proc samples.
 
-use super::state::{Kill, KillReason, KillStep, PendingOp, Phase, Retire, SlotNo, State, WorkerNo};
+use super::state::{CpuReading, Kill, KillReason, KillStep, PendingOp, Phase, Retire, SlotNo, State, WorkerNo};
 use super::Pool;
 use crate::error::{Code, CoreError};
 use crate::fdio::Channel;
@@ -254,26 +254,17 @@ impl State {
             None => return,
         };
         if let Some(s) = process::sample(w.pid) {
-            let cpu = match w.cpu_prev {
-                Some((t, c)) => {
-                    let dt = now.duration_since(t).as_secs_f64() * 1000.0;
-                    if dt > 0.0 {
-                        ((s.cpu_ms - c) / dt * 100.0).max(0.0)
-                    } else {
-                        0.0
-                    }
-                }
-                None => 0.0,
-            };
-            w.cpu_prev = Some((now, s.cpu_ms));
+            let reading = CpuReading { at: now, cpu_ms: s.cpu_ms };
+            let cpu = w.cpu_prev.map_or(0.0, |prev| cpu_percent(prev, reading));
+            w.cpu_prev = Some(reading);
             w.rss = s.rss_bytes;
             w.cpu_percent = (cpu * 10.0).round() / 10.0;
             let sample = Sample {
                 timestamp: epoch_ms(),
                 memory_mb: s.rss_bytes as f64 / BYTES_PER_MB,
                 rss_bytes: s.rss_bytes as f64,
-                heap_used: w.heap.0,
-                heap_total: w.heap.1,
+                heap_used: w.heap.used,
+                heap_total: w.heap.total,
                 cpu: w.cpu_percent,
                 uptime: now.duration_since(w.spawned).as_millis() as f64,
             };
@@ -327,5 +318,39 @@ impl State {
                 self.retire(n, Retire::Memory);
             }
         }
+    }
+}
+
+/// CPU use between two readings, in percent of one core (0 when no time passed).
+fn cpu_percent(prev: CpuReading, now: CpuReading) -> f64 {
+    let wall_ms = now.at.duration_since(prev.at).as_secs_f64() * 1000.0;
+    if wall_ms > 0.0 {
+        ((now.cpu_ms - prev.cpu_ms) / wall_ms * 100.0).max(0.0)
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_percent_is_cpu_time_over_wall_time() {
+        let t0 = Instant::now();
+        let prev = CpuReading { at: t0, cpu_ms: 1000.0 };
+        let half = CpuReading {
+            at: t0 + Duration::from_millis(200),
+            cpu_ms: 1100.0,
+        };
+        assert!((cpu_percent(prev, half) - 50.0).abs() < 1e-9);
+        // A clock that did not move, or a counter that went back, gives 0, never NaN
+        // or a negative figure.
+        assert_eq!(cpu_percent(prev, CpuReading { at: t0, cpu_ms: 2000.0 }), 0.0);
+        let back = CpuReading {
+            at: t0 + Duration::from_millis(100),
+            cpu_ms: 900.0,
+        };
+        assert_eq!(cpu_percent(prev, back), 0.0);
     }
 }

@@ -187,14 +187,4 @@ impl State {
         let dur = w.head_started.map(|s| s.elapsed().as_millis() as u64).unwrap_or(0);
         self.attempt_failed(head.seq, err, dur, true);
     }
-
-    /// Takes dead letters out for resubmission; returns (type, payload, metadata,
-    /// requires, priority, timeout, maxRetries) of each.
-    pub fn take_dead_letters(&mut self, id: Option<&str>) -> Vec<(PoolTask, f64, u64, u32)> {
-        self.queue
-            .take_dead_letters(id)
-            .into_iter()
-            .map(|d| (d.data, d.priority, d.timeout_ms, d.max_retries))
-            .collect()
-    }
 }
