@@ -4,6 +4,7 @@
 //! and to a pending initialize.
 
 use super::io::{writer, Outbox, OutboxInner, ReaderEnds};
+use super::lifecycle::WorkerExit;
 use super::state::{HeapUsage, PendingOp, Phase, SlotNo, State, Worker};
 use super::Pool;
 use crate::error::{Code, CoreError};
@@ -195,11 +196,14 @@ impl Pool {
             if let (false, Some(done)) = (ready, stderr_done) {
                 let _ = tokio::time::timeout(STDERR_DRAIN_WAIT, done).await;
             }
-            let (code, signal) = match status {
-                Ok(s) => (s.code(), s.signal()),
-                Err(_) => (None, None),
+            let exit = match status {
+                Ok(s) => WorkerExit {
+                    code: s.code(),
+                    signal: s.signal(),
+                },
+                Err(_) => WorkerExit { code: None, signal: None },
             };
-            p.with(|st| st.on_exit(num, code, signal));
+            p.with(|st| st.on_exit(num, exit));
         });
     }
 }
