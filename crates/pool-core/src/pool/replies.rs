@@ -124,27 +124,65 @@ impl State {
         self.finish_ops();
     }
 
+    /// A worker answered task `task_id`: the in-flight bookkeeping, the run time of its
+    /// type, then the settlement or the failed attempt, and what the worker does next.
     pub(super) fn on_reply(&mut self, wn: WorkerNo, task_id: &str, outcome: Result<&str, &WorkerError<'_>>, reported_ms: Option<f64>) {
         let Some(seq) = TaskQueue::<PoolTask>::seq_of(task_id) else {
             return;
         };
         let now = Instant::now();
-        let Some(w) = self.workers.get_mut(&wn) else { return };
+        let Some(done) = self.take_in_flight(wn, seq, task_id, now) else {
+            return;
+        };
+        if done.abandoned {
+            // A late reply from an attempt that already timed out or was cancelled:
+            // the worker is free again, and the message settles nothing.
+            self.after_task(wn);
+            return;
+        }
+        let duration = done.started.map(|s| now.duration_since(s).as_millis() as u64).unwrap_or(0);
+        let measured = reported_ms
+            .filter(|d| d.is_finite() && *d >= 0.0)
+            .or_else(|| done.started.map(|s| now.duration_since(s).as_secs_f64() * 1000.0));
+        if let Some(ms) = measured {
+            self.learn_run_time(seq, ms);
+        }
+        match outcome {
+            Ok(raw) => {
+                let run = Run {
+                    duration,
+                    run_ms: measured.unwrap_or(duration as f64),
+                    reused: done.reused,
+                };
+                if !self.reply_completed(wn, seq, task_id, raw, run) {
+                    return;
+                }
+            }
+            Err(e) => self.reply_failed(wn, seq, e, duration),
+        }
+        self.after_task(wn);
+    }
+
+    /// Takes the entry of `seq` off the worker's in-flight list; when it was the head,
+    /// the next one becomes the running task with its own deadline (or the worker goes
+    /// idle). None when the worker does not hold `seq`.
+    fn take_in_flight(&mut self, wn: WorkerNo, seq: u64, task_id: &str, now: Instant) -> Option<Answered> {
+        let w = self.workers.get_mut(&wn)?;
         let Some(pos) = w.in_flight.iter().position(|f| f.seq == seq) else {
             tracing::debug!("discarding a reply for {task_id} that {} does not hold", w.id);
-            return;
+            return None;
         };
         let entry = w.remove_in_flight(pos).expect("position is valid");
         let was_head = pos == 0;
+        // A task sent ahead ran right before its reply: its start is not known.
         let started = if was_head { w.head_started } else { Some(now) };
         if was_head {
             w.abandon_deadline = None;
             match w.in_flight.front().map(|f| f.seq) {
                 Some(next) => {
                     let t = self.queue.get(next).map(|r| r.timeout_ms).unwrap_or(self.cfg.task_timeout);
-                    let d = now + Duration::from_millis(t);
                     w.head_started = Some(now);
-                    w.head_deadline = Some(d);
+                    w.head_deadline = Some(now + Duration::from_millis(t));
                 }
                 None => {
                     w.head_started = None;
@@ -157,81 +195,77 @@ impl State {
         if !entry.abandoned {
             w.tasks_executed += 1;
         }
-        let head_deadline = w.head_deadline;
-        if let Some(d) = head_deadline {
+        if let Some(d) = w.head_deadline {
             self.note_deadline(d);
         }
-        if entry.abandoned {
-            // A late reply from an attempt that already timed out or was cancelled:
-            // the worker is free again, and the message settles nothing.
-            self.after_task(wn);
-            return;
-        }
-        let duration = started.map(|s| now.duration_since(s).as_millis() as u64).unwrap_or(0);
-        let measured = reported_ms
-            .filter(|d| d.is_finite() && *d >= 0.0)
-            .or_else(|| started.map(|s| now.duration_since(s).as_secs_f64() * 1000.0));
-        if let (Some(ms), Some(rec)) = (measured, self.queue.get(seq)) {
-            let key = rec.data.type_json.as_str();
-            match self.type_avg.get_mut(key) {
-                Some(avg) => *avg = *avg * (1.0 - TYPE_AVG_WEIGHT) + ms * TYPE_AVG_WEIGHT,
-                None => {
-                    if self.type_avg.len() >= TYPE_AVG_MAX_TYPES {
-                        self.type_avg.clear();
-                    }
-                    self.type_avg.insert(key.to_string(), ms);
+        Some(Answered {
+            abandoned: entry.abandoned,
+            started,
+            reused,
+        })
+    }
+
+    /// Folds a measured run time into its task type's moving average (what prefetch
+    /// and the spin budget predict from).
+    fn learn_run_time(&mut self, seq: u64, ms: f64) {
+        let Some(rec) = self.queue.get(seq) else { return };
+        let key = rec.data.type_json.as_str();
+        match self.type_avg.get_mut(key) {
+            Some(avg) => *avg = moving_average(*avg, ms),
+            None => {
+                if self.type_avg.len() >= TYPE_AVG_MAX_TYPES {
+                    self.type_avg.clear();
                 }
+                self.type_avg.insert(key.to_string(), ms);
             }
         }
-        match outcome {
-            Ok(raw) => {
-                if self.queue.complete(seq).is_none() {
-                    return;
-                }
-                self.metrics.completed += 1;
-                self.metrics.run.observe(measured.unwrap_or(duration as f64) / 1000.0);
-                if reused {
-                    self.metrics.reused += 1;
-                }
-                if let Some(w) = self.workers.get(&wn) {
-                    self.health.record_failure(&w.id, false);
-                }
-                if self.task_events {
-                    let wid = self.workers.get(&wn).map(|w| w.id.clone()).unwrap_or_default();
-                    self.emit(
-                        "task-completed",
-                        json!({ "taskId": task_id, "workerId": wid, "duration": duration, "workerReused": reused }),
-                    );
-                }
-                self.settle_ok(seq, raw);
-                self.slot_stable(wn);
-            }
-            Err(e) => {
-                let wid = self.workers.get(&wn).map(|w| w.id.clone()).unwrap_or_default();
-                let message = e.message.as_deref().unwrap_or("Task failed").to_string();
-                let handler_code = e.code_string();
-                let code =
-                    if handler_code.as_deref() == Some("ERR_NO_HANDLER") || message.starts_with("No handler registered for task type") {
-                        Code::NoHandler
-                    } else if e.name.as_deref() == Some("AbortError") {
-                        Code::Aborted
-                    } else {
-                        Code::TaskFailed
-                    };
-                let mut err = CoreError::new(code, message)
-                    .with_worker(&wid)
-                    .with_stack(e.stack.as_ref().map(|s| s.to_string()));
-                if handler_code.as_deref().is_some_and(|c| c != code.as_str()) {
-                    err.extra.handler_code = handler_code;
-                }
-                self.health.record_failure(&wid, true);
-                self.slot_stable(wn);
-                // A missing handler will not appear on retry: fail at once.
-                let retryable = code != Code::NoHandler;
-                self.attempt_failed(seq, err, duration, retryable);
-            }
+    }
+
+    /// Settles a task the worker completed. False when the task was no longer live
+    /// (then nothing more happens for this reply).
+    fn reply_completed(&mut self, wn: WorkerNo, seq: u64, task_id: &str, raw: &str, run: Run) -> bool {
+        if self.queue.complete(seq).is_none() {
+            return false;
         }
-        self.after_task(wn);
+        let Run { duration, run_ms, reused } = run;
+        self.metrics.completed += 1;
+        self.metrics.run.observe(run_ms / 1000.0);
+        if reused {
+            self.metrics.reused += 1;
+        }
+        if let Some(w) = self.workers.get(&wn) {
+            self.health.record_failure(&w.id, false);
+        }
+        if self.task_events {
+            let wid = self.workers.get(&wn).map(|w| w.id.clone()).unwrap_or_default();
+            self.emit(
+                "task-completed",
+                json!({ "taskId": task_id, "workerId": wid, "duration": duration, "workerReused": reused }),
+            );
+        }
+        self.settle_ok(seq, raw);
+        self.slot_stable(wn);
+        true
+    }
+
+    /// A task failed on the worker: this attempt fails (retried unless the failure
+    /// cannot go away on retry).
+    fn reply_failed(&mut self, wn: WorkerNo, seq: u64, e: &WorkerError<'_>, duration: u64) {
+        let wid = self.workers.get(&wn).map(|w| w.id.clone()).unwrap_or_default();
+        let message = e.message.as_deref().unwrap_or("Task failed").to_string();
+        let handler_code = e.code_string();
+        let code = classify_failure(handler_code.as_deref(), &message, e.name.as_deref());
+        let mut err = CoreError::new(code, message)
+            .with_worker(&wid)
+            .with_stack(e.stack.as_ref().map(|s| s.to_string()));
+        if handler_code.as_deref().is_some_and(|c| c != code.as_str()) {
+            err.extra.handler_code = handler_code;
+        }
+        self.health.record_failure(&wid, true);
+        self.slot_stable(wn);
+        // A missing handler will not appear on retry: fail at once.
+        let retryable = code != Code::NoHandler;
+        self.attempt_failed(seq, err, duration, retryable);
     }
 
     /// A worker that completed a task is stable: its slot's unstable count resets.
@@ -257,5 +291,66 @@ impl State {
         if w.retiring.is_some() && w.in_flight.is_empty() {
             self.send_retire(wn);
         }
+    }
+}
+
+/// What `take_in_flight` found about the attempt a reply answers.
+struct Answered {
+    /// The attempt was given up already (timeout, cancel): the reply settles nothing.
+    abandoned: bool,
+    started: Option<Instant>,
+    /// The worker had completed tasks before this one.
+    reused: bool,
+}
+
+/// How a completed attempt ran.
+struct Run {
+    /// Milliseconds from its start (as the pool saw it) to the reply.
+    duration: u64,
+    /// Its run time for the metrics: the worker's own measure when it sent one.
+    run_ms: f64,
+    reused: bool,
+}
+
+/// The next moving average of a task type's run time after a run of `ms`.
+fn moving_average(avg: f64, ms: f64) -> f64 {
+    avg * (1.0 - TYPE_AVG_WEIGHT) + ms * TYPE_AVG_WEIGHT
+}
+
+/// The pool's error code for a task a worker reports failed: a missing handler (by
+/// its code, or the message of workers that predate the code), an abort, or a plain
+/// task failure.
+fn classify_failure(handler_code: Option<&str>, message: &str, name: Option<&str>) -> Code {
+    if handler_code == Some("ERR_NO_HANDLER") || message.starts_with("No handler registered for task type") {
+        Code::NoHandler
+    } else if name == Some("AbortError") {
+        Code::Aborted
+    } else {
+        Code::TaskFailed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_classified_by_code_then_message_then_name() {
+        assert_eq!(classify_failure(Some("ERR_NO_HANDLER"), "whatever", None), Code::NoHandler);
+        assert_eq!(
+            classify_failure(None, "No handler registered for task type: x", None),
+            Code::NoHandler
+        );
+        assert_eq!(classify_failure(Some("E_MINE"), "boom", Some("AbortError")), Code::Aborted);
+        assert_eq!(classify_failure(Some("E_MINE"), "boom", Some("TypeError")), Code::TaskFailed);
+        assert_eq!(classify_failure(None, "boom", None), Code::TaskFailed);
+    }
+
+    #[test]
+    fn the_moving_average_weighs_the_newest_run_by_a_fifth() {
+        assert_eq!(moving_average(10.0, 10.0), 10.0);
+        assert!((moving_average(10.0, 20.0) - 12.0).abs() < 1e-12);
+        // Same arithmetic as before the constant was named.
+        assert_eq!(moving_average(3.7, 1.3), 3.7 * 0.8 + 1.3 * 0.2);
     }
 }
