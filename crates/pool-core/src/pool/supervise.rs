@@ -116,122 +116,42 @@ impl State {
         now.duration_since(self.last_health) >= Duration::from_millis(self.cfg.health_check_interval)
     }
 
+    /// When the timer loop must wake next: the earliest deadline of any kind, at most
+    /// `MAX_TIMER_SLEEP` (or the health-check interval) away.
     pub(super) fn compute_next_wake(&self) -> Instant {
         let now = Instant::now();
-        let mut next = now + Duration::from_millis(self.cfg.health_check_interval).min(MAX_TIMER_SLEEP);
-        let mut consider = |t: Option<Instant>| {
-            if let Some(t) = t {
-                if t < next {
-                    next = t;
-                }
-            }
-        };
-        consider(self.queue.next_retry_at());
-        consider(self.shutdown_deadline);
-        consider(self.next_autoscale);
-        for w in self.workers.values() {
-            consider(w.head_deadline);
-            consider(w.abandon_deadline);
-            consider(w.kill.map(|k| k.due));
-            if !w.ready {
-                consider(Some(w.ready_deadline));
-            }
-        }
-        for s in self.slots.values() {
-            consider(s.respawn_at);
-        }
-        if self
+        let cap = now + Duration::from_millis(self.cfg.health_check_interval).min(MAX_TIMER_SLEEP);
+        let pool = [self.queue.next_retry_at(), self.shutdown_deadline, self.next_autoscale];
+        let workers = self.workers.values().flat_map(|w| {
+            [
+                w.head_deadline,
+                w.abandon_deadline,
+                w.kill.map(|k| k.due),
+                (!w.ready).then_some(w.ready_deadline),
+            ]
+        });
+        let slots = self.slots.values().map(|s| s.respawn_at);
+        // Replies read by another thread: look in often enough to notice it stuck.
+        let polled = self
             .workers
             .values()
-            .any(|w| !w.in_flight.is_empty() && w.polled_channel().is_some())
-        {
-            consider(Some(now + POLLER_BACKSTOP));
-        }
-        next.max(now)
+            .any(|w| !w.in_flight.is_empty() && w.polled_channel().is_some());
+        let backstop = polled.then_some(now + POLLER_BACKSTOP);
+        next_wake(now, cap, pool.into_iter().chain(workers).chain(slots).chain([backstop]))
     }
 
+    /// What the clock says is due: retries, each worker's deadlines, respawns, the
+    /// graceful shutdown's limit, the autoscaler, the health check.
     pub(super) fn on_timers(&mut self, now: Instant) {
         self.next_wake = None;
         if self.queue.promote_due(now) > 0 {
             self.dispatch();
         }
-        let nums: Vec<WorkerNo> = self.workers.keys().copied().collect();
-        for n in nums {
-            let Some(w) = self.workers.get(&n) else { continue };
-            if let Some(kill) = w.kill {
-                if kill.due <= now {
-                    match kill.next {
-                        KillStep::Sigkill => {
-                            process::kill_group(w.pid, libc::SIGKILL);
-                            if let Some(w) = self.workers.get_mut(&n) {
-                                w.kill = Some(Kill::new(kill.reason, KillStep::Sigkill, now + SIGKILL_REPEAT));
-                            }
-                        }
-                        KillStep::Sigterm => self.kill(n, kill.reason),
-                    }
-                }
-                continue;
-            }
-            if !w.ready && w.ready_deadline <= now {
-                let msg = format!("Worker {} did not send worker-ready within {} ms", w.id, self.cfg.ready_timeout_ms);
-                self.log("error", &msg);
-                self.kill(n, KillReason::ReadyTimeout);
-                continue;
-            }
-            if w.abandon_deadline.is_some_and(|d| d <= now) {
-                let msg = format!(
-                    "Worker {} did not stop its abandoned task within the grace period ({} ms); killing it",
-                    w.id, self.cfg.grace_period_ms
-                );
-                self.log("warn", &msg);
-                if let Some(w) = self.workers.get_mut(&n) {
-                    w.abandon_deadline = None;
-                }
-                self.kill(n, KillReason::Timeout);
-                continue;
-            }
-            if let (Some(d), Some(head)) = (w.head_deadline, w.in_flight.front().copied()) {
-                if d <= now && !head.abandoned {
-                    let timeout = self.queue.get(head.seq).map(|r| r.timeout_ms).unwrap_or(0);
-                    let dur = w.head_started.map(|s| now.duration_since(s).as_millis() as u64).unwrap_or(timeout);
-                    let err = CoreError::new(Code::TaskTimeout, format!("Task timeout after {timeout}ms")).with_worker(&w.id);
-                    self.abandon(n, head.seq, "timeout");
-                    self.attempt_failed(head.seq, err, dur, true);
-                }
-            }
-            // Not while the pool is being grown: a worker that got ready first must not
-            // be retired before its scaleUp / initialize has even resolved.
-            let growing = self
-                .ops
-                .iter()
-                .any(|o| matches!(o, PendingOp::Init { .. } | PendingOp::ScaleUp { .. }));
-            if let (Some(idle), Some(w), false) = (self.cfg.idle_timeout_ms, self.workers.get(&n), growing) {
-                if w.ready
-                    && w.in_flight.is_empty()
-                    && w.retiring.is_none()
-                    && now.duration_since(w.idle_since) >= Duration::from_millis(idle)
-                    && self.active_size() > self.cfg.min_workers as usize
-                {
-                    let slot = w.slot;
-                    if self.slot_removable(slot) {
-                        self.slots.remove(&slot);
-                        self.retire(n, Retire::Idle);
-                    }
-                }
-            }
+        let wns: Vec<WorkerNo> = self.workers.keys().copied().collect();
+        for wn in wns {
+            self.check_worker_deadlines(wn, now);
         }
-        let due: Vec<SlotNo> = self
-            .slots
-            .iter()
-            .filter(|(_, s)| s.respawn_at.is_some_and(|t| t <= now))
-            .map(|(&k, _)| k)
-            .collect();
-        for s in due {
-            if let Some(slot) = self.slots.get_mut(&s) {
-                slot.respawn_at = None;
-            }
-            self.spawn_requests.push(s);
-        }
+        self.respawn_due_slots(now);
         if self.shutdown_deadline.is_some_and(|d| d <= now) && self.phase == Phase::ShuttingDown {
             self.log("warn", "Graceful shutdown timed out; rejecting what is left");
             self.force_close();
@@ -245,6 +165,109 @@ impl State {
         }
         self.maybe_close();
         self.dispatch();
+    }
+
+    /// One worker's deadlines, the first that applies: a kill under way, worker-ready,
+    /// an abandoned task's grace period; else the running task's timeout, then idle
+    /// retirement.
+    fn check_worker_deadlines(&mut self, wn: WorkerNo, now: Instant) {
+        let Some(w) = self.workers.get(&wn) else { return };
+        if let Some(kill) = w.kill {
+            if kill.due <= now {
+                self.next_kill_step(wn, kill, now);
+            }
+            return;
+        }
+        if !w.ready && w.ready_deadline <= now {
+            let msg = format!("Worker {} did not send worker-ready within {} ms", w.id, self.cfg.ready_timeout_ms);
+            self.log("error", &msg);
+            self.kill(wn, KillReason::ReadyTimeout);
+            return;
+        }
+        if w.abandon_deadline.is_some_and(|d| d <= now) {
+            let msg = format!(
+                "Worker {} did not stop its abandoned task within the grace period ({} ms); killing it",
+                w.id, self.cfg.grace_period_ms
+            );
+            self.log("warn", &msg);
+            if let Some(w) = self.workers.get_mut(&wn) {
+                w.abandon_deadline = None;
+            }
+            self.kill(wn, KillReason::Timeout);
+            return;
+        }
+        self.check_task_timeout(wn, now);
+        self.retire_if_idle(wn, now);
+    }
+
+    /// A kill step is due: SIGTERM (through `kill`, which schedules SIGKILL), or SIGKILL
+    /// (repeated much later should the process survive it).
+    fn next_kill_step(&mut self, wn: WorkerNo, kill: Kill, now: Instant) {
+        match kill.next {
+            KillStep::Sigkill => {
+                let Some(w) = self.workers.get_mut(&wn) else { return };
+                process::kill_group(w.pid, libc::SIGKILL);
+                w.kill = Some(Kill::new(kill.reason, KillStep::Sigkill, now + SIGKILL_REPEAT));
+            }
+            KillStep::Sigterm => self.kill(wn, kill.reason),
+        }
+    }
+
+    /// The running task's timeout passed: the attempt is abandoned (the worker is asked
+    /// to stop it) and fails with `ERR_TASK_TIMEOUT`.
+    fn check_task_timeout(&mut self, wn: WorkerNo, now: Instant) {
+        let Some(w) = self.workers.get(&wn) else { return };
+        let (Some(d), Some(head)) = (w.head_deadline, w.in_flight.front().copied()) else {
+            return;
+        };
+        if d > now || head.abandoned {
+            return;
+        }
+        let timeout = self.queue.get(head.seq).map(|r| r.timeout_ms).unwrap_or(0);
+        let dur = w.head_started.map(|s| now.duration_since(s).as_millis() as u64).unwrap_or(timeout);
+        let err = CoreError::new(Code::TaskTimeout, format!("Task timeout after {timeout}ms")).with_worker(&w.id);
+        self.abandon(wn, head.seq, "timeout");
+        self.attempt_failed(head.seq, err, dur, true);
+    }
+
+    /// Retires a worker idle for `idleTimeout`, with its slot, while the pool stays at
+    /// or above `minWorkers` and no task loses its last capable slot. Not while the
+    /// pool is being grown: a worker that got ready first must not be retired before
+    /// its scaleUp / initialize has even resolved.
+    fn retire_if_idle(&mut self, wn: WorkerNo, now: Instant) {
+        let Some(idle) = self.cfg.idle_timeout_ms else { return };
+        let growing = self
+            .ops
+            .iter()
+            .any(|o| matches!(o, PendingOp::Init { .. } | PendingOp::ScaleUp { .. }));
+        let Some(w) = self.workers.get(&wn) else { return };
+        if growing || !w.ready || !w.in_flight.is_empty() || w.retiring.is_some() {
+            return;
+        }
+        if now.duration_since(w.idle_since) < Duration::from_millis(idle) || self.active_size() <= self.cfg.min_workers as usize {
+            return;
+        }
+        let slot = w.slot;
+        if self.slot_removable(slot) {
+            self.slots.remove(&slot);
+            self.retire(wn, Retire::Idle);
+        }
+    }
+
+    /// Slots whose restart backoff has passed get a new worker.
+    fn respawn_due_slots(&mut self, now: Instant) {
+        let due: Vec<SlotNo> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.respawn_at.is_some_and(|t| t <= now))
+            .map(|(&k, _)| k)
+            .collect();
+        for s in due {
+            if let Some(slot) = self.slots.get_mut(&s) {
+                slot.respawn_at = None;
+            }
+            self.spawn_requests.push(s);
+        }
     }
 
     /// Memory and CPU of a worker from /proc, recorded with the health monitor.
@@ -321,6 +344,11 @@ impl State {
     }
 }
 
+/// The next wake-up: the earliest of `deadlines` before `cap`, never in the past.
+fn next_wake(now: Instant, cap: Instant, deadlines: impl IntoIterator<Item = Option<Instant>>) -> Instant {
+    deadlines.into_iter().flatten().fold(cap, Instant::min).max(now)
+}
+
 /// CPU use between two readings, in percent of one core (0 when no time passed).
 fn cpu_percent(prev: CpuReading, now: CpuReading) -> f64 {
     let wall_ms = now.at.duration_since(prev.at).as_secs_f64() * 1000.0;
@@ -334,6 +362,18 @@ fn cpu_percent(prev: CpuReading, now: CpuReading) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_wake_up_is_the_earliest_deadline_within_the_cap() {
+        let now = Instant::now();
+        let ms = |n| now + Duration::from_millis(n);
+        assert_eq!(next_wake(now, ms(1000), []), ms(1000));
+        assert_eq!(next_wake(now, ms(1000), [None, Some(ms(300)), Some(ms(20)), None]), ms(20));
+        assert_eq!(next_wake(now, ms(1000), [Some(ms(5000))]), ms(1000));
+        // A deadline already passed means now, not a time in the past.
+        let past = now - Duration::from_millis(5);
+        assert_eq!(next_wake(now, ms(1000), [Some(past)]), now);
+    }
 
     #[test]
     fn cpu_percent_is_cpu_time_over_wall_time() {
