@@ -40,6 +40,18 @@ pub(super) struct OutboxInner {
 }
 
 impl Outbox {
+    /// An empty outbox; `direct` is the handle pushes may write to at once, `framed`
+    /// whether messages go out as length-prefixed frames (FIFO transport).
+    pub(super) fn new(direct: Option<std::fs::File>, framed: bool) -> Outbox {
+        Outbox {
+            inner: Mutex::new(OutboxInner::default()),
+            notify: Notify::new(),
+            close: Notify::new(),
+            direct,
+            framed,
+        }
+    }
+
     pub(super) fn push(&self, bytes: &[u8]) {
         if self.framed {
             let framed = frame_lines(bytes);

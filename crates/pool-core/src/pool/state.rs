@@ -58,6 +58,11 @@ pub(super) struct WorkerNo(pub(super) u64);
 pub(super) struct SlotNo(pub(super) u64);
 
 impl WorkerNo {
+    /// The worker's id, as JavaScript and the worker itself know it.
+    pub(super) fn id(self) -> String {
+        format!("worker-{}", self.0)
+    }
+
     /// Hands out this number and moves on to the next.
     pub(super) fn bump(&mut self) -> WorkerNo {
         let n = *self;
