@@ -39,8 +39,9 @@ impl State {
     /// An idle worker always may. A busy one gets tasks sent ahead (prefetch) only if
     /// it batches, the queue is deep, and everything that would wait inside it (the
     /// rest of the running task plus what is already ahead plus this task) is
-    /// predicted to fit in PREFETCH_BUDGET_MS. So a task is never committed behind a
-    /// long or unknown task, and priorities and fairness hold within that budget.
+    /// predicted to fit in PREFETCH_BUDGET_MS (`prefetch_allowed`). So a task is never
+    /// committed behind a long or unknown task, and priorities and fairness hold
+    /// within that budget.
     pub(super) fn can_take(&self, w: &Worker, pred: f64, bytes: usize, now: Instant) -> bool {
         if !w.ready || w.retiring.is_some() || w.kill.is_some() {
             return false;
@@ -55,24 +56,18 @@ impl State {
         if !w.batch || w.in_flight.len() >= self.cfg.prefetch as usize || head.abandoned {
             return false;
         }
-        // Only a real backlog is spread ahead; tasks that trickle in wait in the queue,
-        // where priorities decide.
-        let n = self.workers.len().max(1) as u64;
-        let depth = self.queue.depth();
-        if depth < PREFETCH_MIN_DEPTH * n || w.in_flight.len() as u64 > depth / n {
-            return false;
-        }
-        let elapsed = w.head_started.map(|t| now.duration_since(t).as_secs_f64() * 1000.0).unwrap_or(0.0);
-        if head.pred > PREFETCH_BUDGET_MS || elapsed > PREFETCH_BUDGET_MS {
-            return false;
-        }
-        // Large payloads are not sent ahead: the replies of a batch share one message,
-        // which maxMessageBytes bounds.
-        if bytes > PREFETCH_MAX_PAYLOAD || w.ahead_bytes + bytes > PREFETCH_MAX_BYTES {
-            return false;
-        }
-        let remaining = (head.pred - elapsed).max(0.0);
-        remaining + w.ahead_ms + pred <= PREFETCH_BUDGET_MS
+        let held = Held {
+            count: w.in_flight.len(),
+            head_pred: head.pred,
+            head_elapsed_ms: w.head_started.map(|t| now.duration_since(t).as_secs_f64() * 1000.0).unwrap_or(0.0),
+            ahead_ms: w.ahead_ms,
+            ahead_bytes: w.ahead_bytes,
+        };
+        let backlog = Backlog {
+            depth: self.queue.depth(),
+            workers: self.workers.len().max(1) as u64,
+        };
+        prefetch_allowed(backlog, held, pred, bytes)
     }
 
     pub(super) fn dispatch(&mut self) {
@@ -216,5 +211,115 @@ impl State {
             }
         }
         w.out.push(&buf);
+    }
+}
+
+/// The queue as prefetch sees it.
+#[derive(Debug, Clone, Copy)]
+struct Backlog {
+    depth: u64,
+    workers: u64,
+}
+
+/// What a busy worker holds.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    /// Tasks in flight, the running one included.
+    count: usize,
+    /// Predicted run time (ms) of the running task, and how long it has run.
+    head_pred: f64,
+    head_elapsed_ms: f64,
+    /// Predicted work (ms) and payload bytes sent ahead of it.
+    ahead_ms: f64,
+    ahead_bytes: usize,
+}
+
+/// Whether one more task (predicted `pred` ms, `bytes` of payload) may be sent ahead
+/// to a busy worker that batches.
+fn prefetch_allowed(backlog: Backlog, held: Held, pred: f64, bytes: usize) -> bool {
+    // Only a real backlog is spread ahead; tasks that trickle in wait in the queue,
+    // where priorities decide.
+    let n = backlog.workers;
+    if backlog.depth < PREFETCH_MIN_DEPTH * n || held.count as u64 > backlog.depth / n {
+        return false;
+    }
+    if held.head_pred > PREFETCH_BUDGET_MS || held.head_elapsed_ms > PREFETCH_BUDGET_MS {
+        return false;
+    }
+    // Large payloads are not sent ahead: the replies of a batch share one message,
+    // which maxMessageBytes bounds.
+    if bytes > PREFETCH_MAX_PAYLOAD || held.ahead_bytes + bytes > PREFETCH_MAX_BYTES {
+        return false;
+    }
+    let remaining = (held.head_pred - held.head_elapsed_ms).max(0.0);
+    remaining + held.ahead_ms + pred <= PREFETCH_BUDGET_MS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEEP: Backlog = Backlog { depth: 1000, workers: 4 };
+    const SHORT_HEAD: Held = Held {
+        count: 1,
+        head_pred: 0.2,
+        head_elapsed_ms: 0.1,
+        ahead_ms: 0.0,
+        ahead_bytes: 0,
+    };
+
+    #[test]
+    fn short_tasks_of_a_deep_queue_are_sent_ahead() {
+        assert!(prefetch_allowed(DEEP, SHORT_HEAD, 0.3, 100));
+        // Up to the budget, counting what is already ahead.
+        let ahead = Held {
+            ahead_ms: 1.5,
+            ..SHORT_HEAD
+        };
+        assert!(!prefetch_allowed(DEEP, ahead, 0.5, 100));
+        assert!(prefetch_allowed(DEEP, ahead, 0.3, 100));
+    }
+
+    #[test]
+    fn a_shallow_queue_waits_where_priorities_decide() {
+        let shallow = Backlog {
+            depth: PREFETCH_MIN_DEPTH * 4 - 1,
+            workers: 4,
+        };
+        assert!(!prefetch_allowed(shallow, SHORT_HEAD, 0.1, 10));
+        // Nor does one worker hold more than its share of the queue.
+        let share = Held { count: 251, ..SHORT_HEAD };
+        assert!(!prefetch_allowed(DEEP, share, 0.1, 10));
+    }
+
+    #[test]
+    fn nothing_goes_behind_a_long_or_unknown_task() {
+        let long = Held {
+            head_pred: 50.0,
+            ..SHORT_HEAD
+        };
+        assert!(!prefetch_allowed(DEEP, long, 0.1, 10));
+        let late = Held {
+            head_elapsed_ms: PREFETCH_BUDGET_MS + 1.0,
+            ..SHORT_HEAD
+        };
+        assert!(!prefetch_allowed(DEEP, late, 0.1, 10));
+        assert!(!prefetch_allowed(DEEP, SHORT_HEAD, f64::INFINITY, 10));
+        let unknown_head = Held {
+            head_pred: f64::INFINITY,
+            ..SHORT_HEAD
+        };
+        assert!(!prefetch_allowed(DEEP, unknown_head, 0.1, 10));
+    }
+
+    #[test]
+    fn large_payloads_are_not_sent_ahead() {
+        assert!(!prefetch_allowed(DEEP, SHORT_HEAD, 0.1, PREFETCH_MAX_PAYLOAD + 1));
+        let full = Held {
+            ahead_bytes: PREFETCH_MAX_BYTES - 10,
+            ..SHORT_HEAD
+        };
+        assert!(!prefetch_allowed(DEEP, full, 0.1, 11));
+        assert!(prefetch_allowed(DEEP, full, 0.1, 10));
     }
 }
