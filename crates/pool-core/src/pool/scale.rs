@@ -2,6 +2,7 @@
 //! they finish, adding and removing slots, and the autoscaler's periodic decision.
 
 use super::state::{InitFailure, PendingOp, Phase, Retire, SlotNo, State};
+use crate::config::AutoScale;
 use crate::process;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -157,12 +158,11 @@ impl State {
         let depth = self.queue.depth();
         let busy = self.workers.values().filter(|w| w.ready && !w.in_flight.is_empty()).count() as u64;
         let size = self.active_size();
-        let want_up = depth > a.queue_depth_high && size < self.cfg.max_workers as usize;
-        let want_down = depth == 0 && busy < a.busy_low && size > self.cfg.min_workers as usize;
-        if !want_up && !want_down {
-            return;
-        }
-        let direction = if want_up { "up" } else { "down" };
+        let load = Load { depth, busy, size };
+        let bounds = (self.cfg.min_workers as usize, self.cfg.max_workers as usize);
+        let Some(dir) = autoscale_decision(load, bounds, &a) else { return };
+        let want_up = dir == ScaleMove::Up;
+        let direction = dir.word();
         if self.scale_cooldown_until.is_some_and(|t| now < t) {
             self.emit(
                 "autoscale",
@@ -185,5 +185,78 @@ impl State {
             "autoscale",
             json!({ "action": format!("scale-{direction}"), "from": size, "to": to, "queueDepth": depth, "busyWorkers": busy }),
         );
+    }
+}
+
+/// What the autoscaler looks at.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    /// Tasks waiting in the queue.
+    depth: u64,
+    /// Ready workers running a task.
+    busy: u64,
+    /// Slots that count toward the pool's size.
+    size: usize,
+}
+
+/// A direction the autoscaler moves the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ScaleMove {
+    Up,
+    Down,
+}
+
+impl ScaleMove {
+    fn word(self) -> &'static str {
+        match self {
+            ScaleMove::Up => "up",
+            ScaleMove::Down => "down",
+        }
+    }
+}
+
+/// The autoscaler's decision (before its cooldown): up when more than `queueDepthHigh`
+/// tasks wait and the pool is below `max`; down when nothing waits, fewer than
+/// `busyLow` workers are busy, and the pool is above `min`; else nothing.
+fn autoscale_decision(load: Load, (min, max): (usize, usize), a: &AutoScale) -> Option<ScaleMove> {
+    if load.depth > a.queue_depth_high && load.size < max {
+        Some(ScaleMove::Up)
+    } else if load.depth == 0 && load.busy < a.busy_low && load.size > min {
+        Some(ScaleMove::Down)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: AutoScale = AutoScale {
+        queue_depth_high: 10,
+        busy_low: 2,
+        step_up: 1,
+        step_down: 1,
+        interval_ms: 1000,
+        cooldown_ms: 5000,
+    };
+
+    fn load(depth: u64, busy: u64, size: usize) -> Load {
+        Load { depth, busy, size }
+    }
+
+    #[test]
+    fn a_deep_queue_scales_up_until_max() {
+        assert_eq!(autoscale_decision(load(11, 4, 4), (2, 8), &A), Some(ScaleMove::Up));
+        assert_eq!(autoscale_decision(load(10, 4, 4), (2, 8), &A), None);
+        assert_eq!(autoscale_decision(load(500, 8, 8), (2, 8), &A), None);
+    }
+
+    #[test]
+    fn an_idle_pool_scales_down_until_min() {
+        assert_eq!(autoscale_decision(load(0, 1, 4), (2, 8), &A), Some(ScaleMove::Down));
+        assert_eq!(autoscale_decision(load(0, 2, 4), (2, 8), &A), None);
+        assert_eq!(autoscale_decision(load(1, 0, 4), (2, 8), &A), None);
+        assert_eq!(autoscale_decision(load(0, 0, 2), (2, 8), &A), None);
     }
 }
