@@ -294,6 +294,18 @@ pub(super) struct State {
     pub(super) uses: u64,
 }
 
+/// Whether `slot` may be removed: it exists, and it has no capabilities or some other
+/// live slot has all of them.
+fn slot_removable(slot: SlotNo, slots: &BTreeMap<SlotNo, Slot>) -> bool {
+    let Some(caps) = slots.get(&slot).map(|s| &s.caps) else {
+        return false;
+    };
+    caps.is_empty()
+        || slots
+            .iter()
+            .any(|(&o, s)| o != slot && !s.failed && balance::can_serve(caps, &s.caps))
+}
+
 impl State {
     pub(super) fn fifo(&self) -> bool {
         self.cfg.transport == "fifo"
@@ -325,14 +337,7 @@ impl State {
     /// Scaling down or idling out never removes the last slot with a set of
     /// capabilities (tasks that need them would have nowhere to go).
     pub(super) fn slot_removable(&self, slot: SlotNo) -> bool {
-        let Some(caps) = self.slots.get(&slot).map(|s| &s.caps) else {
-            return false;
-        };
-        caps.is_empty()
-            || self
-                .slots
-                .iter()
-                .any(|(&o, s)| o != slot && !s.failed && balance::can_serve(caps, &s.caps))
+        slot_removable(slot, &self.slots)
     }
 
     pub(super) fn require_running(&self) -> CoreResult<()> {
@@ -391,5 +396,39 @@ impl State {
 
     pub(super) fn failed_slots(&self) -> u64 {
         self.slots.values().filter(|s| s.failed).count() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(caps: &[&str], failed: bool) -> Slot {
+        Slot {
+            group: 0,
+            caps: caps.iter().map(|c| c.to_string()).collect(),
+            op: None,
+            unstable: 0,
+            restarts: 0,
+            failed,
+            respawn_at: None,
+            worker: None,
+        }
+    }
+
+    #[test]
+    fn the_last_slot_with_a_capability_is_not_removable() {
+        let mut slots = BTreeMap::new();
+        slots.insert(SlotNo(0), slot(&[], false));
+        slots.insert(SlotNo(1), slot(&["gpu"], false));
+        slots.insert(SlotNo(2), slot(&["gpu", "big"], true));
+        assert!(slot_removable(SlotNo(0), &slots));
+        // Slot 2 has gpu too, but it was given up.
+        assert!(!slot_removable(SlotNo(1), &slots));
+        slots.insert(SlotNo(3), slot(&["gpu", "big"], false));
+        assert!(slot_removable(SlotNo(1), &slots));
+        // Slot 3 cannot: slot 2 is given up, and slot 1 lacks "big".
+        assert!(!slot_removable(SlotNo(3), &slots));
+        assert!(!slot_removable(SlotNo(9), &slots));
     }
 }
