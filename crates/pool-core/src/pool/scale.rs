@@ -3,6 +3,7 @@
 
 use super::state::{InitFailure, PendingOp, Phase, Retire, SlotNo, State};
 use crate::config::AutoScale;
+use crate::error::CoreError;
 use crate::process;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -88,65 +89,81 @@ impl State {
         }
     }
 
+    /// Answers every pending operation that is complete (ready workers counted, or
+    /// retired ones gone), in order.
     pub(super) fn finish_ops(&mut self) {
         let mut i = 0;
         while i < self.ops.len() {
-            let done = match &self.ops[i] {
-                PendingOp::Init { waiting, failed, .. } => *waiting == 0 || failed.is_some(),
-                PendingOp::ScaleUp { waiting, .. } => *waiting == 0,
-                PendingOp::ScaleDown { waiting, .. } => waiting.iter().all(|w| !self.workers.contains_key(w)),
-            };
-            if !done {
+            if self.op_complete(&self.ops[i]) {
+                let op = self.ops.remove(i);
+                self.answer_op(op);
+            } else {
                 i += 1;
-                continue;
-            }
-            let op = self.ops.remove(i);
-            let size = self.active_size();
-            match op {
-                PendingOp::Init { op, failed: Some(err), .. } => {
-                    self.phase = Phase::Closing;
-                    self.log("error", &err.message);
-                    for w in self.workers.values() {
-                        process::kill_group(w.pid, libc::SIGKILL);
-                    }
-                    self.slots.clear();
-                    self.init_failure = Some(InitFailure { op, err });
-                    self.check_closed();
-                }
-                PendingOp::Init { op, .. } => {
-                    self.phase = Phase::Running;
-                    if let Some(a) = &self.cfg.auto_scale {
-                        self.next_autoscale = Some(Instant::now() + Duration::from_millis(a.interval_ms));
-                    }
-                    let cfg: Value = serde_json::from_str(&self.cfg.to_json()).unwrap_or(Value::Null);
-                    self.emit("pool-initialized", json!({ "poolSize": size, "config": cfg }));
-                    self.log("info", &format!("Pool initialized with {size} workers"));
-                    self.op_done(op, Ok(json!({ "poolSize": size })));
-                    self.dispatch();
-                }
-                PendingOp::ScaleUp { op, added, .. } => {
-                    // The pool was just grown: every idle clock restarts now, so none
-                    // of the workers counts as idle since before the scaleUp.
-                    let now = Instant::now();
-                    for w in self.workers.values_mut() {
-                        w.idle_since = w.idle_since.max(now);
-                    }
-                    if added > 0 {
-                        self.emit("pool-scaled-up", json!({ "count": added, "newSize": size }));
-                        self.log("info", &format!("Scaled up by {added} to {size} workers"));
-                    }
-                    self.op_done(op, Ok(json!({ "count": added, "newSize": size })));
-                    self.dispatch();
-                }
-                PendingOp::ScaleDown { op, removed, .. } => {
-                    if removed > 0 {
-                        self.emit("pool-scaled-down", json!({ "count": removed, "newSize": size }));
-                        self.log("info", &format!("Scaled down by {removed} to {size} workers"));
-                    }
-                    self.op_done(op, Ok(json!({ "count": removed, "newSize": size })));
-                }
             }
         }
+    }
+
+    fn op_complete(&self, op: &PendingOp) -> bool {
+        match op {
+            PendingOp::Init { waiting, failed, .. } => *waiting == 0 || failed.is_some(),
+            PendingOp::ScaleUp { waiting, .. } => *waiting == 0,
+            PendingOp::ScaleDown { waiting, .. } => waiting.iter().all(|w| !self.workers.contains_key(w)),
+        }
+    }
+
+    fn answer_op(&mut self, op: PendingOp) {
+        let size = self.active_size();
+        match op {
+            PendingOp::Init { op, failed: Some(err), .. } => self.init_failed(op, err),
+            PendingOp::Init { op, .. } => self.init_done(op, size),
+            PendingOp::ScaleUp { op, added, .. } => {
+                // The pool was just grown: every idle clock restarts now, so none
+                // of the workers counts as idle since before the scaleUp.
+                let now = Instant::now();
+                for w in self.workers.values_mut() {
+                    w.idle_since = w.idle_since.max(now);
+                }
+                if added > 0 {
+                    self.emit("pool-scaled-up", json!({ "count": added, "newSize": size }));
+                    self.log("info", &format!("Scaled up by {added} to {size} workers"));
+                }
+                self.op_done(op, Ok(json!({ "count": added, "newSize": size })));
+                self.dispatch();
+            }
+            PendingOp::ScaleDown { op, removed, .. } => {
+                if removed > 0 {
+                    self.emit("pool-scaled-down", json!({ "count": removed, "newSize": size }));
+                    self.log("info", &format!("Scaled down by {removed} to {size} workers"));
+                }
+                self.op_done(op, Ok(json!({ "count": removed, "newSize": size })));
+            }
+        }
+    }
+
+    /// A worker of the initialize failed to start: every worker goes, and the
+    /// initialize is rejected once they are gone (`check_closed`).
+    fn init_failed(&mut self, op: u64, err: CoreError) {
+        self.phase = Phase::Closing;
+        self.log("error", &err.message);
+        for w in self.workers.values() {
+            process::kill_group(w.pid, libc::SIGKILL);
+        }
+        self.slots.clear();
+        self.init_failure = Some(InitFailure { op, err });
+        self.check_closed();
+    }
+
+    /// Every worker of the initialize is ready: the pool runs.
+    fn init_done(&mut self, op: u64, size: usize) {
+        self.phase = Phase::Running;
+        if let Some(a) = &self.cfg.auto_scale {
+            self.next_autoscale = Some(Instant::now() + Duration::from_millis(a.interval_ms));
+        }
+        let cfg: Value = serde_json::from_str(&self.cfg.to_json()).unwrap_or(Value::Null);
+        self.emit("pool-initialized", json!({ "poolSize": size, "config": cfg }));
+        self.log("info", &format!("Pool initialized with {size} workers"));
+        self.op_done(op, Ok(json!({ "poolSize": size })));
+        self.dispatch();
     }
 
     /// One autoscaling decision: up by `stepUp` when more than `queueDepthHigh` tasks
