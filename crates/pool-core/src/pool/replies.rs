@@ -6,7 +6,7 @@
 use super::state::{HeapUsage, Retire, State, WorkerNo};
 use super::PoolTask;
 use crate::error::{Code, CoreError};
-use crate::protocol::{self, Kind, WorkerError};
+use crate::protocol::{self, Incoming, Kind, WorkerError};
 use crate::queue::TaskQueue;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -18,6 +18,7 @@ const TYPE_AVG_WEIGHT: f64 = 0.2;
 const TYPE_AVG_MAX_TYPES: usize = 4096;
 
 impl State {
+    /// One message from worker `wn`. Err (the line is not JSON) is a protocol error.
     pub(super) fn on_line(&mut self, wn: WorkerNo, line: &str) -> Result<(), String> {
         let msg = protocol::parse(line).map_err(|e| format!("a message that is not valid JSON ({e})"))?;
         let now = Instant::now();
@@ -47,56 +48,70 @@ impl State {
                     }
                 }
             }
-            Kind::Heartbeat => {
-                if let Some(m) = &msg.memory_usage {
-                    w.heap = HeapUsage {
-                        used: m.heap_used,
-                        total: m.heap_total,
-                    };
-                }
-                let id = w.id.clone();
-                self.health.heartbeat(&id, None, None);
-            }
-            Kind::Ready => {
-                if !w.ready {
-                    let features = msg.features.unwrap_or_default();
-                    if !features.is_empty() {
-                        // A worker that speaks this package's protocol sends heartbeats:
-                        // its clock starts now, so a hang before the first one is seen.
-                        let id = w.id.clone();
-                        self.health.heartbeat(&id, None, None);
-                    }
-                    let Some(w) = self.workers.get_mut(&wn) else { return Ok(()) };
-                    w.batch = features.iter().any(|f| f == "batch");
-                    w.cancel = features.iter().any(|f| f == "cancel");
-                    for c in msg.capabilities.unwrap_or_default() {
-                        if !w.capabilities.contains(&c) {
-                            w.capabilities.push(c);
-                        }
-                    }
-                    self.on_ready(wn);
-                }
-            }
+            Kind::Heartbeat => self.on_heartbeat(wn, &msg),
+            Kind::Ready => self.on_ready_message(wn, msg),
             Kind::NodeInternal => {}
             Kind::WorkerError => {
-                let fatal = msg.fatal.unwrap_or(false);
-                let id = w.id.clone();
-                let pid = w.pid;
-                let message = msg
-                    .error
-                    .as_ref()
-                    .and_then(|e| e.message.as_deref())
-                    .unwrap_or("unknown error")
-                    .to_string();
-                self.emit(
-                    "worker-error",
-                    json!({ "workerId": id, "pid": pid, "error": message, "fatal": fatal }),
-                );
+                self.on_worker_error(wn, &msg);
                 self.forward_raw(wn, line);
             }
             _ => self.forward_raw(wn, line),
         }
         Ok(())
+    }
+
+    fn on_heartbeat(&mut self, wn: WorkerNo, msg: &Incoming<'_>) {
+        let Some(w) = self.workers.get_mut(&wn) else { return };
+        if let Some(m) = &msg.memory_usage {
+            w.heap = HeapUsage {
+                used: m.heap_used,
+                total: m.heap_total,
+            };
+        }
+        let id = w.id.clone();
+        self.health.heartbeat(&id, None, None);
+    }
+
+    /// `worker-ready`: the features and capabilities it declares, then `on_ready`.
+    fn on_ready_message(&mut self, wn: WorkerNo, msg: Incoming<'_>) {
+        let Some(w) = self.workers.get_mut(&wn) else { return };
+        if w.ready {
+            return;
+        }
+        let features = msg.features.unwrap_or_default();
+        if !features.is_empty() {
+            // A worker that speaks this package's protocol sends heartbeats: its clock
+            // starts now, so a hang before the first one is seen.
+            let id = w.id.clone();
+            self.health.heartbeat(&id, None, None);
+        }
+        let Some(w) = self.workers.get_mut(&wn) else { return };
+        w.batch = features.iter().any(|f| f == "batch");
+        w.cancel = features.iter().any(|f| f == "cancel");
+        for c in msg.capabilities.unwrap_or_default() {
+            if !w.capabilities.contains(&c) {
+                w.capabilities.push(c);
+            }
+        }
+        self.on_ready(wn);
+    }
+
+    /// `worker-error`: the pool's `worker-error` event (the message itself is also
+    /// forwarded).
+    fn on_worker_error(&mut self, wn: WorkerNo, msg: &Incoming<'_>) {
+        let Some(w) = self.workers.get(&wn) else { return };
+        let fatal = msg.fatal.unwrap_or(false);
+        let (id, pid) = (w.id.clone(), w.pid);
+        let message = msg
+            .error
+            .as_ref()
+            .and_then(|e| e.message.as_deref())
+            .unwrap_or("unknown error")
+            .to_string();
+        self.emit(
+            "worker-error",
+            json!({ "workerId": id, "pid": pid, "error": message, "fatal": fatal }),
+        );
     }
 
     pub(super) fn forward_raw(&mut self, wn: WorkerNo, line: &str) {
