@@ -4,7 +4,7 @@
  * Worker-side runtime of the pool.
  *
  * A worker process talks to the pool over Node's own IPC channel
- * (process.send / process.on('message')); see PROTOCOL.md.  `WorkerProcess`
+ * (process.send / process.on('message')); see docs/PROTOCOL.md.  `WorkerProcess`
  * keeps a FIFO queue of tasks and runs them strictly one at a time.
  *
  * Original protocol (kept): execute-task -> task-complete | task-failed,
