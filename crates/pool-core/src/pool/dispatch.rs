@@ -31,7 +31,7 @@ impl State {
 
     /// Predicted run time (ms) of a task of this type; infinite when never seen.
     pub(super) fn predict_type(&self, type_json: &str) -> f64 {
-        self.type_avg.get(type_json).copied().unwrap_or(f64::INFINITY)
+        self.sched.type_avg.get(type_json).copied().unwrap_or(f64::INFINITY)
     }
 
     /// Whether worker `w` may take one more task predicted to run `pred` ms now.
@@ -65,7 +65,7 @@ impl State {
         };
         let backlog = Backlog {
             depth: self.queue.depth(),
-            workers: self.workers.len().max(1) as u64,
+            workers: self.roster.workers.len().max(1) as u64,
         };
         prefetch_allowed(backlog, held, pred, bytes)
     }
@@ -85,7 +85,7 @@ impl State {
                 .or_else(|| if head_requires { self.pick_any_task(now) } else { None });
             let Some((wn, seq)) = target else { break };
             self.queue.take(seq);
-            self.rr_last = wn;
+            self.sched.rr_last = wn;
             match sends.iter_mut().find(|(w, _)| *w == wn) {
                 Some((_, v)) => v.push(seq),
                 None => sends.push((wn, vec![seq])),
@@ -95,8 +95,8 @@ impl State {
         for (wn, seqs) in sends {
             self.send_tasks(wn, &seqs);
         }
-        if self.queue_full_seen && self.queue.depth() == 0 {
-            self.queue_full_seen = false;
+        if self.sched.queue_full_seen && self.queue.depth() == 0 {
+            self.sched.queue_full_seen = false;
             self.emit("drain", json!({}));
         }
     }
@@ -108,6 +108,7 @@ impl State {
         let bytes = rec.data.payload_json.len();
         for idle_only in [true, false] {
             let cands = self
+                .roster
                 .workers
                 .values()
                 .filter(|w| (!idle_only || w.in_flight.is_empty()) && self.can_take(w, pred, bytes, now))
@@ -117,7 +118,7 @@ impl State {
                     last_used: w.last_used,
                     capabilities: &w.capabilities,
                 });
-            if let Some(n) = balance::choose(self.cfg.load_balancing, requires, cands, self.rr_last.0) {
+            if let Some(n) = balance::choose(self.cfg.load_balancing, requires, cands, self.sched.rr_last.0) {
                 return Some(WorkerNo(n));
             }
         }
@@ -127,7 +128,7 @@ impl State {
     /// When the first queued task can't run anywhere now (capabilities), look further
     /// down the queue for a task a free worker can serve.
     pub(super) fn pick_any_task(&self, now: Instant) -> Option<(WorkerNo, u64)> {
-        let free = self.workers.values().any(|w| self.can_take(w, 0.0, 0, now));
+        let free = self.roster.workers.values().any(|w| self.can_take(w, 0.0, 0, now));
         if !free {
             return None;
         }
@@ -144,12 +145,12 @@ impl State {
             Some(r) => (r.timeout_ms, now.duration_since(r.enqueued_instant).as_millis() as u64),
             None => return,
         };
-        let task_events = self.task_events;
+        let task_events = self.effects.task_events;
         let pred = self.predict(seq);
         let bytes = self.queue.get(seq).map(|r| r.data.payload_json.len()).unwrap_or(0);
-        self.uses += 1;
-        let uses = self.uses;
-        let Some(w) = self.workers.get_mut(&wn) else { return };
+        self.sched.uses += 1;
+        let uses = self.sched.uses;
+        let Some(w) = self.roster.workers.get_mut(&wn) else { return };
         w.last_used = uses;
         if !w.in_flight.is_empty() {
             w.ahead_ms += pred;
@@ -172,12 +173,12 @@ impl State {
         self.metrics.wait.observe(queued_ms as f64 / 1000.0);
         if let Some(d) = deadline {
             self.note_deadline(d);
-            if self.workers.get(&wn).is_some_and(|w| w.polled_channel().is_some()) {
+            if self.roster.workers.get(&wn).is_some_and(|w| w.polled_channel().is_some()) {
                 self.note_deadline(now + POLLER_BACKSTOP);
             }
         }
         if task_events {
-            let wid = self.workers.get(&wn).map(|w| w.id.clone()).unwrap_or_default();
+            let wid = self.roster.workers.get(&wn).map(|w| w.id.clone()).unwrap_or_default();
             let task_id = self.queue.get(seq).map(|r| r.id.clone()).unwrap_or_default();
             self.emit(
                 "task-assigned",
@@ -187,7 +188,7 @@ impl State {
     }
 
     pub(super) fn send_tasks(&mut self, wn: WorkerNo, seqs: &[u64]) {
-        let Some(w) = self.workers.get(&wn) else { return };
+        let Some(w) = self.roster.workers.get(&wn) else { return };
         let mut buf = Vec::with_capacity(128 * seqs.len());
         let write_one = |buf: &mut Vec<u8>, seq: u64| {
             if let Some(r) = self.queue.get(seq) {

@@ -16,22 +16,22 @@ const EVENT_BUF_MAX: usize = 64 * 1024;
 impl State {
     /// Starts the next event in the outgoing batch (a JSON array being built).
     pub(super) fn ev_sep(&mut self) {
-        self.ev.push(if self.ev.is_empty() { '[' } else { ',' });
+        self.effects.ev.push(if self.effects.ev.is_empty() { '[' } else { ',' });
     }
 
     pub(super) fn push_ev(&mut self, frag: &str) {
         self.ev_sep();
-        self.ev.push_str(frag);
+        self.effects.ev.push_str(frag);
     }
 
     /// Takes the batch built so far as JSON array text ("" when there is none).
     pub(super) fn take_events(&mut self) -> String {
-        if self.ev.is_empty() {
+        if self.effects.ev.is_empty() {
             return String::new();
         }
-        self.ev.push(']');
-        let cap = self.ev.len().clamp(EVENT_BUF_MIN, EVENT_BUF_MAX);
-        std::mem::replace(&mut self.ev, String::with_capacity(cap))
+        self.effects.ev.push(']');
+        let cap = self.effects.ev.len().clamp(EVENT_BUF_MIN, EVENT_BUF_MAX);
+        std::mem::replace(&mut self.effects.ev, String::with_capacity(cap))
     }
 
     pub(super) fn emit(&mut self, name: &str, data: Value) {
@@ -59,9 +59,9 @@ impl State {
 
     pub(super) fn settle_ok(&mut self, seq: u64, raw: &str) {
         self.ev_sep();
-        let _ = write!(self.ev, "{{\"k\":\"ok\",\"s\":{seq},\"r\":");
-        self.ev.push_str(raw);
-        self.ev.push('}');
+        let _ = write!(self.effects.ev, "{{\"k\":\"ok\",\"s\":{seq},\"r\":");
+        self.effects.ev.push_str(raw);
+        self.effects.ev.push('}');
     }
 
     pub(super) fn settle_err(&mut self, seq: u64, err: &CoreError) {

@@ -204,7 +204,7 @@ pub(super) async fn writer(out: Arc<Outbox>, mut wr: crate::fdio::Sink) {
 
 impl Pool {
     pub(super) fn start_reader(&self, ch: Arc<Channel>, ends: ReaderEnds) {
-        if let Some(w) = self.lock().workers.get_mut(&WorkerNo(ch.num)) {
+        if let Some(w) = self.lock().roster.workers.get_mut(&WorkerNo(ch.num)) {
             w.chan = Some(ch.clone());
         }
         self.inner.sink.watch(self, ch.clone());
@@ -241,7 +241,7 @@ impl Pool {
                         // Unread, the worker would hold its tasks until they time out:
                         // replace it now (its tasks are retried).
                         self.with(|st| {
-                            let id = st.workers.get(&WorkerNo(ch.num)).map(|w| w.id.clone()).unwrap_or_default();
+                            let id = st.roster.workers.get(&WorkerNo(ch.num)).map(|w| w.id.clone()).unwrap_or_default();
                             st.log(
                                 "error",
                                 &format!("Worker {id}: its channel could not be watched ({e}); it is replaced"),

@@ -25,13 +25,13 @@ const RESTART_BACKOFF_MAX_MS: u64 = 300_000;
 
 impl State {
     pub(super) fn retire(&mut self, wn: WorkerNo, why: Retire) {
-        let Some(w) = self.workers.get_mut(&wn) else { return };
+        let Some(w) = self.roster.workers.get_mut(&wn) else { return };
         if w.retiring.is_some() {
             return;
         }
         w.retiring = Some(why);
 
-        if self.workers[&wn].in_flight.is_empty() {
+        if self.roster.workers[&wn].in_flight.is_empty() {
             self.send_retire(wn);
         }
     }
@@ -39,7 +39,7 @@ impl State {
     /// Asks a drained worker to exit; kills it if it does not within the grace period.
     pub(super) fn send_retire(&mut self, wn: WorkerNo) {
         let grace = self.cfg.grace_period_ms;
-        let Some(w) = self.workers.get_mut(&wn) else { return };
+        let Some(w) = self.roster.workers.get_mut(&wn) else { return };
         if w.retire_sent {
             return;
         }
@@ -53,7 +53,7 @@ impl State {
     /// Kills a worker: SIGTERM to its group now, SIGKILL after the grace period.
     pub(super) fn kill(&mut self, wn: WorkerNo, why: KillReason) {
         let grace = Duration::from_millis(self.cfg.grace_period_ms).max(MIN_KILL_GRACE);
-        let Some(w) = self.workers.get_mut(&wn) else { return };
+        let Some(w) = self.roster.workers.get_mut(&wn) else { return };
         if w.kill.is_some_and(|k| k.next == KillStep::Sigkill) {
             return;
         }
@@ -68,7 +68,7 @@ impl State {
     }
 
     pub(super) fn protocol_error(&mut self, wn: WorkerNo, why: &str) {
-        let Some(w) = self.workers.get(&wn) else { return };
+        let Some(w) = self.roster.workers.get(&wn) else { return };
         let (id, pid) = (w.id.clone(), w.pid);
         let msg = format!("Worker {id} sent {why}; it was killed");
         self.log("error", &msg);
@@ -79,10 +79,10 @@ impl State {
         self.health
             .raise_alert("warning", Some(&id), "protocol-error", json!({ "message": msg }));
         self.fail_head(wn, CoreError::new(Code::Protocol, msg).with_worker(&id));
-        if let Some(w) = self.workers.get(&wn) {
+        if let Some(w) = self.roster.workers.get(&wn) {
             process::kill_group(w.pid, libc::SIGKILL);
         }
-        if let Some(w) = self.workers.get_mut(&wn) {
+        if let Some(w) = self.roster.workers.get_mut(&wn) {
             w.kill = Some(Kill::new(
                 KillReason::Protocol,
                 KillStep::Sigkill,
@@ -93,7 +93,7 @@ impl State {
 
     /// A worker process ended: its tasks, the events, a failed start, and its slot.
     pub(super) fn on_exit(&mut self, wn: WorkerNo, exit: WorkerExit) {
-        let Some(w) = self.workers.remove(&wn) else { return };
+        let Some(w) = self.roster.workers.remove(&wn) else { return };
         self.release_worker(&w);
         let now = Instant::now();
         self.fail_held_tasks(&w, exit, now);
@@ -176,9 +176,9 @@ impl State {
         if self.fail_init(err.clone()) {
             return true;
         }
-        if let Some(op) = self.slots.get_mut(&w.slot).and_then(|s| s.op.take()) {
+        if let Some(op) = self.roster.slots.get_mut(&w.slot).and_then(|s| s.op.take()) {
             self.op_worker_done(op, false);
-            self.slots.remove(&w.slot);
+            self.roster.slots.remove(&w.slot);
             self.log("error", &err.message);
         }
         false
@@ -211,14 +211,14 @@ impl State {
         let unstable = unstable_start(w, now, Duration::from_millis(self.cfg.min_uptime_ms));
         let policy = RestartPolicy::of(&self.cfg);
         let phase = self.phase;
-        let Some(slot) = self.slots.get_mut(&w.slot) else { return };
+        let Some(slot) = self.roster.slots.get_mut(&w.slot) else { return };
         slot.worker = None;
         match restart_decision(w.retiring, unstable, slot.unstable, phase, &policy) {
             RestartDecision::Respawn => {
                 slot.unstable = 0;
                 slot.restarts += 1;
                 self.metrics.restarted += 1;
-                self.spawn_requests.push(w.slot);
+                self.effects.spawn_requests.push(w.slot);
             }
             RestartDecision::Backoff { delay_ms, streak } => {
                 slot.unstable = streak;

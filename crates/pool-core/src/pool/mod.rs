@@ -41,7 +41,7 @@ mod supervise;
 mod tasks;
 
 pub use io::Pumped;
-use state::{Metrics, PendingOp, Phase, SlotNo, State, WorkerNo};
+use state::{PendingOp, Phase, State};
 
 use crate::config::PoolConfig;
 use crate::error::{Code, CoreError, CoreResult};
@@ -50,9 +50,7 @@ use crate::health::{HealthMonitor, HealthOptions};
 use crate::process;
 use crate::queue::{Now, QueueOptions, TaskData, TaskQueue};
 use crate::runtime;
-use crate::util::FastMap;
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -139,35 +137,7 @@ impl Pool {
             cpu_threshold_percent: CPU_ALERT_PERCENT,
         });
         let inner = Arc::new(Inner {
-            state: Mutex::new(State {
-                cfg,
-                phase: Phase::Created,
-                started: Instant::now(),
-                workers: BTreeMap::new(),
-                slots: BTreeMap::new(),
-                next_worker: WorkerNo(0),
-                next_slot: SlotNo(0),
-                queue,
-                health,
-                rr_last: WorkerNo(u64::MAX),
-                metrics: Metrics::default(),
-                ev: String::new(),
-                task_events: false,
-                queue_full_seen: false,
-                ops: Vec::new(),
-                shutdown_op: None,
-                shutdown_deadline: None,
-                next_wake: None,
-                last_health: Instant::now(),
-                spawn_requests: Vec::new(),
-                wake_hint: false,
-                next_autoscale: None,
-                type_avg: FastMap::default(),
-                scale_cooldown_until: None,
-                init_failure: None,
-                shutdown_waiters: Vec::new(),
-                uses: 0,
-            }),
+            state: Mutex::new(State::new(cfg, queue, health)),
             wake: Notify::new(),
             sink,
         });
@@ -193,7 +163,7 @@ impl Pool {
     fn after(&self, mut st: MutexGuard<'_, State>) {
         st.maybe_close();
         st.forward_queue_and_health_events();
-        let spawns = std::mem::take(&mut st.spawn_requests);
+        let spawns = std::mem::take(&mut st.effects.spawn_requests);
         let wake = st.take_wake_hint();
         let batch = st.take_events();
         if !batch.is_empty() {
@@ -219,7 +189,7 @@ impl Pool {
 
     pub fn set_interest(&self, task_events: bool, queue_events: bool, health_events: bool) {
         let mut st = self.lock();
-        st.task_events = task_events;
+        st.effects.task_events = task_events;
         st.queue.emit = queue_events;
         st.health.emit = health_events;
     }
@@ -248,17 +218,17 @@ impl Pool {
             st.phase = Phase::Initializing;
             st.started = Instant::now();
             st.health.set_monitoring(true);
-            st.ops.push(PendingOp::Init {
+            st.ops.pending.push(PendingOp::Init {
                 op,
                 waiting: plan.len(),
                 failed: None,
             });
             for g in plan {
                 let slot = st.new_slot(g);
-                st.slots.get_mut(&slot).expect("new slot").op = Some(op);
-                st.spawn_requests.push(slot);
+                st.roster.slots.get_mut(&slot).expect("new slot").op = Some(op);
+                st.effects.spawn_requests.push(slot);
             }
-            st.log("info", &format!("Initializing pool with {} workers", st.slots.len()));
+            st.log("info", &format!("Initializing pool with {} workers", st.roster.slots.len()));
             Ok(())
         })
     }
@@ -326,7 +296,7 @@ impl Pool {
         if !matches!(st.phase, Phase::Shutdown | Phase::Created) {
             st.phase = Phase::Closing;
         }
-        for w in st.workers.values() {
+        for w in st.roster.workers.values() {
             process::kill_group(w.pid, libc::SIGKILL);
         }
     }
@@ -334,7 +304,8 @@ impl Pool {
     pub fn worker_status_json(&self, id: &str) -> String {
         let mut st = self.lock();
         st.sync_health();
-        st.workers
+        st.roster
+            .workers
             .values()
             .find(|w| w.id == id)
             .map(|w| st.worker_status(w).to_string())
@@ -344,7 +315,7 @@ impl Pool {
     pub fn all_workers_json(&self) -> String {
         let mut st = self.lock();
         st.sync_health();
-        Value::Array(st.workers.values().map(|w| st.worker_status(w)).collect()).to_string()
+        Value::Array(st.roster.workers.values().map(|w| st.worker_status(w)).collect()).to_string()
     }
 
     pub fn metrics_json(&self) -> String {
@@ -358,7 +329,7 @@ impl Pool {
     }
 
     pub fn worker_pids(&self) -> Vec<u32> {
-        self.lock().workers.values().map(|w| w.pid).collect()
+        self.lock().roster.workers.values().map(|w| w.pid).collect()
     }
 
     /// What a thread that polls the workers' channels itself (the JS thread) needs
@@ -377,7 +348,7 @@ impl Pool {
         let mut spin = !cap.is_zero() && st.phase == Phase::Running;
         let now = Instant::now();
         let (mut busy, mut budget) = (0, Duration::ZERO);
-        for w in st.workers.values() {
+        for w in st.roster.workers.values() {
             let Some(head) = w.in_flight.front() else { continue };
             busy += 1;
             // An unknown type predicts infinity (and NaN never passes).

@@ -22,7 +22,7 @@ impl State {
     pub(super) fn on_line(&mut self, wn: WorkerNo, line: &str) -> Result<(), String> {
         let msg = protocol::parse(line).map_err(|e| format!("a message that is not valid JSON ({e})"))?;
         let now = Instant::now();
-        let Some(w) = self.workers.get_mut(&wn) else { return Ok(()) };
+        let Some(w) = self.roster.workers.get_mut(&wn) else { return Ok(()) };
         w.last_activity = now;
         match msg.kind() {
             Kind::TaskComplete => {
@@ -61,7 +61,7 @@ impl State {
     }
 
     fn on_heartbeat(&mut self, wn: WorkerNo, msg: &Incoming<'_>) {
-        let Some(w) = self.workers.get_mut(&wn) else { return };
+        let Some(w) = self.roster.workers.get_mut(&wn) else { return };
         if let Some(m) = &msg.memory_usage {
             w.heap = HeapUsage {
                 used: m.heap_used,
@@ -74,7 +74,7 @@ impl State {
 
     /// `worker-ready`: the features and capabilities it declares, then `on_ready`.
     fn on_ready_message(&mut self, wn: WorkerNo, msg: Incoming<'_>) {
-        let Some(w) = self.workers.get_mut(&wn) else { return };
+        let Some(w) = self.roster.workers.get_mut(&wn) else { return };
         if w.ready {
             return;
         }
@@ -85,7 +85,7 @@ impl State {
             let id = w.id.clone();
             self.health.heartbeat(&id, None, None);
         }
-        let Some(w) = self.workers.get_mut(&wn) else { return };
+        let Some(w) = self.roster.workers.get_mut(&wn) else { return };
         w.batch = features.iter().any(|f| f == "batch");
         w.cancel = features.iter().any(|f| f == "cancel");
         for c in msg.capabilities.unwrap_or_default() {
@@ -99,7 +99,7 @@ impl State {
     /// `worker-error`: the pool's `worker-error` event (the message itself is also
     /// forwarded).
     fn on_worker_error(&mut self, wn: WorkerNo, msg: &Incoming<'_>) {
-        let Some(w) = self.workers.get(&wn) else { return };
+        let Some(w) = self.roster.workers.get(&wn) else { return };
         let fatal = msg.fatal.unwrap_or(false);
         let (id, pid) = (w.id.clone(), w.pid);
         let message = msg
@@ -115,25 +115,25 @@ impl State {
     }
 
     pub(super) fn forward_raw(&mut self, wn: WorkerNo, line: &str) {
-        let Some(w) = self.workers.get(&wn) else { return };
+        let Some(w) = self.roster.workers.get(&wn) else { return };
         let frag = format!("{{\"k\":\"wm\",\"w\":\"{}\",\"p\":{},\"m\":{}}}", w.id, w.pid, line);
         self.push_ev(&frag);
     }
 
     pub(super) fn on_ready(&mut self, wn: WorkerNo) {
         let now = Instant::now();
-        let Some(w) = self.workers.get_mut(&wn) else { return };
+        let Some(w) = self.roster.workers.get_mut(&wn) else { return };
         w.ready = true;
         w.ready_at = Some(now);
         w.idle_since = now;
         let slot = w.slot;
         let caps = w.capabilities.clone();
-        if let Some(s) = self.slots.get_mut(&slot) {
+        if let Some(s) = self.roster.slots.get_mut(&slot) {
             s.caps = caps;
         }
 
         self.sample_worker(wn, now);
-        if let Some(op) = self.slots.get_mut(&slot).and_then(|s| s.op.take()) {
+        if let Some(op) = self.roster.slots.get_mut(&slot).and_then(|s| s.op.take()) {
             self.op_worker_done(op, true);
         }
         self.finish_ops();
@@ -182,7 +182,7 @@ impl State {
     /// the next one becomes the running task with its own deadline (or the worker goes
     /// idle). None when the worker does not hold `seq`.
     fn take_in_flight(&mut self, wn: WorkerNo, seq: u64, task_id: &str, now: Instant) -> Option<Answered> {
-        let w = self.workers.get_mut(&wn)?;
+        let w = self.roster.workers.get_mut(&wn)?;
         let Some(pos) = w.in_flight.iter().position(|f| f.seq == seq) else {
             tracing::debug!("discarding a reply for {task_id} that {} does not hold", w.id);
             return None;
@@ -225,13 +225,13 @@ impl State {
     fn learn_run_time(&mut self, seq: u64, ms: f64) {
         let Some(rec) = self.queue.get(seq) else { return };
         let key = rec.data.type_json.as_str();
-        match self.type_avg.get_mut(key) {
+        match self.sched.type_avg.get_mut(key) {
             Some(avg) => *avg = moving_average(*avg, ms),
             None => {
-                if self.type_avg.len() >= TYPE_AVG_MAX_TYPES {
-                    self.type_avg.clear();
+                if self.sched.type_avg.len() >= TYPE_AVG_MAX_TYPES {
+                    self.sched.type_avg.clear();
                 }
-                self.type_avg.insert(key.to_string(), ms);
+                self.sched.type_avg.insert(key.to_string(), ms);
             }
         }
     }
@@ -248,11 +248,11 @@ impl State {
         if reused {
             self.metrics.reused += 1;
         }
-        if let Some(w) = self.workers.get(&wn) {
+        if let Some(w) = self.roster.workers.get(&wn) {
             self.health.record_failure(&w.id, false);
         }
-        if self.task_events {
-            let wid = self.workers.get(&wn).map(|w| w.id.clone()).unwrap_or_default();
+        if self.effects.task_events {
+            let wid = self.roster.workers.get(&wn).map(|w| w.id.clone()).unwrap_or_default();
             self.emit(
                 "task-completed",
                 json!({ "taskId": task_id, "workerId": wid, "duration": duration, "workerReused": reused }),
@@ -266,7 +266,7 @@ impl State {
     /// A task failed on the worker: this attempt fails (retried unless the failure
     /// cannot go away on retry).
     fn reply_failed(&mut self, wn: WorkerNo, seq: u64, e: &WorkerError<'_>, duration: u64) {
-        let wid = self.workers.get(&wn).map(|w| w.id.clone()).unwrap_or_default();
+        let wid = self.roster.workers.get(&wn).map(|w| w.id.clone()).unwrap_or_default();
         let message = e.message.as_deref().unwrap_or("Task failed").to_string();
         let handler_code = e.code_string();
         let code = classify_failure(handler_code.as_deref(), &message, e.name.as_deref());
@@ -285,8 +285,8 @@ impl State {
 
     /// A worker that completed a task is stable: its slot's unstable count resets.
     pub(super) fn slot_stable(&mut self, wn: WorkerNo) {
-        if let Some(w) = self.workers.get(&wn) {
-            if let Some(s) = self.slots.get_mut(&w.slot) {
+        if let Some(w) = self.roster.workers.get(&wn) {
+            if let Some(s) = self.roster.slots.get_mut(&w.slot) {
                 s.unstable = 0;
             }
         }
@@ -294,7 +294,7 @@ impl State {
 
     /// After a reply: recycle, drain or retire the worker when it asked for that.
     pub(super) fn after_task(&mut self, wn: WorkerNo) {
-        let Some(w) = self.workers.get(&wn) else { return };
+        let Some(w) = self.roster.workers.get(&wn) else { return };
         if w.retiring.is_none() {
             if let Some(max) = self.cfg.max_tasks_per_worker {
                 if w.tasks_executed >= max {

@@ -20,7 +20,7 @@ const DEFAULT_ALERT_MAX_AGE_MS: f64 = 3_600_000.0;
 impl State {
     pub(super) fn worker_status(&self, w: &Worker) -> Value {
         let now = Instant::now();
-        let restarts = self.slots.get(&w.slot).map(|s| s.restarts).unwrap_or(0);
+        let restarts = self.roster.slots.get(&w.slot).map(|s| s.restarts).unwrap_or(0);
         let health = self.health.worker_json(&w.id);
         json!({
             "id": w.id,
@@ -46,7 +46,7 @@ impl State {
         let mut o = String::with_capacity(4096);
         family(&mut o, "worker_pool_workers", "gauge", "Workers by state.");
         let mut by_state: BTreeMap<&str, u64> = ["initializing", "ready", "busy", "shutting-down"].iter().map(|s| (*s, 0)).collect();
-        for w in self.workers.values() {
+        for w in self.roster.workers.values() {
             *by_state.entry(w.state_str()).or_default() += 1;
         }
         for (state, n) in &by_state {
@@ -64,7 +64,7 @@ impl State {
             "gauge",
             "Resident memory of each worker, from /proc.",
         );
-        for w in self.workers.values() {
+        for w in self.roster.workers.values() {
             let pid = w.pid.to_string();
             sample(
                 &mut o,
@@ -79,7 +79,7 @@ impl State {
             "gauge",
             "CPU use of each worker over the last health check.",
         );
-        for w in self.workers.values() {
+        for w in self.roster.workers.values() {
             sample(&mut o, "worker_pool_worker_cpu_percent", &[("worker", &w.id)], w.cpu_percent);
         }
         let counters: [(&str, &str, u64); 7] = [
@@ -115,9 +115,10 @@ impl State {
     }
 
     pub(super) fn metrics_json(&self) -> Value {
-        let total = self.workers.len();
-        let busy = self.workers.values().filter(|w| w.ready && !w.in_flight.is_empty()).count();
+        let total = self.roster.workers.len();
+        let busy = self.roster.workers.values().filter(|w| w.ready && !w.in_flight.is_empty()).count();
         let ready = self
+            .roster
             .workers
             .values()
             .filter(|w| w.ready && w.in_flight.is_empty() && w.retiring.is_none())
@@ -143,7 +144,7 @@ impl State {
                 "completed": self.metrics.completed,
                 "failed": self.metrics.failed,
                 "queued": self.queue.depth(),
-                "running": self.workers.values().map(|w| w.in_flight.iter().filter(|f| !f.abandoned).count()).sum::<usize>(),
+                "running": self.roster.workers.values().map(|w| w.in_flight.iter().filter(|f| !f.abandoned).count()).sum::<usize>(),
                 "retried": self.queue.retried(),
                 "dlq": self.queue.dlq_len(),
             },

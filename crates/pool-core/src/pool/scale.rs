@@ -17,10 +17,10 @@ impl State {
         let group = 0;
         for _ in 0..add {
             let slot = self.new_slot(group);
-            self.slots.get_mut(&slot).expect("new slot").op = Some(op);
-            self.spawn_requests.push(slot);
+            self.roster.slots.get_mut(&slot).expect("new slot").op = Some(op);
+            self.effects.spawn_requests.push(slot);
         }
-        self.ops.push(PendingOp::ScaleUp {
+        self.ops.pending.push(PendingOp::ScaleUp {
             op,
             waiting: add,
             added: add,
@@ -39,13 +39,14 @@ impl State {
         let mut remove = size.saturating_sub(target);
         // Idle workers first, newest first; then busy ones, which drain.
         let mut order: Vec<(bool, SlotNo)> = self
+            .roster
             .slots
             .iter()
             .filter(|(_, s)| !s.failed)
             .map(|(&sn, s)| {
                 let busy = s
                     .worker
-                    .and_then(|w| self.workers.get(&w))
+                    .and_then(|w| self.roster.workers.get(&w))
                     .is_some_and(|w| !w.in_flight.is_empty() || !w.ready);
                 (busy, sn)
             })
@@ -62,20 +63,20 @@ impl State {
             }
             remove -= 1;
             removed += 1;
-            let slot = self.slots.remove(&sn).expect("slot exists");
+            let slot = self.roster.slots.remove(&sn).expect("slot exists");
             if let Some(wn) = slot.worker {
                 waiting.push(wn);
                 self.retire(wn, Retire::ScaleDown);
             }
         }
-        self.ops.push(PendingOp::ScaleDown { op, waiting, removed });
+        self.ops.pending.push(PendingOp::ScaleDown { op, waiting, removed });
         self.finish_ops();
         removed
     }
 
     /// The first worker of a slot an operation waits for became ready (or failed).
     pub(super) fn op_worker_done(&mut self, op_id: u64, ready: bool) {
-        for op in self.ops.iter_mut() {
+        for op in self.ops.pending.iter_mut() {
             match op {
                 PendingOp::Init { op, waiting, .. } if *op == op_id => *waiting = waiting.saturating_sub(1),
                 PendingOp::ScaleUp { op, waiting, added } if *op == op_id => {
@@ -93,9 +94,9 @@ impl State {
     /// retired ones gone), in order.
     pub(super) fn finish_ops(&mut self) {
         let mut i = 0;
-        while i < self.ops.len() {
-            if self.op_complete(&self.ops[i]) {
-                let op = self.ops.remove(i);
+        while i < self.ops.pending.len() {
+            if self.op_complete(&self.ops.pending[i]) {
+                let op = self.ops.pending.remove(i);
                 self.answer_op(op);
             } else {
                 i += 1;
@@ -107,7 +108,7 @@ impl State {
         match op {
             PendingOp::Init { waiting, failed, .. } => *waiting == 0 || failed.is_some(),
             PendingOp::ScaleUp { waiting, .. } => *waiting == 0,
-            PendingOp::ScaleDown { waiting, .. } => waiting.iter().all(|w| !self.workers.contains_key(w)),
+            PendingOp::ScaleDown { waiting, .. } => waiting.iter().all(|w| !self.roster.workers.contains_key(w)),
         }
     }
 
@@ -120,7 +121,7 @@ impl State {
                 // The pool was just grown: every idle clock restarts now, so none
                 // of the workers counts as idle since before the scaleUp.
                 let now = Instant::now();
-                for w in self.workers.values_mut() {
+                for w in self.roster.workers.values_mut() {
                     w.idle_since = w.idle_since.max(now);
                 }
                 if added > 0 {
@@ -145,11 +146,11 @@ impl State {
     fn init_failed(&mut self, op: u64, err: CoreError) {
         self.phase = Phase::Closing;
         self.log("error", &err.message);
-        for w in self.workers.values() {
+        for w in self.roster.workers.values() {
             process::kill_group(w.pid, libc::SIGKILL);
         }
-        self.slots.clear();
-        self.init_failure = Some(InitFailure { op, err });
+        self.roster.slots.clear();
+        self.ops.init_failure = Some(InitFailure { op, err });
         self.check_closed();
     }
 
@@ -157,7 +158,7 @@ impl State {
     fn init_done(&mut self, op: u64, size: usize) {
         self.phase = Phase::Running;
         if let Some(a) = &self.cfg.auto_scale {
-            self.next_autoscale = Some(Instant::now() + Duration::from_millis(a.interval_ms));
+            self.clock.next_autoscale = Some(Instant::now() + Duration::from_millis(a.interval_ms));
         }
         let cfg: Value = serde_json::from_str(&self.cfg.to_json()).unwrap_or(Value::Null);
         self.emit("pool-initialized", json!({ "poolSize": size, "config": cfg }));
@@ -171,23 +172,23 @@ impl State {
     /// busy; within [minWorkers, maxWorkers] and not again within the cooldown.
     pub(super) fn autoscale_tick(&mut self, now: Instant) {
         let Some(a) = self.cfg.auto_scale.clone() else { return };
-        self.next_autoscale = Some(now + Duration::from_millis(a.interval_ms));
+        self.clock.next_autoscale = Some(now + Duration::from_millis(a.interval_ms));
         let depth = self.queue.depth();
-        let busy = self.workers.values().filter(|w| w.ready && !w.in_flight.is_empty()).count() as u64;
+        let busy = self.roster.workers.values().filter(|w| w.ready && !w.in_flight.is_empty()).count() as u64;
         let size = self.active_size();
         let load = Load { depth, busy, size };
         let bounds = (self.cfg.min_workers as usize, self.cfg.max_workers as usize);
         let Some(dir) = autoscale_decision(load, bounds, &a) else { return };
         let want_up = dir == ScaleMove::Up;
         let direction = dir.word();
-        if self.scale_cooldown_until.is_some_and(|t| now < t) {
+        if self.clock.scale_cooldown_until.is_some_and(|t| now < t) {
             self.emit(
                 "autoscale",
                 json!({ "action": "cooldown", "direction": direction, "size": size, "queueDepth": depth, "busyWorkers": busy }),
             );
             return;
         }
-        self.scale_cooldown_until = Some(now + Duration::from_millis(a.cooldown_ms));
+        self.clock.scale_cooldown_until = Some(now + Duration::from_millis(a.cooldown_ms));
         let changed = if want_up {
             self.scale_up(a.step_up as usize, 0)
         } else {

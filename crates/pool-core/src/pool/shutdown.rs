@@ -20,7 +20,7 @@ impl State {
                 if !graceful && self.phase == Phase::ShuttingDown {
                     self.force_close();
                 }
-                self.shutdown_waiters.push(op);
+                self.ops.shutdown_waiters.push(op);
                 return;
             }
             Phase::Created => {
@@ -32,13 +32,13 @@ impl State {
             _ => {}
         }
         // A pending initialize or scale operation ends now.
-        for o in std::mem::take(&mut self.ops) {
+        for o in std::mem::take(&mut self.ops.pending) {
             let id = match o {
                 PendingOp::Init { op, .. } | PendingOp::ScaleUp { op, .. } | PendingOp::ScaleDown { op, .. } => op,
             };
             self.op_done(id, Err(CoreError::new(Code::PoolShuttingDown, "Pool is shutting down")));
         }
-        self.shutdown_op = Some(op);
+        self.ops.shutdown_op = Some(op);
         self.health.set_monitoring(false);
         self.log(
             "info",
@@ -47,7 +47,7 @@ impl State {
         if graceful {
             self.phase = Phase::ShuttingDown;
             let at = Instant::now() + Duration::from_millis(self.cfg.shutdown_timeout_ms);
-            self.shutdown_deadline = Some(at);
+            self.ops.shutdown_deadline = Some(at);
             self.note_deadline(at);
             self.maybe_close();
         } else {
@@ -61,7 +61,7 @@ impl State {
         if self.phase != Phase::ShuttingDown {
             return;
         }
-        let running = self.workers.values().any(|w| w.in_flight.iter().any(|f| !f.abandoned));
+        let running = self.roster.workers.values().any(|w| w.in_flight.iter().any(|f| !f.abandoned));
         if self.queue.live() == 0 && !running {
             self.close_workers(true);
         }
@@ -74,7 +74,7 @@ impl State {
             self.metrics.failed += 1;
             self.settle_err(rec.seq, &err);
         }
-        for w in self.workers.values_mut() {
+        for w in self.roster.workers.values_mut() {
             for f in w.in_flight.iter_mut() {
                 f.abandoned = true;
             }
@@ -85,12 +85,12 @@ impl State {
 
     pub(super) fn close_workers(&mut self, graceful: bool) {
         self.phase = Phase::Closing;
-        self.shutdown_deadline = None;
+        self.ops.shutdown_deadline = None;
         let now = Instant::now();
         let wait = if graceful { WORKER_EXIT_WAIT } else { Duration::ZERO };
-        let nums: Vec<WorkerNo> = self.workers.keys().copied().collect();
+        let nums: Vec<WorkerNo> = self.roster.workers.keys().copied().collect();
         for n in nums {
-            let w = self.workers.get_mut(&n).expect("worker exists");
+            let w = self.roster.workers.get_mut(&n).expect("worker exists");
             w.retiring.get_or_insert(Retire::Shutdown);
             w.out.push(&protocol::shutdown(graceful));
             if graceful {
@@ -106,28 +106,28 @@ impl State {
     }
 
     pub(super) fn check_closed(&mut self) {
-        if self.phase != Phase::Closing || !self.workers.is_empty() {
+        if self.phase != Phase::Closing || !self.roster.workers.is_empty() {
             return;
         }
         self.phase = Phase::Shutdown;
         if self.fifo() {
             crate::fifo::release_dir(&self.cfg.fifo_dir);
         }
-        if let Some(InitFailure { op, err }) = self.init_failure.take() {
+        if let Some(InitFailure { op, err }) = self.ops.init_failure.take() {
             // A failed initialize leaves the pool as it was before: it may be retried.
             self.phase = Phase::Created;
             self.op_done(op, Err(err));
-            for op in std::mem::take(&mut self.shutdown_waiters) {
+            for op in std::mem::take(&mut self.ops.shutdown_waiters) {
                 self.op_done(op, Ok(json!({})));
             }
             return;
         }
         self.log("info", "Pool shutdown complete");
         self.emit("pool-shutdown", json!({}));
-        if let Some(op) = self.shutdown_op.take() {
+        if let Some(op) = self.ops.shutdown_op.take() {
             self.op_done(op, Ok(json!({})));
         }
-        for op in std::mem::take(&mut self.shutdown_waiters) {
+        for op in std::mem::take(&mut self.ops.shutdown_waiters) {
             self.op_done(op, Ok(json!({})));
         }
     }

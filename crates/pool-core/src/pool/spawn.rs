@@ -31,7 +31,7 @@ impl Pool {
     pub(super) fn spawn_worker(&self, slot: SlotNo) {
         let mut st = self.lock();
         let Some(group) = st.slot_wanting_worker(slot) else { return };
-        let wn = st.next_worker.bump();
+        let wn = st.roster.next_worker.bump();
         let launch = st.launch_of(group);
         let (spawned, fifos) = match st.start_process(&wn.id(), &launch) {
             Ok(started) => started,
@@ -106,7 +106,7 @@ impl Pool {
             // A worker that died before it was ready is reported with its last stderr
             // lines: let the stderr reader drain the pipe first (bounded: a grandchild
             // may hold the pipe open).
-            let ready = p.lock().workers.get(&wn).is_some_and(|w| w.ready);
+            let ready = p.lock().roster.workers.get(&wn).is_some_and(|w| w.ready);
             if let (false, Some(done)) = (ready, stderr_done) {
                 let _ = tokio::time::timeout(STDERR_DRAIN_WAIT, done).await;
             }
@@ -158,7 +158,7 @@ impl State {
         if !matches!(self.phase, Phase::Initializing | Phase::Running) {
             return None;
         }
-        let s = self.slots.get(&slot)?;
+        let s = self.roster.slots.get(&slot)?;
         (!s.failed && s.worker.is_none()).then_some(s.group)
     }
 
@@ -275,8 +275,8 @@ impl State {
             chan: None,
             last_used: 0,
         };
-        self.workers.insert(wn, worker);
-        if let Some(s) = self.slots.get_mut(&slot) {
+        self.roster.workers.insert(wn, worker);
+        if let Some(s) = self.roster.slots.get_mut(&slot) {
             s.worker = Some(wn);
         }
         self.note_deadline(ready_deadline);
@@ -288,11 +288,11 @@ impl State {
             self.check_closed();
             return;
         }
-        if let Some(op) = self.slots.get_mut(&slot).and_then(|s| s.op.take()) {
+        if let Some(op) = self.roster.slots.get_mut(&slot).and_then(|s| s.op.take()) {
             self.op_worker_done(op, false);
-            self.slots.remove(&slot);
+            self.roster.slots.remove(&slot);
             self.finish_ops();
-        } else if let Some(s) = self.slots.get_mut(&slot) {
+        } else if let Some(s) = self.roster.slots.get_mut(&slot) {
             s.failed = true;
         }
         self.reject_unservable();
@@ -302,7 +302,7 @@ impl State {
 
     /// Records a start failure against a pending initialize; true when there is one.
     pub(super) fn fail_init(&mut self, err: CoreError) -> bool {
-        for op in self.ops.iter_mut() {
+        for op in self.ops.pending.iter_mut() {
             if let PendingOp::Init { failed, .. } = op {
                 if failed.is_none() {
                     *failed = Some(err);

@@ -261,37 +261,124 @@ pub(super) enum PendingOp {
     },
 }
 
+/// Everything a pool knows, grouped by the concern that owns each part, so a step's
+/// signature (or the fields it reaches for) shows what it may touch.
 pub(super) struct State {
     pub(super) cfg: PoolConfig,
     pub(super) phase: Phase,
+    /// When the pool was created, then when initialize began (its uptime).
     pub(super) started: Instant,
+    pub(super) roster: Roster,
+    pub(super) queue: TaskQueue<PoolTask>,
+    pub(super) health: HealthMonitor,
+    pub(super) sched: Scheduling,
+    pub(super) ops: Operations,
+    pub(super) clock: Timers,
+    pub(super) effects: Effects,
+    pub(super) metrics: Metrics,
+}
+
+/// The workers and the slots they fill: `spawn.rs` adds workers, `lifecycle.rs`
+/// removes them and refills slots, `scale.rs` adds and removes slots.
+pub(super) struct Roster {
     pub(super) workers: BTreeMap<WorkerNo, Worker>,
     pub(super) slots: BTreeMap<SlotNo, Slot>,
     pub(super) next_worker: WorkerNo,
     pub(super) next_slot: SlotNo,
-    pub(super) queue: TaskQueue<PoolTask>,
-    pub(super) health: HealthMonitor,
+}
+
+/// What dispatch remembers from one call to the next (`dispatch.rs`, `replies.rs`).
+pub(super) struct Scheduling {
+    /// The worker that got the last task (round-robin goes on after it).
     pub(super) rr_last: WorkerNo,
-    pub(super) metrics: Metrics,
-    pub(super) ev: String,
-    pub(super) task_events: bool,
-    pub(super) queue_full_seen: bool,
-    pub(super) ops: Vec<PendingOp>,
-    pub(super) shutdown_op: Option<u64>,
-    pub(super) shutdown_deadline: Option<Instant>,
-    pub(super) next_wake: Option<Instant>,
-    pub(super) last_health: Instant,
-    pub(super) spawn_requests: Vec<SlotNo>,
-    pub(super) wake_hint: bool,
-    pub(super) next_autoscale: Option<Instant>,
     /// Moving average of run time (ms) per task type, to predict what prefetch costs.
     pub(super) type_avg: FastMap<String, f64>,
-    pub(super) scale_cooldown_until: Option<Instant>,
-    /// A failed initialize, answered once its workers are gone.
-    pub(super) init_failure: Option<InitFailure>,
-    pub(super) shutdown_waiters: Vec<u64>,
     /// Tasks handed to workers so far (orders `Worker::last_used`).
     pub(super) uses: u64,
+    /// A submit was refused with `ERR_QUEUE_FULL`: `drain` is emitted once the queue
+    /// is empty again.
+    pub(super) queue_full_seen: bool,
+}
+
+/// Initialize, scale and shutdown calls under way (`scale.rs`, `shutdown.rs`).
+pub(super) struct Operations {
+    /// Initialize and scale operations waiting for workers to get ready or exit.
+    pub(super) pending: Vec<PendingOp>,
+    /// The shutdown call being carried out, and later ones that wait for it.
+    pub(super) shutdown_op: Option<u64>,
+    pub(super) shutdown_waiters: Vec<u64>,
+    /// When a graceful shutdown stops waiting for the tasks.
+    pub(super) shutdown_deadline: Option<Instant>,
+    /// A failed initialize, answered once its workers are gone.
+    pub(super) init_failure: Option<InitFailure>,
+}
+
+/// The timer loop's clock (`supervise.rs`; the autoscaler's in `scale.rs`).
+pub(super) struct Timers {
+    /// When the timer loop sleeps until (None while it is awake).
+    pub(super) next_wake: Option<Instant>,
+    pub(super) last_health: Instant,
+    pub(super) next_autoscale: Option<Instant>,
+    pub(super) scale_cooldown_until: Option<Instant>,
+}
+
+/// What the lock's holder leaves to be done once it is released (`events.rs`,
+/// `Pool::after`).
+pub(super) struct Effects {
+    /// The batch of event records being built (JSON array text).
+    pub(super) ev: String,
+    /// JavaScript listens to per-task events (`task-assigned`, `task-completed`).
+    pub(super) task_events: bool,
+    /// Slots to start a worker for.
+    pub(super) spawn_requests: Vec<SlotNo>,
+    /// A deadline moved earlier than the timer loop's sleep: wake it.
+    pub(super) wake_hint: bool,
+}
+
+impl State {
+    /// A pool not initialized yet.
+    pub(super) fn new(cfg: PoolConfig, queue: TaskQueue<PoolTask>, health: HealthMonitor) -> State {
+        let now = Instant::now();
+        State {
+            cfg,
+            phase: Phase::Created,
+            started: now,
+            roster: Roster {
+                workers: BTreeMap::new(),
+                slots: BTreeMap::new(),
+                next_worker: WorkerNo(0),
+                next_slot: SlotNo(0),
+            },
+            queue,
+            health,
+            sched: Scheduling {
+                rr_last: WorkerNo(u64::MAX),
+                type_avg: FastMap::default(),
+                uses: 0,
+                queue_full_seen: false,
+            },
+            ops: Operations {
+                pending: Vec::new(),
+                shutdown_op: None,
+                shutdown_waiters: Vec::new(),
+                shutdown_deadline: None,
+                init_failure: None,
+            },
+            clock: Timers {
+                next_wake: None,
+                last_health: now,
+                next_autoscale: None,
+                scale_cooldown_until: None,
+            },
+            effects: Effects {
+                ev: String::new(),
+                task_events: false,
+                spawn_requests: Vec::new(),
+                wake_hint: false,
+            },
+            metrics: Metrics::default(),
+        }
+    }
 }
 
 /// Whether `slot` may be removed: it exists, and it has no capabilities or some other
@@ -328,7 +415,7 @@ impl State {
     /// Brings the health monitor's view of each worker (state, current task, tasks run)
     /// up to date. Done when someone looks, not on every task.
     pub(super) fn sync_health(&mut self) {
-        for w in self.workers.values() {
+        for w in self.roster.workers.values() {
             let cur = w.current_task(&self.queue);
             self.health.set_state(&w.id, w.state_str(), cur.as_deref(), w.tasks_executed);
         }
@@ -337,7 +424,7 @@ impl State {
     /// Scaling down or idling out never removes the last slot with a set of
     /// capabilities (tasks that need them would have nowhere to go).
     pub(super) fn slot_removable(&self, slot: SlotNo) -> bool {
-        slot_removable(slot, &self.slots)
+        slot_removable(slot, &self.roster.slots)
     }
 
     pub(super) fn require_running(&self) -> CoreResult<()> {
@@ -353,8 +440,8 @@ impl State {
     }
 
     pub(super) fn new_slot(&mut self, group: usize) -> SlotNo {
-        let n = self.next_slot.bump();
-        self.slots.insert(
+        let n = self.roster.next_slot.bump();
+        self.roster.slots.insert(
             n,
             Slot {
                 group,
@@ -377,13 +464,16 @@ impl State {
 
     /// Slots that count toward the pool's size (not given up on).
     pub(super) fn active_size(&self) -> usize {
-        self.slots.values().filter(|s| !s.failed).count()
+        self.roster.slots.values().filter(|s| !s.failed).count()
     }
 
     /// Whether some slot of the pool (its worker now, or the one that replaces it)
     /// has every capability in `requires`.
     pub(super) fn any_worker_could_serve(&self, requires: &[String]) -> bool {
-        self.slots.values().any(|s| !s.failed && balance::can_serve(requires, &s.caps))
+        self.roster
+            .slots
+            .values()
+            .any(|s| !s.failed && balance::can_serve(requires, &s.caps))
     }
 
     pub(super) fn script_of(&self, group: usize) -> String {
@@ -395,7 +485,7 @@ impl State {
     }
 
     pub(super) fn failed_slots(&self) -> u64 {
-        self.slots.values().filter(|s| s.failed).count() as u64
+        self.roster.slots.values().filter(|s| s.failed).count() as u64
     }
 }
 

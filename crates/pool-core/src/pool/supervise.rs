@@ -36,11 +36,11 @@ impl Pool {
                 // Ends once the pool is shut down, or was dropped unused by JavaScript
                 // (then this loop holds the only reference).
                 let unused = Arc::strong_count(&self.inner) <= 1 && matches!(st.phase, Phase::Created);
-                if (st.phase == Phase::Shutdown || unused) && st.workers.is_empty() {
+                if (st.phase == Phase::Shutdown || unused) && st.roster.workers.is_empty() {
                     break;
                 }
                 let n = st.compute_next_wake();
-                st.next_wake = Some(n);
+                st.clock.next_wake = Some(n);
                 n
             };
             tokio::select! {
@@ -65,6 +65,7 @@ impl Pool {
             let health_due = st.health_due(now);
             let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
             let polled = st
+                .roster
                 .workers
                 .values()
                 .filter_map(|w| {
@@ -102,18 +103,18 @@ impl Pool {
 
 impl State {
     pub(super) fn note_deadline(&mut self, at: Instant) {
-        if self.next_wake.is_none_or(|n| at < n) {
-            self.next_wake = Some(at);
-            self.wake_hint = true;
+        if self.clock.next_wake.is_none_or(|n| at < n) {
+            self.clock.next_wake = Some(at);
+            self.effects.wake_hint = true;
         }
     }
 
     pub(super) fn take_wake_hint(&mut self) -> bool {
-        std::mem::take(&mut self.wake_hint)
+        std::mem::take(&mut self.effects.wake_hint)
     }
 
     pub(super) fn health_due(&self, now: Instant) -> bool {
-        now.duration_since(self.last_health) >= Duration::from_millis(self.cfg.health_check_interval)
+        now.duration_since(self.clock.last_health) >= Duration::from_millis(self.cfg.health_check_interval)
     }
 
     /// When the timer loop must wake next: the earliest deadline of any kind, at most
@@ -121,8 +122,8 @@ impl State {
     pub(super) fn compute_next_wake(&self) -> Instant {
         let now = Instant::now();
         let cap = now + Duration::from_millis(self.cfg.health_check_interval).min(MAX_TIMER_SLEEP);
-        let pool = [self.queue.next_retry_at(), self.shutdown_deadline, self.next_autoscale];
-        let workers = self.workers.values().flat_map(|w| {
+        let pool = [self.queue.next_retry_at(), self.ops.shutdown_deadline, self.clock.next_autoscale];
+        let workers = self.roster.workers.values().flat_map(|w| {
             [
                 w.head_deadline,
                 w.abandon_deadline,
@@ -130,9 +131,10 @@ impl State {
                 (!w.ready).then_some(w.ready_deadline),
             ]
         });
-        let slots = self.slots.values().map(|s| s.respawn_at);
+        let slots = self.roster.slots.values().map(|s| s.respawn_at);
         // Replies read by another thread: look in often enough to notice it stuck.
         let polled = self
+            .roster
             .workers
             .values()
             .any(|w| !w.in_flight.is_empty() && w.polled_channel().is_some());
@@ -143,24 +145,24 @@ impl State {
     /// What the clock says is due: retries, each worker's deadlines, respawns, the
     /// graceful shutdown's limit, the autoscaler, the health check.
     pub(super) fn on_timers(&mut self, now: Instant) {
-        self.next_wake = None;
+        self.clock.next_wake = None;
         if self.queue.promote_due(now) > 0 {
             self.dispatch();
         }
-        let wns: Vec<WorkerNo> = self.workers.keys().copied().collect();
+        let wns: Vec<WorkerNo> = self.roster.workers.keys().copied().collect();
         for wn in wns {
             self.check_worker_deadlines(wn, now);
         }
         self.respawn_due_slots(now);
-        if self.shutdown_deadline.is_some_and(|d| d <= now) && self.phase == Phase::ShuttingDown {
+        if self.ops.shutdown_deadline.is_some_and(|d| d <= now) && self.phase == Phase::ShuttingDown {
             self.log("warn", "Graceful shutdown timed out; rejecting what is left");
             self.force_close();
         }
-        if self.phase == Phase::Running && self.next_autoscale.is_some_and(|t| t <= now) {
+        if self.phase == Phase::Running && self.clock.next_autoscale.is_some_and(|t| t <= now) {
             self.autoscale_tick(now);
         }
         if self.health_due(now) {
-            self.last_health = now;
+            self.clock.last_health = now;
             self.health_check(now);
         }
         self.maybe_close();
@@ -171,7 +173,7 @@ impl State {
     /// an abandoned task's grace period; else the running task's timeout, then idle
     /// retirement.
     fn check_worker_deadlines(&mut self, wn: WorkerNo, now: Instant) {
-        let Some(w) = self.workers.get(&wn) else { return };
+        let Some(w) = self.roster.workers.get(&wn) else { return };
         if let Some(kill) = w.kill {
             if kill.due <= now {
                 self.next_kill_step(wn, kill, now);
@@ -190,7 +192,7 @@ impl State {
                 w.id, self.cfg.grace_period_ms
             );
             self.log("warn", &msg);
-            if let Some(w) = self.workers.get_mut(&wn) {
+            if let Some(w) = self.roster.workers.get_mut(&wn) {
                 w.abandon_deadline = None;
             }
             self.kill(wn, KillReason::Timeout);
@@ -205,7 +207,7 @@ impl State {
     fn next_kill_step(&mut self, wn: WorkerNo, kill: Kill, now: Instant) {
         match kill.next {
             KillStep::Sigkill => {
-                let Some(w) = self.workers.get_mut(&wn) else { return };
+                let Some(w) = self.roster.workers.get_mut(&wn) else { return };
                 process::kill_group(w.pid, libc::SIGKILL);
                 w.kill = Some(Kill::new(kill.reason, KillStep::Sigkill, now + SIGKILL_REPEAT));
             }
@@ -216,7 +218,7 @@ impl State {
     /// The running task's timeout passed: the attempt is abandoned (the worker is asked
     /// to stop it) and fails with `ERR_TASK_TIMEOUT`.
     fn check_task_timeout(&mut self, wn: WorkerNo, now: Instant) {
-        let Some(w) = self.workers.get(&wn) else { return };
+        let Some(w) = self.roster.workers.get(&wn) else { return };
         let (Some(d), Some(head)) = (w.head_deadline, w.in_flight.front().copied()) else {
             return;
         };
@@ -238,9 +240,10 @@ impl State {
         let Some(idle) = self.cfg.idle_timeout_ms else { return };
         let growing = self
             .ops
+            .pending
             .iter()
             .any(|o| matches!(o, PendingOp::Init { .. } | PendingOp::ScaleUp { .. }));
-        let Some(w) = self.workers.get(&wn) else { return };
+        let Some(w) = self.roster.workers.get(&wn) else { return };
         if growing || !w.ready || !w.in_flight.is_empty() || w.retiring.is_some() {
             return;
         }
@@ -249,7 +252,7 @@ impl State {
         }
         let slot = w.slot;
         if self.slot_removable(slot) {
-            self.slots.remove(&slot);
+            self.roster.slots.remove(&slot);
             self.retire(wn, Retire::Idle);
         }
     }
@@ -257,22 +260,23 @@ impl State {
     /// Slots whose restart backoff has passed get a new worker.
     fn respawn_due_slots(&mut self, now: Instant) {
         let due: Vec<SlotNo> = self
+            .roster
             .slots
             .iter()
             .filter(|(_, s)| s.respawn_at.is_some_and(|t| t <= now))
             .map(|(&k, _)| k)
             .collect();
         for s in due {
-            if let Some(slot) = self.slots.get_mut(&s) {
+            if let Some(slot) = self.roster.slots.get_mut(&s) {
                 slot.respawn_at = None;
             }
-            self.spawn_requests.push(s);
+            self.effects.spawn_requests.push(s);
         }
     }
 
     /// Memory and CPU of a worker from /proc, recorded with the health monitor.
     pub(super) fn sample_worker(&mut self, wn: WorkerNo, now: Instant) {
-        let w = match self.workers.get_mut(&wn) {
+        let w = match self.roster.workers.get_mut(&wn) {
             Some(w) => w,
             None => return,
         };
@@ -301,13 +305,13 @@ impl State {
             return;
         }
         self.sync_health();
-        let nums: Vec<WorkerNo> = self.workers.keys().copied().collect();
+        let nums: Vec<WorkerNo> = self.roster.workers.keys().copied().collect();
         for n in nums {
             self.sample_worker(n, now);
         }
         let out = self.health.check(now);
         for id in out.zombies {
-            let Some((&n, w)) = self.workers.iter().find(|(_, w)| w.id == id) else {
+            let Some((&n, w)) = self.roster.workers.iter().find(|(_, w)| w.id == id) else {
                 continue;
             };
             if w.kill.is_some() {
@@ -326,7 +330,7 @@ impl State {
             self.kill(n, KillReason::Zombie);
         }
         for id in out.high_memory {
-            let Some((&n, w)) = self.workers.iter().find(|(_, w)| w.id == id) else {
+            let Some((&n, w)) = self.roster.workers.iter().find(|(_, w)| w.id == id) else {
                 continue;
             };
             let mb = w.rss as f64 / BYTES_PER_MB;

@@ -40,7 +40,7 @@ impl State {
         }
         if let Some(max) = self.cfg.max_queue_size {
             if self.queue.depth() >= max {
-                self.queue_full_seen = true;
+                self.sched.queue_full_seen = true;
                 return Err(CoreError::new(
                     Code::QueueFull,
                     format!("Queue is full: maxQueueSize is {max}; retry later or raise maxQueueSize"),
@@ -131,6 +131,7 @@ impl State {
         ));
         // Running somewhere?
         let holder = self
+            .roster
             .workers
             .iter()
             .find(|(_, w)| w.in_flight.iter().any(|f| f.seq == seq && !f.abandoned))
@@ -151,7 +152,7 @@ impl State {
         let grace = Duration::from_millis(self.cfg.grace_period_ms);
         let now = Instant::now();
         let id = self.queue.get(seq).map(|r| r.id.clone());
-        let Some(w) = self.workers.get_mut(&wn) else { return };
+        let Some(w) = self.roster.workers.get_mut(&wn) else { return };
         let Some(pos) = w.in_flight.iter().position(|f| f.seq == seq && !f.abandoned) else {
             return;
         };
@@ -167,7 +168,7 @@ impl State {
             w.abandon_deadline = Some(d);
             self.note_deadline(d);
         }
-        let w = self.workers.get(&wn).expect("worker exists");
+        let w = self.roster.workers.get(&wn).expect("worker exists");
         if w.cancel {
             if let Some(tid) = id {
                 w.out.push(&protocol::cancel_task(&tid, reason));
@@ -177,7 +178,7 @@ impl State {
 
     /// Fails the running attempt of a worker that is being taken down now.
     pub(super) fn fail_head(&mut self, wn: WorkerNo, err: CoreError) {
-        let Some(w) = self.workers.get_mut(&wn) else { return };
+        let Some(w) = self.roster.workers.get_mut(&wn) else { return };
         let Some(head) = w.in_flight.front().copied() else { return };
         if head.abandoned {
             return;
