@@ -156,7 +156,7 @@ impl State {
             .is_some_and(|k| matches!(k.reason, KillReason::Retire | KillReason::Shutdown))
             || matches!(self.phase, Phase::Closing | Phase::Shutdown);
         if !expected && w.retiring.is_none() {
-            self.metrics.crashed += 1;
+            self.metrics.workers.crashed += 1;
         }
         let uptime = now.duration_since(w.spawned).as_millis() as u64;
         self.emit(
@@ -217,7 +217,7 @@ impl State {
             RestartDecision::Respawn => {
                 slot.unstable = 0;
                 slot.restarts += 1;
-                self.metrics.restarted += 1;
+                self.metrics.workers.restarted += 1;
                 self.effects.spawn_requests.push(w.slot);
             }
             RestartDecision::Backoff { delay_ms, streak } => {
@@ -225,7 +225,7 @@ impl State {
                 slot.restarts += 1;
                 let at = now + Duration::from_millis(delay_ms);
                 slot.respawn_at = Some(at);
-                self.metrics.restarted += 1;
+                self.metrics.workers.restarted += 1;
                 self.note_deadline(at);
                 self.log(
                     "warn",

@@ -386,7 +386,7 @@ impl Pool {
                 let r = st
                     .queue
                     .enqueue_as(seq, d.data, d.priority, Some(d.timeout_ms), Some(d.max_retries), Now::read());
-                st.metrics.submitted += 1;
+                st.metrics.tasks.submitted += 1;
                 out.push(r);
             }
             st.reject_unservable();

@@ -243,10 +243,10 @@ impl State {
             return false;
         }
         let Run { duration, run_ms, reused } = run;
-        self.metrics.completed += 1;
+        self.metrics.tasks.completed += 1;
         self.metrics.run.observe(run_ms / 1000.0);
         if reused {
-            self.metrics.reused += 1;
+            self.metrics.tasks.reused += 1;
         }
         if let Some(w) = self.roster.workers.get(&wn) {
             self.health.record_failure(&w.id, false);

@@ -82,21 +82,22 @@ impl State {
         for w in self.roster.workers.values() {
             sample(&mut o, "worker_pool_worker_cpu_percent", &[("worker", &w.id)], w.cpu_percent);
         }
+        let (tasks, workers) = (&self.metrics.tasks, &self.metrics.workers);
         let counters: [(&str, &str, u64); 7] = [
-            ("worker_pool_tasks_submitted_total", "Tasks submitted.", self.metrics.submitted),
-            ("worker_pool_tasks_completed_total", "Tasks completed.", self.metrics.completed),
+            ("worker_pool_tasks_submitted_total", "Tasks submitted.", tasks.submitted),
+            ("worker_pool_tasks_completed_total", "Tasks completed.", tasks.completed),
             (
                 "worker_pool_tasks_failed_total",
                 "Tasks that failed for good (rejected).",
-                self.metrics.failed,
+                tasks.failed,
             ),
             ("worker_pool_tasks_retried_total", "Task attempts retried.", self.queue.retried()),
-            ("worker_pool_worker_restarts_total", "Workers restarted.", self.metrics.restarted),
-            ("worker_pool_workers_spawned_total", "Workers spawned.", self.metrics.spawned),
+            ("worker_pool_worker_restarts_total", "Workers restarted.", workers.restarted),
+            ("worker_pool_workers_spawned_total", "Workers spawned.", workers.spawned),
             (
                 "worker_pool_worker_crashes_total",
                 "Workers that exited unexpectedly.",
-                self.metrics.crashed,
+                workers.crashed,
             ),
         ];
         for (name, help, v) in counters {
@@ -124,8 +125,8 @@ impl State {
             .filter(|w| w.ready && w.in_flight.is_empty() && w.retiring.is_none())
             .count();
         let unhealthy = self.health.workers.values().filter(|h| !h.healthy()).count();
-        let ratio = if self.metrics.completed > 0 {
-            self.metrics.reused as f64 / self.metrics.completed as f64
+        let ratio = if self.metrics.tasks.completed > 0 {
+            self.metrics.tasks.reused as f64 / self.metrics.tasks.completed as f64
         } else {
             0.0
         };
@@ -140,9 +141,9 @@ impl State {
             },
             "workers": { "total": total, "ready": ready, "busy": busy, "unhealthy": unhealthy },
             "tasks": {
-                "submitted": self.metrics.submitted,
-                "completed": self.metrics.completed,
-                "failed": self.metrics.failed,
+                "submitted": self.metrics.tasks.submitted,
+                "completed": self.metrics.tasks.completed,
+                "failed": self.metrics.tasks.failed,
                 "queued": self.queue.depth(),
                 "running": self.roster.workers.values().map(|w| w.in_flight.iter().filter(|f| !f.abandoned).count()).sum::<usize>(),
                 "retried": self.queue.retried(),
@@ -151,9 +152,9 @@ impl State {
             "performance": {
                 "workerReuseRate": format!("{}%", (ratio * 100.0).round() as u64),
                 "workerReuseRatio": (ratio * 10000.0).round() / 10000.0,
-                "workersSpawned": self.metrics.spawned,
-                "workersRestarted": self.metrics.restarted,
-                "workersCrashed": self.metrics.crashed,
+                "workersSpawned": self.metrics.workers.spawned,
+                "workersRestarted": self.metrics.workers.restarted,
+                "workersCrashed": self.metrics.workers.crashed,
                 "avgTaskWaitTimeMs": self.queue.avg_wait_ms(),
                 "avgTaskDurationMs": self.queue.avg_duration_ms(),
             },
@@ -185,7 +186,7 @@ impl State {
                 let err = CoreError::new(Code::QueueCleared, "Task was removed from the queue by taskQueue.clear()");
                 let recs = self.queue.clear();
                 for r in &recs {
-                    self.metrics.failed += 1;
+                    self.metrics.tasks.failed += 1;
                     self.settle_err(r.seq, &err);
                 }
                 recs.len().to_string()

@@ -71,7 +71,7 @@ impl State {
     pub(super) fn force_close(&mut self) {
         let err = CoreError::new(Code::PoolShutdown, "Pool was shut down before the task finished");
         for rec in self.queue.drain_all() {
-            self.metrics.failed += 1;
+            self.metrics.tasks.failed += 1;
             self.settle_err(rec.seq, &err);
         }
         for w in self.roster.workers.values_mut() {

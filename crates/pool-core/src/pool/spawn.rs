@@ -239,7 +239,7 @@ impl State {
         let id = wn.id();
         let now = Instant::now();
         let ready_deadline = now + Duration::from_millis(self.cfg.ready_timeout_ms);
-        self.metrics.spawned += 1;
+        self.metrics.workers.spawned += 1;
         self.health.register(&id, spawned.pid, "initializing");
         let worker = Worker {
             num: wn,

@@ -94,12 +94,6 @@ pub(super) struct CpuReading {
     pub(super) cpu_ms: f64,
 }
 
-/// An initialize that failed: its operation and the error it is rejected with.
-pub(super) struct InitFailure {
-    pub(super) op: u64,
-    pub(super) err: CoreError,
-}
-
 /// A kill under way: why, and what happens next when.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Kill {
@@ -230,19 +224,28 @@ pub(super) struct Slot {
     pub(super) worker: Option<WorkerNo>,
 }
 
+/// The pool's counters and histograms (`report.rs` shows them).
 #[derive(Default)]
 pub(super) struct Metrics {
+    /// Seconds tasks waited in the queue, and completed tasks ran.
     pub(super) wait: crate::metrics::Histogram,
     pub(super) run: crate::metrics::Histogram,
+    pub(super) tasks: TaskCounts,
+    pub(super) workers: WorkerCounts,
+}
+
+/// Tasks accepted, completed, and failed for good (rejected); `reused`: completed on
+/// a worker that had run a task before.
+#[derive(Default)]
+pub(super) struct TaskCounts {
     pub(super) submitted: u64,
     pub(super) completed: u64,
     pub(super) failed: u64,
     pub(super) reused: u64,
-    pub(super) spawned: u64,
-    pub(super) restarted: u64,
-    pub(super) crashed: u64,
 }
 
+/// An initialize or scale call waiting for its workers: to get ready (`waiting`
+/// counts them down) or, for a scaleDown, to exit.
 pub(super) enum PendingOp {
     Init {
         op: u64,
@@ -269,7 +272,9 @@ pub(super) struct State {
     /// When the pool was created, then when initialize began (its uptime).
     pub(super) started: Instant,
     pub(super) roster: Roster,
+    /// Waiting and running tasks, retries and dead letters (`crate::queue`).
     pub(super) queue: TaskQueue<PoolTask>,
+    /// Heartbeats, samples, zombies and alerts (`crate::health`).
     pub(super) health: HealthMonitor,
     pub(super) sched: Scheduling,
     pub(super) ops: Operations,
@@ -285,6 +290,14 @@ pub(super) struct Roster {
     pub(super) slots: BTreeMap<SlotNo, Slot>,
     pub(super) next_worker: WorkerNo,
     pub(super) next_slot: SlotNo,
+}
+
+/// Workers started, started again in a slot, and exited unexpectedly.
+#[derive(Default)]
+pub(super) struct WorkerCounts {
+    pub(super) spawned: u64,
+    pub(super) restarted: u64,
+    pub(super) crashed: u64,
 }
 
 /// What dispatch remembers from one call to the next (`dispatch.rs`, `replies.rs`).
@@ -311,6 +324,12 @@ pub(super) struct Operations {
     pub(super) shutdown_deadline: Option<Instant>,
     /// A failed initialize, answered once its workers are gone.
     pub(super) init_failure: Option<InitFailure>,
+}
+
+/// An initialize that failed: its operation and the error it is rejected with.
+pub(super) struct InitFailure {
+    pub(super) op: u64,
+    pub(super) err: CoreError,
 }
 
 /// The timer loop's clock (`supervise.rs`; the autoscaler's in `scale.rs`).

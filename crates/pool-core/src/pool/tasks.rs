@@ -60,7 +60,7 @@ impl State {
             requires,
         };
         self.queue.enqueue_as(seq, task, priority, timeout_ms, max_retries, now);
-        self.metrics.submitted += 1;
+        self.metrics.tasks.submitted += 1;
         Ok(())
     }
 
@@ -83,7 +83,7 @@ impl State {
                 ),
             );
             self.queue.remove(seq);
-            self.metrics.failed += 1;
+            self.metrics.tasks.failed += 1;
             self.settle_err(seq, &err);
         }
     }
@@ -115,7 +115,7 @@ impl State {
                 }
             }
             Some(FailOutcome::Dead) => {
-                self.metrics.failed += 1;
+                self.metrics.tasks.failed += 1;
                 self.settle_err(seq, &err);
             }
             None => {}
@@ -140,7 +140,7 @@ impl State {
             self.abandon(wn, seq, "cancelled");
         }
         self.queue.remove(seq);
-        self.metrics.failed += 1;
+        self.metrics.tasks.failed += 1;
         self.settle_err(seq, &err);
         self.dispatch();
         true
