@@ -42,37 +42,15 @@
  */
 
 const v8 = require('v8');
+const { MAX_FRAME_LIMIT, TRANSPORTS, obtainGc, optionBoolean, optionNumber, optionsFromConfig, parseWorkerConfig } =
+  require('./lib/worker/options');
+const { BYTES_PER_MB, describe, now } = require('./lib/worker/util');
+const { abortError, isTaskId, makeError, sanitizeResults, serializeError } = require('./lib/worker/errors');
 
-/**
- * The garbage collector, for the forceGC option. Workers are not started with
- * --expose-gc by default (it costs startup time: no startup snapshot), so it is
- * exposed here on demand.
- */
-function obtainGc() {
-  if (typeof global.gc === 'function') return global.gc;
-  try {
-    v8.setFlagsFromString('--expose-gc');
-    return require('vm').runInNewContext('gc');
-  } catch {
-    return null;
-  }
-}
 const path = require('path');
-
-const DEFAULTS = Object.freeze({
-  heartbeatInterval: 5000,
-  memoryThresholdMB: 512,
-  idleTimeoutMs: 300000,
-  capabilities: Object.freeze([]),
-  purgeModuleCache: false,
-  forceGC: false,
-});
 
 const FEATURES = Object.freeze(['batch', 'cancel']);
 const LOG_LEVELS = new Set(['error', 'warning', 'info', 'debug']);
-
-const TRANSPORTS = new Set(['ipc', 'fifo']);
-const MAX_FRAME_LIMIT = 0xffffffff; // what a 4-byte length prefix can announce
 
 const GRACEFUL_SHUTDOWN_MS = 30000;
 const EXIT_FLUSH_MS = 2000; // upper bound for a final message to be written before exit
@@ -82,97 +60,10 @@ const HIGH_MEMORY_WARNING_INTERVAL_MS = 10000;
 // A run of tasks that complete without giving the event loop a turn is cut
 // after this many ms so that cancel-task, health-check and heartbeats get in.
 const SLICE_MS = 10;
-const BYTES_PER_MB = 1024 * 1024;
 const NODE_MODULES = `${path.sep}node_modules${path.sep}`;
 
-const now = () => performance.now();
 const HEAP_CHECK_EVERY = 16;
 const OUTBOX_MAX_AGE_MS = 1;
-
-function optionNumber(options, name, { min, integer = false }) {
-  const value = options[name];
-  if (value === undefined || value === null) return DEFAULTS[name];
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < min ||
-      (integer && !Number.isInteger(value))) {
-    throw new RangeError(
-      `WorkerProcess option "${name}" must be a ${integer ? 'whole ' : ''}number >= ${min}, got ${describe(value)}`);
-  }
-  return value;
-}
-
-function optionBoolean(options, name) {
-  const value = options[name];
-  if (value === undefined || value === null) return DEFAULTS[name];
-  if (typeof value !== 'boolean') {
-    throw new TypeError(`WorkerProcess option "${name}" must be a boolean, got ${describe(value)}`);
-  }
-  return value;
-}
-
-function describe(value) {
-  try {
-    return typeof value === 'string' ? JSON.stringify(value) : String(value);
-  } catch {
-    return typeof value;
-  }
-}
-
-/** Turns whatever a handler threw into the wire form { message, stack, code, name }. */
-function serializeError(err) {
-  try {
-    if (err !== null && typeof err === 'object' && typeof err.message === 'string') {
-      const code = err.code;
-      return {
-        message: err.message,
-        stack: typeof err.stack === 'string' ? err.stack : undefined,
-        code: typeof code === 'string' || typeof code === 'number' ? code : 'ERR_TASK_FAILED',
-        name: typeof err.name === 'string' ? err.name : 'Error',
-      };
-    }
-  } catch {
-    // A hostile getter; fall through to String().
-  }
-  let message;
-  try {
-    message = String(err);
-  } catch {
-    message = Object.prototype.toString.call(err);
-  }
-  return { message, stack: undefined, code: 'ERR_TASK_FAILED', name: 'Error' };
-}
-
-function makeError(message, code, name) {
-  const err = new Error(message);
-  err.code = code;
-  if (name) err.name = name;
-  return err;
-}
-
-function abortError(taskId, reason) {
-  return makeError(`Task ${taskId} was cancelled (${reason})`, 'ABORT_ERR', 'AbortError');
-}
-
-function isTaskId(id) {
-  return (typeof id === 'string' && id.length > 0) || (typeof id === 'number' && Number.isFinite(id));
-}
-
-/** Replaces entries of a task-results message whose result cannot be JSON-encoded. */
-function sanitizeResults(results) {
-  for (let i = 0; i < results.length; i++) {
-    const entry = results[i];
-    try {
-      JSON.stringify(entry);
-    } catch (err) {
-      results[i] = {
-        taskId: entry.taskId,
-        ok: false,
-        error: serializeError(makeError(
-          `Task result could not be sent: ${err && err.message}`, 'ERR_RESULT_NOT_SERIALIZABLE')),
-        duration: entry.duration,
-      };
-    }
-  }
-}
 
 class WorkerProcess {
   constructor(workerId, options = {}) {
@@ -990,29 +881,6 @@ class WorkerProcess {
     }
     this._reportError(err, 'uncaughtException', true);
   }
-}
-
-function parseWorkerConfig(text) {
-  if (text === undefined || text === '') return {};
-  let config;
-  try {
-    config = JSON.parse(text);
-  } catch (err) {
-    throw new Error(`WORKER_CONFIG is not valid JSON: ${err.message}`);
-  }
-  if (config === null || typeof config !== 'object' || Array.isArray(config)) {
-    throw new Error('WORKER_CONFIG must be a JSON object');
-  }
-  return config;
-}
-
-/** Options for the WorkerProcess constructor from a WORKER_CONFIG object (other keys ignored). */
-function optionsFromConfig(config) {
-  const options = {};
-  for (const key of Object.keys(DEFAULTS)) {
-    if (config[key] !== undefined) options[key] = config[key];
-  }
-  return options;
 }
 
 function defaultHandler(payload) {
