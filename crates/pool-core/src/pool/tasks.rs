@@ -14,24 +14,16 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 
 impl State {
+    /// Admits one task of a submit batch (`Pool::submit_batch`): `f` holds the line's
+    /// fields after the sequence number.
     pub(super) fn submit_line<'a>(&mut self, seq: u64, f: &mut impl Iterator<Item = &'a str>, now: Now) -> CoreResult<()> {
-        let bad = |what: &str| CoreError::new(Code::InvalidTask, format!("Invalid task: malformed {what} in a submit batch"));
-        let priority: f64 = f.next().and_then(|x| x.parse().ok()).ok_or_else(|| bad("priority"))?;
-        let timeout_ms = match f.next() {
-            Some("") | None => None,
-            Some(x) => Some(x.parse::<f64>().map_err(|_| bad("timeout"))?.ceil() as u64),
-        };
-        let max_retries = match f.next() {
-            Some("") | None => None,
-            Some(x) => Some(x.parse::<u32>().map_err(|_| bad("maxRetries"))?),
-        };
-        let type_json = f.next().filter(|x| !x.is_empty()).ok_or_else(|| bad("type"))?.to_string();
-        let payload_json = f.next().filter(|x| !x.is_empty()).unwrap_or("null").to_string();
-        let metadata_json = f.next().filter(|x| !x.is_empty()).map(str::to_string);
-        let requires: Vec<String> = match f.next() {
-            Some("") | None => Vec::new(),
-            Some(x) => serde_json::from_str(x).map_err(|_| bad("requires"))?,
-        };
+        let SubmitLine {
+            priority,
+            timeout_ms,
+            max_retries,
+            task,
+        } = parse_submit_fields(f)?;
+        let requires = &task.requires;
         if self.queue.contains(seq) {
             return Err(CoreError::new(
                 Code::InvalidTask,
@@ -47,18 +39,12 @@ impl State {
                 ));
             }
         }
-        if !requires.is_empty() && !self.any_worker_could_serve(&requires) {
+        if !requires.is_empty() && !self.any_worker_could_serve(requires) {
             return Err(CoreError::new(
                 Code::NoCapableWorker,
                 format!("No worker of this pool has every capability the task requires: {requires:?}"),
             ));
         }
-        let task = PoolTask {
-            type_json,
-            payload_json,
-            metadata_json,
-            requires,
-        };
         self.queue.enqueue_as(seq, task, priority, timeout_ms, max_retries, now);
         self.metrics.tasks.submitted += 1;
         Ok(())
@@ -187,5 +173,89 @@ impl State {
         w.head_deadline = None;
         let dur = w.head_started.map(|s| s.elapsed().as_millis() as u64).unwrap_or(0);
         self.attempt_failed(head.seq, err, dur, true);
+    }
+}
+
+/// One task of a submit batch, as `lib/pool.js` encodes it (the table is in
+/// docs/ARCHITECTURE.md): after the sequence number, tab-separated `priority, timeout,
+/// maxRetries, typeJson, payloadJson, metadataJson, requiresJson`; empty = absent.
+#[derive(Debug)]
+pub(super) struct SubmitLine {
+    pub(super) priority: f64,
+    pub(super) timeout_ms: Option<u64>,
+    pub(super) max_retries: Option<u32>,
+    pub(super) task: PoolTask,
+}
+
+/// Decodes the fields of a submit line that follow its sequence number.
+pub(super) fn parse_submit_fields<'a>(f: &mut impl Iterator<Item = &'a str>) -> CoreResult<SubmitLine> {
+    let bad = |what: &str| CoreError::new(Code::InvalidTask, format!("Invalid task: malformed {what} in a submit batch"));
+    let priority: f64 = f.next().and_then(|x| x.parse().ok()).ok_or_else(|| bad("priority"))?;
+    let timeout_ms = match f.next() {
+        Some("") | None => None,
+        Some(x) => Some(x.parse::<f64>().map_err(|_| bad("timeout"))?.ceil() as u64),
+    };
+    let max_retries = match f.next() {
+        Some("") | None => None,
+        Some(x) => Some(x.parse::<u32>().map_err(|_| bad("maxRetries"))?),
+    };
+    let type_json = f.next().filter(|x| !x.is_empty()).ok_or_else(|| bad("type"))?.to_string();
+    let payload_json = f.next().filter(|x| !x.is_empty()).unwrap_or("null").to_string();
+    let metadata_json = f.next().filter(|x| !x.is_empty()).map(str::to_string);
+    let requires: Vec<String> = match f.next() {
+        Some("") | None => Vec::new(),
+        Some(x) => serde_json::from_str(x).map_err(|_| bad("requires"))?,
+    };
+    Ok(SubmitLine {
+        priority,
+        timeout_ms,
+        max_retries,
+        task: PoolTask {
+            type_json,
+            payload_json,
+            metadata_json,
+            requires,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> CoreResult<SubmitLine> {
+        parse_submit_fields(&mut line.split('\t'))
+    }
+
+    #[test]
+    fn a_full_submit_line_decodes_every_field() {
+        let l = parse("2.5\t1500.2\t4\t\"resize\"\t{\"w\":1}\t{\"user\":\"a\"}\t[\"gpu\"]").unwrap();
+        assert_eq!(l.priority, 2.5);
+        assert_eq!(l.timeout_ms, Some(1501));
+        assert_eq!(l.max_retries, Some(4));
+        assert_eq!(l.task.type_json, "\"resize\"");
+        assert_eq!(l.task.payload_json, "{\"w\":1}");
+        assert_eq!(l.task.metadata_json.as_deref(), Some("{\"user\":\"a\"}"));
+        assert_eq!(l.task.requires, vec!["gpu".to_string()]);
+    }
+
+    #[test]
+    fn empty_fields_are_absent() {
+        let l = parse("0\t\t\t\"t\"\t\t\t").unwrap();
+        assert_eq!((l.timeout_ms, l.max_retries), (None, None));
+        assert_eq!(l.task.payload_json, "null");
+        assert!(l.task.metadata_json.is_none() && l.task.requires.is_empty());
+        // Trailing fields may be left out altogether.
+        assert!(parse("1\t\t\t\"t\"").is_ok());
+    }
+
+    #[test]
+    fn a_malformed_field_is_named() {
+        let msg = |line: &str| parse(line).unwrap_err().message;
+        assert!(msg("high\t\t\t\"t\"").contains("priority"));
+        assert!(msg("1\tsoon\t\t\"t\"").contains("timeout"));
+        assert!(msg("1\t\t-1\t\"t\"").contains("maxRetries"));
+        assert!(msg("1\t\t\t").contains("type"));
+        assert!(msg("1\t\t\t\"t\"\t\t\t{}").contains("requires"));
     }
 }
