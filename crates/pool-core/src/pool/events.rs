@@ -95,3 +95,43 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PoolConfig;
+    use crate::error::Code;
+    use serde_json::json;
+
+    /// The records as `#onEvents` in lib/pool.js reads them (the table is in
+    /// docs/ARCHITECTURE.md).
+    #[test]
+    fn records_decode_as_the_facade_reads_them() {
+        let cfg = PoolConfig::from_json(&Value::Null, "node", "worker.js").unwrap();
+        let mut st = State::new(cfg);
+        st.settle_ok(7, "{\"a\":[1, 2]}");
+        st.settle_err(8, &CoreError::new(Code::TaskTimeout, "late"));
+        st.op_done(3, Ok(json!({ "poolSize": 2 })));
+        st.op_done(4, Err(CoreError::new(Code::PoolShutdown, "gone")));
+        st.emit("drain", json!({}));
+        st.log("warn", "careful: \"quoted\"\n");
+        let batch: Value = serde_json::from_str(&st.take_events()).unwrap();
+        let recs = batch.as_array().unwrap();
+        assert_eq!(recs.len(), 6);
+        assert_eq!(recs[0], json!({ "k": "ok", "s": 7, "r": { "a": [1, 2] } }));
+        assert_eq!(
+            (&recs[1]["k"], &recs[1]["s"], &recs[1]["e"]["code"]),
+            (&json!("err"), &json!(8), &json!("ERR_TASK_TIMEOUT"))
+        );
+        assert_eq!(recs[2], json!({ "k": "op", "o": 3, "ok": true, "r": { "poolSize": 2 } }));
+        assert_eq!(
+            (&recs[3]["ok"], &recs[3]["e"]["code"]),
+            (&json!(false), &json!("ERR_POOL_SHUTDOWN"))
+        );
+        assert_eq!(recs[4], json!({ "k": "ev", "n": "drain", "d": {} }));
+        assert_eq!((&recs[5]["k"], &recs[5]["level"]), (&json!("log"), &json!("warn")));
+        assert_eq!(recs[5]["message"], "careful: \"quoted\"\n");
+        // The batch was taken: the next one starts empty.
+        assert_eq!(st.take_events(), "");
+    }
+}

@@ -46,19 +46,13 @@ use state::{PendingOp, Phase, State};
 use crate::config::PoolConfig;
 use crate::error::{Code, CoreError, CoreResult};
 use crate::fdio::Channel;
-use crate::health::{HealthMonitor, HealthOptions};
 use crate::process;
-use crate::queue::{Now, QueueOptions, TaskData, TaskQueue};
+use crate::queue::{Now, TaskData};
 use crate::runtime;
 use serde_json::Value;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
-
-/// Most tasks the dead-letter queue keeps (the oldest go first).
-const DLQ_CAPACITY: usize = 10_000;
-/// CPU use (percent of one core, over a health-check interval) that counts as high.
-const CPU_ALERT_PERCENT: f64 = 90.0;
 
 /// Receives batches of events as a JSON array text.
 pub trait EventSink: Send + Sync + 'static {
@@ -120,24 +114,8 @@ impl Pool {
                 ));
             }
         }
-        let queue = TaskQueue::new(QueueOptions {
-            max_retries: cfg.max_task_retries,
-            retry_backoff_ms: cfg.retry_backoff_ms,
-            max_backoff_ms: cfg.max_backoff_ms,
-            task_timeout_ms: cfg.task_timeout,
-            dlq_capacity: DLQ_CAPACITY,
-        });
-        let health = HealthMonitor::new(HealthOptions {
-            heartbeat_timeout_ms: cfg.heartbeat_timeout_ms(),
-            health_check_interval: cfg.health_check_interval,
-            zombie_threshold_ms: cfg.zombie_threshold_ms,
-            max_restart_attempts: cfg.max_restart_attempts,
-            restart_cooldown_ms: cfg.restart_cooldown_ms,
-            memory_threshold_mb: cfg.worker_memory_limit_mb,
-            cpu_threshold_percent: CPU_ALERT_PERCENT,
-        });
         let inner = Arc::new(Inner {
-            state: Mutex::new(State::new(cfg, queue, health)),
+            state: Mutex::new(State::new(cfg)),
             wake: Notify::new(),
             sink,
         });
