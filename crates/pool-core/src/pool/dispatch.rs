@@ -30,7 +30,7 @@ impl State {
     }
 
     /// Predicted run time (ms) of a task of this type; infinite when never seen.
-    pub(super) fn predict_type(&self, type_json: &str) -> f64 {
+    fn predict_type(&self, type_json: &str) -> f64 {
         self.sched.type_avg.get(type_json).copied().unwrap_or(f64::INFINITY)
     }
 
@@ -42,7 +42,7 @@ impl State {
     /// predicted to fit in PREFETCH_BUDGET_MS (`prefetch_allowed`). So a task is never
     /// committed behind a long or unknown task, and priorities and fairness hold
     /// within that budget.
-    pub(super) fn can_take(&self, w: &Worker, pred: f64, bytes: usize, now: Instant) -> bool {
+    fn can_take(&self, w: &Worker, pred: f64, bytes: usize, now: Instant) -> bool {
         if !w.ready || w.retiring.is_some() || w.kill.is_some() {
             return false;
         }
@@ -101,7 +101,7 @@ impl State {
         }
     }
 
-    pub(super) fn pick_worker(&self, seq: u64, now: Instant) -> Option<WorkerNo> {
+    fn pick_worker(&self, seq: u64, now: Instant) -> Option<WorkerNo> {
         let rec = self.queue.get(seq)?;
         let requires: &[String] = &rec.data.requires;
         let pred = self.predict_type(&rec.data.type_json);
@@ -127,7 +127,7 @@ impl State {
 
     /// When the first queued task can't run anywhere now (capabilities), look further
     /// down the queue for a task a free worker can serve.
-    pub(super) fn pick_any_task(&self, now: Instant) -> Option<(WorkerNo, u64)> {
+    fn pick_any_task(&self, now: Instant) -> Option<(WorkerNo, u64)> {
         let free = self.roster.workers.values().any(|w| self.can_take(w, 0.0, 0, now));
         if !free {
             return None;
@@ -140,7 +140,7 @@ impl State {
         None
     }
 
-    pub(super) fn assign(&mut self, wn: WorkerNo, seq: u64, now: Instant) {
+    fn assign(&mut self, wn: WorkerNo, seq: u64, now: Instant) {
         let (timeout, queued_ms) = match self.queue.get(seq) {
             Some(r) => (r.timeout_ms, now.duration_since(r.enqueued_instant).as_millis() as u64),
             None => return,
@@ -187,7 +187,7 @@ impl State {
         }
     }
 
-    pub(super) fn send_tasks(&mut self, wn: WorkerNo, seqs: &[u64]) {
+    fn send_tasks(&mut self, wn: WorkerNo, seqs: &[u64]) {
         let Some(w) = self.roster.workers.get(&wn) else { return };
         let mut buf = Vec::with_capacity(128 * seqs.len());
         let write_one = |buf: &mut Vec<u8>, seq: u64| {

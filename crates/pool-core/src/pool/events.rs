@@ -15,7 +15,7 @@ const EVENT_BUF_MAX: usize = 64 * 1024;
 
 impl State {
     /// Starts the next event in the outgoing batch (a JSON array being built).
-    pub(super) fn ev_sep(&mut self) {
+    fn ev_sep(&mut self) {
         self.effects.ev.push(if self.effects.ev.is_empty() { '[' } else { ',' });
     }
 

@@ -60,7 +60,7 @@ impl Outbox {
         self.push_raw(bytes)
     }
 
-    pub(super) fn push_raw(&self, bytes: &[u8]) {
+    fn push_raw(&self, bytes: &[u8]) {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if g.closed {
             return;
@@ -92,7 +92,7 @@ impl Outbox {
 }
 
 /// Re-encodes newline-delimited messages as length-prefixed frames.
-pub(super) fn frame_lines(bytes: &[u8]) -> Vec<u8> {
+fn frame_lines(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len() + 16);
     for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         out.extend_from_slice(&(line.len() as u32).to_be_bytes());
@@ -121,7 +121,7 @@ pub enum Pumped {
 /// Finds the complete messages in `buf`: their byte ranges and how many bytes they
 /// use. `scanned` remembers how far a newline search got, so a long line is not
 /// rescanned on every read.
-pub(super) fn split_messages(buf: &[u8], scanned: &mut usize, max: usize, framed: bool) -> Result<(Vec<(usize, usize)>, usize), String> {
+fn split_messages(buf: &[u8], scanned: &mut usize, max: usize, framed: bool) -> Result<(Vec<(usize, usize)>, usize), String> {
     let too_long = || format!("a message longer than maxMessageBytes ({max} bytes)");
     let mut out = Vec::new();
     let mut pos = 0;

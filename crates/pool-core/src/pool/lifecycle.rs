@@ -298,12 +298,12 @@ impl WorkerExit {
 }
 
 /// The restart settings of the pool's config.
-pub(super) struct RestartPolicy {
-    pub(super) auto_restart: bool,
+struct RestartPolicy {
+    auto_restart: bool,
     /// Unstable starts in a row after which a slot is given up (at least 1).
-    pub(super) max_unstable: u32,
+    max_unstable: u32,
     /// The first backoff after an unstable start; it doubles with each one after.
-    pub(super) cooldown_ms: u64,
+    cooldown_ms: u64,
 }
 
 impl RestartPolicy {
@@ -318,7 +318,7 @@ impl RestartPolicy {
 
 /// What becomes of a slot whose worker exited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum RestartDecision {
+enum RestartDecision {
     /// A stable worker ended (crash or recycling): a new one starts now; the slot's
     /// streak of unstable starts ends.
     Respawn,
@@ -337,7 +337,7 @@ pub(super) enum RestartDecision {
 /// The restart decision for a slot whose worker exited: `retiring` is why the pool
 /// was retiring it (if it was), `unstable` whether this was an unstable start,
 /// `streak` the slot's unstable starts in a row before this one.
-pub(super) fn restart_decision(retiring: Option<Retire>, unstable: bool, streak: u32, phase: Phase, p: &RestartPolicy) -> RestartDecision {
+fn restart_decision(retiring: Option<Retire>, unstable: bool, streak: u32, phase: Phase, p: &RestartPolicy) -> RestartDecision {
     let wanted = match retiring {
         Some(Retire::ScaleDown | Retire::Idle | Retire::Shutdown) => false,
         Some(Retire::Recycle | Retire::Memory) => true,

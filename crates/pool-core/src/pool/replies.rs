@@ -114,13 +114,13 @@ impl State {
         );
     }
 
-    pub(super) fn forward_raw(&mut self, wn: WorkerNo, line: &str) {
+    fn forward_raw(&mut self, wn: WorkerNo, line: &str) {
         let Some(w) = self.roster.workers.get(&wn) else { return };
         let frag = format!("{{\"k\":\"wm\",\"w\":\"{}\",\"p\":{},\"m\":{}}}", w.id, w.pid, line);
         self.push_ev(&frag);
     }
 
-    pub(super) fn on_ready(&mut self, wn: WorkerNo) {
+    fn on_ready(&mut self, wn: WorkerNo) {
         let now = Instant::now();
         let Some(w) = self.roster.workers.get_mut(&wn) else { return };
         w.ready = true;
@@ -141,7 +141,7 @@ impl State {
 
     /// A worker answered task `task_id`: the in-flight bookkeeping, the run time of its
     /// type, then the settlement or the failed attempt, and what the worker does next.
-    pub(super) fn on_reply(&mut self, wn: WorkerNo, task_id: &str, outcome: Result<&str, &WorkerError<'_>>, reported_ms: Option<f64>) {
+    fn on_reply(&mut self, wn: WorkerNo, task_id: &str, outcome: Result<&str, &WorkerError<'_>>, reported_ms: Option<f64>) {
         let Some(seq) = TaskQueue::<PoolTask>::seq_of(task_id) else {
             return;
         };
@@ -284,7 +284,7 @@ impl State {
     }
 
     /// A worker that completed a task is stable: its slot's unstable count resets.
-    pub(super) fn slot_stable(&mut self, wn: WorkerNo) {
+    fn slot_stable(&mut self, wn: WorkerNo) {
         if let Some(w) = self.roster.workers.get(&wn) {
             if let Some(s) = self.roster.slots.get_mut(&w.slot) {
                 s.unstable = 0;
@@ -293,7 +293,7 @@ impl State {
     }
 
     /// After a reply: recycle, drain or retire the worker when it asked for that.
-    pub(super) fn after_task(&mut self, wn: WorkerNo) {
+    fn after_task(&mut self, wn: WorkerNo) {
         let Some(w) = self.roster.workers.get(&wn) else { return };
         if w.retiring.is_none() {
             if let Some(max) = self.cfg.max_tasks_per_worker {

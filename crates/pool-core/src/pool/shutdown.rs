@@ -83,7 +83,7 @@ impl State {
         self.close_workers(false);
     }
 
-    pub(super) fn close_workers(&mut self, graceful: bool) {
+    fn close_workers(&mut self, graceful: bool) {
         self.phase = Phase::Closing;
         self.ops.shutdown_deadline = None;
         let now = Instant::now();

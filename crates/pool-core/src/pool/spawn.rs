@@ -282,7 +282,7 @@ impl State {
         self.note_deadline(ready_deadline);
     }
 
-    pub(super) fn slot_start_failed(&mut self, slot: SlotNo, err: CoreError) {
+    fn slot_start_failed(&mut self, slot: SlotNo, err: CoreError) {
         if self.phase == Phase::Initializing && self.fail_init(err.clone()) {
             self.finish_ops();
             self.check_closed();

@@ -58,7 +58,7 @@ impl Pool {
     /// due; and takes over those whose thread has left data waiting for
     /// `POLLER_STALL` without going round its loop, so replies, heartbeats and
     /// dispatch never wait on JavaScript.
-    pub(super) fn backstop_polled_channels(&self) {
+    fn backstop_polled_channels(&self) {
         let now = Instant::now();
         let (polled, health_due): (Vec<(Arc<Channel>, bool)>, bool) = {
             let st = self.lock();
@@ -113,13 +113,13 @@ impl State {
         std::mem::take(&mut self.effects.wake_hint)
     }
 
-    pub(super) fn health_due(&self, now: Instant) -> bool {
+    fn health_due(&self, now: Instant) -> bool {
         now.duration_since(self.clock.last_health) >= Duration::from_millis(self.cfg.health_check_interval)
     }
 
     /// When the timer loop must wake next: the earliest deadline of any kind, at most
     /// `MAX_TIMER_SLEEP` (or the health-check interval) away.
-    pub(super) fn compute_next_wake(&self) -> Instant {
+    fn compute_next_wake(&self) -> Instant {
         let now = Instant::now();
         let cap = now + Duration::from_millis(self.cfg.health_check_interval).min(MAX_TIMER_SLEEP);
         let pool = [self.queue.next_retry_at(), self.ops.shutdown_deadline, self.clock.next_autoscale];
@@ -144,7 +144,7 @@ impl State {
 
     /// What the clock says is due: retries, each worker's deadlines, respawns, the
     /// graceful shutdown's limit, the autoscaler, the health check.
-    pub(super) fn on_timers(&mut self, now: Instant) {
+    fn on_timers(&mut self, now: Instant) {
         self.clock.next_wake = None;
         if self.queue.promote_due(now) > 0 {
             self.dispatch();
@@ -300,7 +300,7 @@ impl State {
         }
     }
 
-    pub(super) fn health_check(&mut self, now: Instant) {
+    fn health_check(&mut self, now: Instant) {
         if !matches!(self.phase, Phase::Running | Phase::ShuttingDown) {
             return;
         }

@@ -180,15 +180,15 @@ impl State {
 /// docs/ARCHITECTURE.md): after the sequence number, tab-separated `priority, timeout,
 /// maxRetries, typeJson, payloadJson, metadataJson, requiresJson`; empty = absent.
 #[derive(Debug)]
-pub(super) struct SubmitLine {
-    pub(super) priority: f64,
-    pub(super) timeout_ms: Option<u64>,
-    pub(super) max_retries: Option<u32>,
-    pub(super) task: PoolTask,
+struct SubmitLine {
+    priority: f64,
+    timeout_ms: Option<u64>,
+    max_retries: Option<u32>,
+    task: PoolTask,
 }
 
 /// Decodes the fields of a submit line that follow its sequence number.
-pub(super) fn parse_submit_fields<'a>(f: &mut impl Iterator<Item = &'a str>) -> CoreResult<SubmitLine> {
+fn parse_submit_fields<'a>(f: &mut impl Iterator<Item = &'a str>) -> CoreResult<SubmitLine> {
     let bad = |what: &str| CoreError::new(Code::InvalidTask, format!("Invalid task: malformed {what} in a submit batch"));
     let priority: f64 = f.next().and_then(|x| x.parse().ok()).ok_or_else(|| bad("priority"))?;
     let timeout_ms = match f.next() {
