@@ -77,4 +77,6 @@ function obtainGc() {
   }
 }
 
-module.exports = { TRANSPORTS, MAX_FRAME_LIMIT, optionNumber, optionBoolean, parseWorkerConfig, optionsFromConfig, obtainGc };
+module.exports = {
+  TRANSPORTS, MAX_FRAME_LIMIT, optionNumber, optionBoolean, parseWorkerConfig, optionsFromConfig, obtainGc,
+};
