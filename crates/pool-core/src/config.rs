@@ -130,6 +130,15 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// An integer option in [min, max]; below min it is reported as `int` does.
+    fn int_at_most(&self, key: &str, default: u64, min: u64, max: u64) -> CoreResult<u64> {
+        let v = self.int(key, default, min)?;
+        if v > max {
+            return Err(CoreError::config(key, &format!("an integer from {min} to {max}"), v));
+        }
+        Ok(v)
+    }
+
     fn opt_int(&self, key: &str, min: u64) -> CoreResult<Option<u64>> {
         match self.present(key) {
             None => Ok(None),
@@ -212,59 +221,16 @@ impl PoolConfig {
     /// the JS side (`process.execPath`, the package's worker-process.js).
     pub fn from_json(raw: &Value, exec_path: &str, default_script: &str) -> CoreResult<PoolConfig> {
         let empty = Map::new();
-        let obj = match raw {
-            Value::Object(o) => o,
-            Value::Null => &empty,
-            other => {
-                return Err(CoreError::new(
-                    crate::error::Code::InvalidConfig,
-                    format!("Invalid options: expected an object, got {}", describe(other)),
-                ))
-            }
+        let r = Reader {
+            obj: options_object(raw, &empty)?,
         };
-        let r = Reader { obj };
-
-        let pool_size_given = r.present("poolSize").is_some();
-        let pool_size = r.int("poolSize", 20, 1)?;
-        // Unlike the original, an explicit small poolSize is not silently raised to the
-        // default minWorkers of 5: the defaults bend around what was asked for.
-        let min_default = if pool_size_given {
-            DEFAULT_MIN_WORKERS.min(pool_size)
-        } else {
-            DEFAULT_MIN_WORKERS
-        };
-        let min_workers = r.int("minWorkers", min_default, 1)?;
-        let max_default = DEFAULT_MAX_WORKERS.max(pool_size).max(min_workers);
-        let max_workers = r.int("maxWorkers", max_default, 1)?;
-        if min_workers > max_workers {
-            return Err(CoreError::config(
-                "minWorkers",
-                &format!("a value <= maxWorkers ({max_workers})"),
-                min_workers,
-            ));
-        }
+        // Read in this order, so that of several bad options the same one is reported.
+        let (pool_size, min_workers, max_workers) = sizes(&r)?;
         let worker_script = r.string("workerScript", default_script)?;
         let heartbeat_interval = r.int("heartbeatInterval", 5000, 1)?;
-        let strategy_raw = r.string("loadBalancing", "round-robin")?;
-        let load_balancing = Strategy::parse(&strategy_raw).ok_or_else(|| {
-            CoreError::config(
-                "loadBalancing",
-                "one of 'round-robin', 'least-loaded', 'capability-based'",
-                format!("\"{strategy_raw}\""),
-            )
-        })?;
-        let transport = r.string("transport", "ipc")?;
-        if transport != "ipc" && transport != "fifo" {
-            return Err(CoreError::config("transport", "'ipc' or 'fifo'", format!("\"{transport}\"")));
-        }
-        let log_level = r.string("logLevel", "info")?;
-        if !["silent", "error", "warn", "info", "debug"].contains(&log_level.as_str()) {
-            return Err(CoreError::config(
-                "logLevel",
-                "one of 'silent', 'error', 'warn', 'info', 'debug'",
-                format!("\"{log_level}\""),
-            ));
-        }
+        let load_balancing = strategy(&r)?;
+        let transport = transport(&r)?;
+        let log_level = log_level(&r)?;
         let retry_backoff_ms = r.int("retryBackoffMs", 1000, 0)?;
         let max_backoff_ms = r.int("maxBackoffMs", 30000, 0)?;
         let env = r.env("env")?;
@@ -272,22 +238,11 @@ impl PoolConfig {
             None => Vec::new(),
             Some(v) => parse_groups(v, &worker_script, &env)?,
         };
-        let auto_scale = match r.present("autoScale") {
-            None | Some(Value::Bool(false)) => None,
-            Some(Value::Bool(true)) => Some(parse_autoscale(&Map::new())?),
-            Some(Value::Object(o)) => Some(parse_autoscale(o)?),
-            Some(v) => return Err(CoreError::config("autoScale", "true, false or an object", describe(v))),
-        };
-        let prefetch = r.int("prefetch", 256, 1)?;
-        if prefetch > 1024 {
-            return Err(CoreError::config("prefetch", "an integer from 1 to 1024", prefetch));
-        }
+        let auto_scale = autoscale_option(&r)?;
+        let prefetch = r.int_at_most("prefetch", 256, 1, 1024)?;
         // At most 1 ms: a longer spin would outlast the 2 ms after which the core takes
         // the channels over from a JS thread that does not go round its loop.
-        let spin_wait_us = r.int("spinWaitUs", 100, 0)?;
-        if spin_wait_us > 1000 {
-            return Err(CoreError::config("spinWaitUs", "an integer from 0 to 1000", spin_wait_us));
-        }
+        let spin_wait_us = r.int_at_most("spinWaitUs", 100, 0, 1000)?;
 
         Ok(PoolConfig {
             pool_size: pool_size.min(u32::MAX as u64) as u32,
@@ -361,6 +316,83 @@ impl PoolConfig {
 pub fn backoff_ms(base: u64, cap: u64, retries: u32) -> u64 {
     let shift = retries.saturating_sub(1).min(62);
     base.saturating_mul(1u64 << shift).min(cap)
+}
+
+/// The options object (`null` reads as no options).
+fn options_object<'a>(raw: &'a Value, empty: &'a Map<String, Value>) -> CoreResult<&'a Map<String, Value>> {
+    match raw {
+        Value::Object(o) => Ok(o),
+        Value::Null => Ok(empty),
+        other => Err(CoreError::new(
+            crate::error::Code::InvalidConfig,
+            format!("Invalid options: expected an object, got {}", describe(other)),
+        )),
+    }
+}
+
+/// `poolSize`, `minWorkers`, `maxWorkers`.
+fn sizes(r: &Reader<'_>) -> CoreResult<(u64, u64, u64)> {
+    let pool_size_given = r.present("poolSize").is_some();
+    let pool_size = r.int("poolSize", 20, 1)?;
+    // Unlike the original, an explicit small poolSize is not silently raised to the
+    // default minWorkers of 5: the defaults bend around what was asked for.
+    let min_default = if pool_size_given {
+        DEFAULT_MIN_WORKERS.min(pool_size)
+    } else {
+        DEFAULT_MIN_WORKERS
+    };
+    let min_workers = r.int("minWorkers", min_default, 1)?;
+    let max_default = DEFAULT_MAX_WORKERS.max(pool_size).max(min_workers);
+    let max_workers = r.int("maxWorkers", max_default, 1)?;
+    if min_workers > max_workers {
+        return Err(CoreError::config(
+            "minWorkers",
+            &format!("a value <= maxWorkers ({max_workers})"),
+            min_workers,
+        ));
+    }
+    Ok((pool_size, min_workers, max_workers))
+}
+
+fn strategy(r: &Reader<'_>) -> CoreResult<Strategy> {
+    let raw = r.string("loadBalancing", "round-robin")?;
+    Strategy::parse(&raw).ok_or_else(|| {
+        CoreError::config(
+            "loadBalancing",
+            "one of 'round-robin', 'least-loaded', 'capability-based'",
+            format!("\"{raw}\""),
+        )
+    })
+}
+
+fn transport(r: &Reader<'_>) -> CoreResult<String> {
+    let transport = r.string("transport", "ipc")?;
+    if transport != "ipc" && transport != "fifo" {
+        return Err(CoreError::config("transport", "'ipc' or 'fifo'", format!("\"{transport}\"")));
+    }
+    Ok(transport)
+}
+
+fn log_level(r: &Reader<'_>) -> CoreResult<String> {
+    let log_level = r.string("logLevel", "info")?;
+    if !["silent", "error", "warn", "info", "debug"].contains(&log_level.as_str()) {
+        return Err(CoreError::config(
+            "logLevel",
+            "one of 'silent', 'error', 'warn', 'info', 'debug'",
+            format!("\"{log_level}\""),
+        ));
+    }
+    Ok(log_level)
+}
+
+/// `autoScale`: off, on with the defaults, or an object of settings.
+fn autoscale_option(r: &Reader<'_>) -> CoreResult<Option<AutoScale>> {
+    match r.present("autoScale") {
+        None | Some(Value::Bool(false)) => Ok(None),
+        Some(Value::Bool(true)) => Ok(Some(parse_autoscale(&Map::new())?)),
+        Some(Value::Object(o)) => Ok(Some(parse_autoscale(o)?)),
+        Some(v) => Err(CoreError::config("autoScale", "true, false or an object", describe(v))),
+    }
 }
 
 fn parse_groups(v: &Value, script: &str, env: &BTreeMap<String, String>) -> CoreResult<Vec<WorkerGroup>> {

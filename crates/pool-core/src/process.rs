@@ -71,6 +71,9 @@ impl StderrTail {
     }
 }
 
+/// Bytes read from a worker's stderr at a time.
+const STDERR_READ_CHUNK: usize = 8192;
+
 /// Spawns a worker. Must run inside the core's runtime, on one of its long-lived
 /// threads: the parent-death signal is tied to the thread that forks.
 pub fn spawn(spec: &SpawnSpec<'_>) -> io::Result<Spawned> {
@@ -127,27 +130,7 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> io::Result<Spawned> {
     drop(child_fd);
     let pid = child.id().unwrap_or(0);
     let tail = Arc::new(Mutex::new(StderrTail::default()));
-    let mut stderr_done = None;
-    if let Some(mut err) = child.stderr.take() {
-        let tail = tail.clone();
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        stderr_done = Some(done_rx);
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 8192];
-            loop {
-                match err.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        forward_stderr(&buf[..n]);
-                        if let Ok(mut t) = tail.lock() {
-                            t.push(&buf[..n]);
-                        }
-                    }
-                }
-            }
-            let _ = done_tx.send(());
-        });
-    }
+    let stderr_done = child.stderr.take().map(|err| read_stderr(err, tail.clone()));
     Ok(Spawned {
         child,
         pid,
@@ -155,6 +138,28 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> io::Result<Spawned> {
         stderr_tail: tail,
         stderr_done,
     })
+}
+
+/// Reads a worker's stderr until EOF: forwarded to ours, and its last lines kept in
+/// `tail`. The receiver fires at EOF.
+fn read_stderr(mut err: tokio::process::ChildStderr, tail: Arc<Mutex<StderrTail>>) -> tokio::sync::oneshot::Receiver<()> {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; STDERR_READ_CHUNK];
+        loop {
+            match err.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    forward_stderr(&buf[..n]);
+                    if let Ok(mut t) = tail.lock() {
+                        t.push(&buf[..n]);
+                    }
+                }
+            }
+        }
+        let _ = done_tx.send(());
+    });
+    done_rx
 }
 
 /// A worker's stderr goes to ours, as with `fork` (whose stdio is inherited).

@@ -1,4 +1,4 @@
-//! The messages between the pool and a worker (spec/PROTOCOL.md), as types.
+//! The messages between the pool and a worker (docs/PROTOCOL.md), as types.
 //!
 //! Workers speak newline-delimited JSON over Node's IPC channel. The core parses only
 //! the envelope it needs; task results stay raw JSON text (`RawValue`) all the way to

@@ -55,20 +55,63 @@ impl StandaloneQueue {
             .join(",")
     }
 
+    /// `enqueue(task, priority)`: the new task's id.
+    fn enqueue(&mut self, args: &Value) -> CoreResult<String> {
+        let task = arg(args, 0);
+        if !task.is_object() {
+            return Err(CoreError::new(Code::InvalidTask, "Invalid task: expected an object"));
+        }
+        let priority = arg(args, 1).as_f64().unwrap_or(10.0);
+        let timeout = task.get("timeout").and_then(Value::as_u64);
+        let max_retries = task.get("maxRetries").and_then(Value::as_u64).map(|x| x as u32);
+        let (_, id) = self.q.enqueue(JsonTask(task.to_string()), priority, timeout, max_retries);
+        Ok(Value::String(id).to_string())
+    }
+
+    /// `failTask(id, error)`: whether the task is retried, and after how long.
+    fn fail_task(&mut self, args: &Value) -> String {
+        let Some(seq) = arg(args, 0).as_str().and_then(TaskQueue::<JsonTask>::seq_of) else {
+            return "false".into();
+        };
+        let e = arg(args, 1);
+        let message = e
+            .get("message")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| match e {
+                Value::String(s) => s.clone(),
+                Value::Null => "Task failed".into(),
+                other => other.to_string(),
+            });
+        let attempt = Attempt {
+            timestamp: epoch_ms(),
+            error: message,
+            code: e.get("code").and_then(Value::as_str).unwrap_or("ERR_TASK_FAILED").to_string(),
+            stack: e.get("stack").and_then(Value::as_str).map(str::to_string),
+            worker_id: e.get("workerId").and_then(Value::as_str).map(str::to_string),
+        };
+        match self.q.fail(seq, attempt) {
+            Some(FailOutcome::Retry { backoff_ms }) => json!({ "retry": true, "backoffMs": backoff_ms }).to_string(),
+            Some(FailOutcome::Dead) => json!({ "retry": false }).to_string(),
+            None => json!({ "retry": false, "unknown": true }).to_string(),
+        }
+    }
+
+    /// `takeDeadLetters(id?)`: the dead letters taken out, as `{ task, priority }`.
+    fn take_dead_letters(&mut self, id: Option<&str>) -> String {
+        let items: Vec<Value> = self
+            .q
+            .take_dead_letters(id)
+            .into_iter()
+            .map(|d| json!({ "task": serde_json::from_str::<Value>(&d.data.0).unwrap_or(Value::Null), "priority": d.priority }))
+            .collect();
+        Value::Array(items).to_string()
+    }
+
     pub fn call(&mut self, method: &str, args: &Value) -> CoreResult<String> {
         let id_seq = |a: &Value| a.as_str().and_then(TaskQueue::<JsonTask>::seq_of);
         let r: String = match method {
-            "enqueue" => {
-                let task = arg(args, 0);
-                if !task.is_object() {
-                    return Err(CoreError::new(Code::InvalidTask, "Invalid task: expected an object"));
-                }
-                let priority = arg(args, 1).as_f64().unwrap_or(10.0);
-                let timeout = task.get("timeout").and_then(Value::as_u64);
-                let max_retries = task.get("maxRetries").and_then(Value::as_u64).map(|x| x as u32);
-                let (_, id) = self.q.enqueue(JsonTask(task.to_string()), priority, timeout, max_retries);
-                Value::String(id).to_string()
-            }
+            "enqueue" => self.enqueue(args)?,
             "dequeue" => match self.q.pop() {
                 Some(s) => self.q.record_json(s).unwrap_or_else(|| "null".into()),
                 None => "null".into(),
@@ -84,33 +127,7 @@ impl StandaloneQueue {
                 let seq = id_seq(arg(args, 0));
                 seq.and_then(|s| self.q.complete(s)).is_some().to_string()
             }
-            "failTask" => {
-                let Some(seq) = id_seq(arg(args, 0)) else {
-                    return Ok(answer("false".into(), self.events()));
-                };
-                let e = arg(args, 1);
-                let message = e
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-                    .unwrap_or_else(|| match e {
-                        Value::String(s) => s.clone(),
-                        Value::Null => "Task failed".into(),
-                        other => other.to_string(),
-                    });
-                let attempt = Attempt {
-                    timestamp: epoch_ms(),
-                    error: message,
-                    code: e.get("code").and_then(Value::as_str).unwrap_or("ERR_TASK_FAILED").to_string(),
-                    stack: e.get("stack").and_then(Value::as_str).map(str::to_string),
-                    worker_id: e.get("workerId").and_then(Value::as_str).map(str::to_string),
-                };
-                match self.q.fail(seq, attempt) {
-                    Some(FailOutcome::Retry { backoff_ms }) => json!({ "retry": true, "backoffMs": backoff_ms }).to_string(),
-                    Some(FailOutcome::Dead) => json!({ "retry": false }).to_string(),
-                    None => json!({ "retry": false, "unknown": true }).to_string(),
-                }
-            }
+            "failTask" => self.fail_task(args),
             "promoteDue" => self.q.promote_due(Instant::now()).to_string(),
             "nextRetryInMs" => match self.q.next_retry_at() {
                 Some(t) => t.saturating_duration_since(Instant::now()).as_millis().to_string(),
@@ -119,16 +136,7 @@ impl StandaloneQueue {
             "getQueueDepth" => self.q.depth().to_string(),
             "getDeadLetterQueue" => self.q.dlq_json(),
             "clearDeadLetterQueue" => self.q.clear_dlq().to_string(),
-            "takeDeadLetters" => {
-                let id = arg(args, 0).as_str();
-                let items: Vec<Value> = self
-                    .q
-                    .take_dead_letters(id)
-                    .into_iter()
-                    .map(|d| json!({ "task": serde_json::from_str::<Value>(&d.data.0).unwrap_or(Value::Null), "priority": d.priority }))
-                    .collect();
-                Value::Array(items).to_string()
-            }
+            "takeDeadLetters" => self.take_dead_letters(arg(args, 0).as_str()),
             "getStats" => self.q.stats_json(),
             "checkTimeouts" => serde_json::to_string(&self.q.check_timeouts(Instant::now())).unwrap_or_else(|_| "[]".into()),
             "clear" => self.q.clear().len().to_string(),
@@ -171,6 +179,44 @@ impl StandaloneHealth {
         evs.iter().map(Value::to_string).collect::<Vec<_>>().join(",")
     }
 
+    /// `registerWorker(id, { pid, state })`.
+    fn register_worker(&mut self, id: &str, info: &Value) -> String {
+        let pid = info.get("pid").and_then(Value::as_u64).unwrap_or(0) as u32;
+        let state = info.get("state").and_then(Value::as_str).unwrap_or("initializing");
+        self.h.register(id, pid, state);
+        "true".into()
+    }
+
+    /// `recordHeartbeat(id, heartbeat)`: a sample from what the heartbeat says.
+    fn record_heartbeat(&mut self, id: &str, d: &Value) -> String {
+        let mem = d.get("memoryUsage").cloned().unwrap_or(Value::Null);
+        let heap_used = num(&mem, "heapUsed", 0.0);
+        let sample = Sample {
+            timestamp: epoch_ms(),
+            // The standalone monitor has only the worker's word: its heap.
+            memory_mb: heap_used / crate::util::BYTES_PER_MB,
+            rss_bytes: num(&mem, "rss", 0.0),
+            heap_used,
+            heap_total: num(&mem, "heapTotal", 0.0),
+            cpu: d
+                .get("cpuUsage")
+                .map(|c| num(c, "user", 0.0) + num(c, "system", 0.0))
+                .unwrap_or(0.0),
+            uptime: num(d, "uptime", 0.0),
+        };
+        let state = d.get("state").and_then(Value::as_str);
+        self.h.heartbeat(id, Some(sample), state);
+        if let Some(w) = self.h.workers.get_mut(id) {
+            if let Some(n) = d.get("tasksExecuted").and_then(Value::as_u64) {
+                w.tasks_executed = n;
+            }
+            if let Some(t) = d.get("currentTask") {
+                w.current_task = t.as_str().map(str::to_string);
+            }
+        }
+        "true".into()
+    }
+
     pub fn call(&mut self, method: &str, args: &Value) -> CoreResult<String> {
         let id = arg(args, 0).as_str().unwrap_or("").to_string();
         let r: String = match method {
@@ -182,43 +228,9 @@ impl StandaloneHealth {
                 self.h.set_monitoring(false);
                 "true".into()
             }
-            "registerWorker" => {
-                let info = arg(args, 1);
-                let pid = info.get("pid").and_then(Value::as_u64).unwrap_or(0) as u32;
-                let state = info.get("state").and_then(Value::as_str).unwrap_or("initializing");
-                self.h.register(&id, pid, state);
-                "true".into()
-            }
+            "registerWorker" => self.register_worker(&id, arg(args, 1)),
             "unregisterWorker" => self.h.unregister(&id).to_string(),
-            "recordHeartbeat" => {
-                let d = arg(args, 1);
-                let mem = d.get("memoryUsage").cloned().unwrap_or(Value::Null);
-                let heap_used = num(&mem, "heapUsed", 0.0);
-                let sample = Sample {
-                    timestamp: epoch_ms(),
-                    // The standalone monitor has only the worker's word: its heap.
-                    memory_mb: heap_used / 1048576.0,
-                    rss_bytes: num(&mem, "rss", 0.0),
-                    heap_used,
-                    heap_total: num(&mem, "heapTotal", 0.0),
-                    cpu: d
-                        .get("cpuUsage")
-                        .map(|c| num(c, "user", 0.0) + num(c, "system", 0.0))
-                        .unwrap_or(0.0),
-                    uptime: num(d, "uptime", 0.0),
-                };
-                let state = d.get("state").and_then(Value::as_str);
-                self.h.heartbeat(&id, Some(sample), state);
-                if let Some(w) = self.h.workers.get_mut(&id) {
-                    if let Some(n) = d.get("tasksExecuted").and_then(Value::as_u64) {
-                        w.tasks_executed = n;
-                    }
-                    if let Some(t) = d.get("currentTask") {
-                        w.current_task = t.as_str().map(str::to_string);
-                    }
-                }
-                "true".into()
-            }
+            "recordHeartbeat" => self.record_heartbeat(&id, arg(args, 1)),
             "check" => {
                 let o = self.h.check(Instant::now());
                 json!({ "zombies": o.zombies, "missed": o.missed, "highMemory": o.high_memory }).to_string()

@@ -59,6 +59,9 @@ impl Hasher for FxHasher {
 pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 pub type FastSet<K> = HashSet<K, BuildHasherDefault<FxHasher>>;
 
+/// Bytes in a megabyte as the pool reports memory (MiB, like Node's figures).
+pub const BYTES_PER_MB: f64 = 1_048_576.0;
+
 pub fn epoch_ms() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
