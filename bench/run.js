@@ -17,7 +17,7 @@ const {
   descendants, procCpuMs, mainThreadCpuMs, mainThreadCpuSource, reapDescendants, getGc, machine,
 } = require('./lib/util');
 
-const ADAPTER_NAMES = ['this', 'this-rr', 'raw', 'poolifier', 'workerpool', 'piscina'];
+const ADAPTER_NAMES = ['this', 'this-rr', 'this-nospin', 'raw', 'poolifier', 'workerpool', 'piscina'];
 
 // ------------------------------------------------------------------------------------ CLI
 function usage() {
@@ -27,7 +27,7 @@ function usage() {
   --quick              small task counts, for a smoke run
   --only a,b           adapters to run: ${ADAPTER_NAMES.join(', ')} (default: all;
                        with --memory default: this)
-  --scenario s,t       scenario groups or cells: burst, latency, ready, payload, fib, cpu
+  --scenario s,t       scenario groups or cells: burst, latency, mixed, ready, payload, fib, cpu
                        (or cell ids such as burst-4, payload-1MB; default: all);
                        'memory' is the same as --memory; 'distributed' runs
                        bench/distributed.js (BullMQ on a private redis-server; only
@@ -73,8 +73,16 @@ function parseArgs(argv) {
 const FULL = {
   warmup: 20000,
   burst: 20000,
-  latency: 2000,
-  latencyWarmup: 200,
+  // p99.9 needs enough samples: 10,000 puts ten tasks above it.
+  latency: 10000,
+  latencyWarmup: 500,
+  // Mixed load: one-at-a-time no-op tasks while `mixedBackground` tasks of `burnMs` of CPU
+  // are kept in flight on the other workers.
+  mixed: 2000,
+  mixedWarmup: 100,
+  mixedBackground: 2,
+  burnMs: 5,
+  idleMs: 500,
   payload: { '100B': [100, 10000], '10KB': [10 * 1024, 5000], '1MB': [1024 * 1024, 200] },
   fibN: 27,
   fib: 400,
@@ -88,8 +96,11 @@ const QUICK = {
   ...FULL,
   warmup: 500,
   burst: 5000,
-  latency: 500,
+  latency: 1000,
   latencyWarmup: 50,
+  mixed: 300,
+  mixedWarmup: 20,
+  idleMs: 200,
   payload: { '100B': [100, 1000], '10KB': [10 * 1024, 500], '1MB': [1024 * 1024, 20] },
   fib: 100,
   cpu: 10000, // 10 ms /proc tick resolution: fewer tasks would make the numbers meaningless
@@ -104,6 +115,9 @@ const M = {
   tps: { key: 'tps', label: 'tasks/s', better: 'higher', fmt: fmtInt },
   p50: { key: 'p50', label: 'p50 µs', better: 'lower', fmt: fmtInt },
   p99: { key: 'p99', label: 'p99 µs', better: 'lower', fmt: fmtInt },
+  p999: { key: 'p999', label: 'p99.9 µs', better: 'lower', fmt: fmtInt },
+  cpuPerTask: { key: 'cpuUsPerTask', label: 'parent CPU µs / task', better: 'lower', fmt: (v) => v.toFixed(1) },
+  idleCpu: { key: 'idleCpuMsPerS', label: 'parent CPU while idle, ms / s', better: 'lower', fmt: (v) => v.toFixed(2) },
   readyMs: { key: 'readyMs', label: 'ready signal, ms', better: 'lower', fmt: fmtMs },
   servedMs: { key: 'servedMs', label: 'all 20 workers served, ms', better: 'lower', fmt: fmtMs },
   parentCpu: { key: 'parentCpuMs', label: 'parent CPU ms / 10k tasks (process.cpuUsage)', better: 'lower', fmt: fmtMs },
@@ -156,19 +170,79 @@ async function measureBurst(h) {
   return { tps: (N / ms) * 1000, ms, tasks: N };
 }
 
-async function measureLatency(h) {
-  for (let i = 0; i < C.latencyWarmup; i++) await h.run('echo', { i, s: 'x' });
+// HDR-style latency histogram: bucket upper bounds in µs (the last bucket is open).
+const HIST_BOUNDS = [10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, Infinity];
+const HIST_LABELS = ['<10', '10–20', '20–50', '50–100', '100–200', '200–500', '0.5–1 ms', '1–2 ms', '2–5 ms', '5–10 ms', '≥10 ms'];
+function histogram(sorted) {
+  const counts = new Array(HIST_BOUNDS.length).fill(0);
+  let b = 0;
+  for (let i = 0; i < sorted.length; i++) {
+    while (sorted[i] >= HIST_BOUNDS[b]) b++;
+    counts[b]++;
+  }
+  return counts;
+}
+
+// N tasks, each awaited before the next is sent. Also the parent's CPU (all its threads)
+// per task over the same loop: a pool that busy-polls for replies shows it here.
+async function oneAtATime(h, N, warmup) {
+  for (let i = 0; i < warmup; i++) await h.run('echo', { i, s: 'x' });
   settle();
-  const N = C.latency;
   const lat = new Float64Array(N);
+  const cpu0 = process.cpuUsage();
   for (let i = 0; i < N; i++) {
     const t = now();
     const r = await h.run('echo', { i, s: 'x' });
     lat[i] = (now() - t) * 1000;
     if (!r || r.i !== i) throw new Error(`wrong result for task ${i}`);
   }
+  const cpu = process.cpuUsage(cpu0);
   lat.sort();
-  return { p50: percentileSorted(lat, 50), p99: percentileSorted(lat, 99), max: lat[N - 1], tasks: N };
+  return {
+    p50: percentileSorted(lat, 50),
+    p99: percentileSorted(lat, 99),
+    p999: percentileSorted(lat, 99.9),
+    max: lat[N - 1],
+    hist: histogram(lat),
+    cpuUsPerTask: (cpu.user + cpu.system) / N,
+    tasks: N,
+  };
+}
+
+async function measureLatency(h) {
+  const r = await oneAtATime(h, C.latency, C.latencyWarmup);
+  // The pool open with nothing to do: whatever the parent burns now (timers, polling)
+  // it burns all day.
+  const cpu0 = process.cpuUsage();
+  const t = now();
+  await sleep(C.idleMs);
+  const cpu = process.cpuUsage(cpu0);
+  r.idleCpuMsPerS = (cpu.user + cpu.system) / (now() - t);
+  return r;
+}
+
+// One-at-a-time no-op tasks while CPU-bound tasks keep other workers busy: a pool must
+// not queue the short task behind a long one, and the parent must not take the CPU the
+// busy workers need.
+async function measureMixed(h) {
+  let stop = false;
+  let burns = 0;
+  const background = async () => {
+    while (!stop) {
+      if ((await h.run('burn', { ms: C.burnMs })) !== true) throw new Error('wrong burn result');
+      burns++;
+    }
+  };
+  const bg = Array.from({ length: C.mixedBackground }, background);
+  await sleep(2 * C.burnMs);
+  try {
+    const r = await oneAtATime(h, C.mixed, C.mixedWarmup);
+    r.burns = burns;
+    return r;
+  } finally {
+    stop = true;
+    await Promise.all(bg);
+  }
 }
 
 function measurePayload(key) {
@@ -248,8 +322,9 @@ async function measureReady(h, ctx) {
 const CELLS = [
   { id: 'burst-4', group: 'burst', size: 4, title: 'Burst throughput (no-op), 4 workers', metrics: [M.tps], measure: measureBurst },
   { id: 'burst-20', group: 'burst', size: 20, title: 'Burst throughput (no-op), 20 workers', metrics: [M.tps], measure: measureBurst },
-  { id: 'latency-4', group: 'latency', size: 4, title: 'One-at-a-time latency, 4 workers', metrics: [M.p50, M.p99], measure: measureLatency },
-  { id: 'latency-20', group: 'latency', size: 20, title: 'One-at-a-time latency, 20 workers', metrics: [M.p50, M.p99], measure: measureLatency },
+  { id: 'latency-4', group: 'latency', size: 4, title: 'One-at-a-time latency, 4 workers', metrics: [M.p50, M.p99, M.p999, M.cpuPerTask, M.idleCpu], measure: measureLatency },
+  { id: 'latency-20', group: 'latency', size: 20, title: 'One-at-a-time latency, 20 workers', metrics: [M.p50, M.p99, M.p999, M.cpuPerTask, M.idleCpu], measure: measureLatency },
+  { id: 'mixed-4', group: 'mixed', size: 4, title: 'One-at-a-time latency while 2 workers run 5 ms CPU tasks, 4 workers', metrics: [M.p50, M.p99, M.p999], measure: measureMixed },
   { id: 'ready-20', group: 'ready', size: 20, title: 'Time until 20 workers are ready', metrics: [M.readyMs, M.servedMs], measure: measureReady },
   { id: 'payload-100B', group: 'payload', size: 4, title: 'Payload 100 B, 4 workers', metrics: [M.tps], measure: measurePayload('100B') },
   { id: 'payload-10KB', group: 'payload', size: 4, title: 'Payload 10 KB, 4 workers', metrics: [M.tps], measure: measurePayload('10KB') },
@@ -263,7 +338,7 @@ function loadAdapter(name) {
   const mod = require(`./adapters/${name}.js`);
   let version = 'n/a';
   try { version = mod.version(); } catch { /* not installed / not built */ }
-  return { mod, name, label: mod.label || name, kind: mod.kind, readySignal: mod.readySignal, version };
+  return { mod, name, label: mod.label || name, kind: mod.kind, readySignal: mod.readySignal, version, groups: mod.groups || null };
 }
 
 const errMsg = (e) => String((e && e.message) || e).split('\n')[0].slice(0, 200);
@@ -339,6 +414,7 @@ async function runMain(opts) {
       const order = adapters.slice(shift).concat(adapters.slice(0, shift));
       for (const a of order) {
         if (unavailable[a.name]) continue;
+        if (a.groups && !a.groups.includes(cell.group)) continue;
         const r = await runCell(a, cell);
         r.round = round + 1;
         if (r.createError && !everOk.has(a.name)) {
@@ -362,6 +438,7 @@ async function runMain(opts) {
       const m = { rounds: ok.length };
       for (const met of c.metrics) m[met.key] = median(ok.map((r) => r[met.key]));
       if (c.group === 'payload') m.mbps = median(ok.map((r) => r.mbps));
+      if (ok.length && ok[0].hist) m.hist = ok[0].hist.map((_, b) => ok.reduce((sum, r) => sum + r.hist[b], 0));
       medians[c.id][a.name] = m;
     }
   }
@@ -418,6 +495,7 @@ function renderReport({ opts, rounds, adapters, cells, results, medians, unavail
           let na = '—';
           if (met.key === 'readyMs') na = 'n/a (no signal)';
           if (met.key === 'workersCpuMs' && a.kind === 'thread') na = 'n/a (in parent)';
+          if (a.groups && !a.groups.includes(c.group)) na = 'n/a';
           row.push(err ? 'error' : na);
           continue;
         }
@@ -429,6 +507,18 @@ function renderReport({ opts, rounds, adapters, cells, results, medians, unavail
     }
   }
   L.push('');
+
+  // Latency histograms: how many tasks fell in each bucket, all rounds together.
+  for (const c of cells.filter((x) => adapters.some((a) => medians[x.id][a.name].hist))) {
+    L.push(`**${c.title}**: tasks per latency bucket (µs unless marked), all rounds together`, '');
+    L.push(`| pool | ${HIST_LABELS.join(' | ')} |`);
+    L.push(`|---|${HIST_LABELS.map(() => '---:').join('|')}|`);
+    for (const a of adapters) {
+      const hst = medians[c.id][a.name].hist;
+      if (hst) L.push(`| ${a.label} | ${hst.map((n) => n.toLocaleString('en-US')).join(' | ')} |`);
+    }
+    L.push('');
+  }
 
   const notes = [];
   if (!baseAdapter || unavailable[base]) notes.push(`Ratios omitted: baseline \`${base}\` was ${baseAdapter ? 'unavailable' : 'not selected'} (choose another with \`--baseline raw\`).`);
@@ -588,9 +678,9 @@ async function main() {
   if (!local || local.length) {
     const json = await runMain({ ...opts, scenario: local });
     // A full run (no --scenario) ends with the memory mode for the same pools (one round:
-    // a million tasks each; this-rr is the same package, so it is skipped).
+    // a million tasks each; this-rr and this-nospin are the same package, so skipped).
     if (!opts.scenario) {
-      const names = (opts.only || ADAPTER_NAMES).filter((n) => n !== 'this-rr');
+      const names = (opts.only || ADAPTER_NAMES).filter((n) => n !== 'this-rr' && n !== 'this-nospin');
       process.stdout.write('\n');
       await runMemory(opts, { names, rounds: 1, mergeInto: json });
     }

@@ -18,7 +18,7 @@ module.exports = {
     return module.exports.createWith(size, 'least-loaded');
   },
 
-  async createWith(size, loadBalancing) {
+  async createWith(size, loadBalancing, extra = {}) {
     const { createWorkerPool } = require(ROOT);
     const pool = await createWorkerPool({
       poolSize: size,
@@ -30,6 +30,7 @@ module.exports = {
       // worker. The default, round-robin, is measured as 'this-rr'.
       loadBalancing,
       logLevel: 'silent',
+      ...extra,
     });
     return {
       nativeReady: true,

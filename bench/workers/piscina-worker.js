@@ -8,5 +8,7 @@ function echo(payload) {
 echo.echo = echo;
 echo.fib = tasks.fib;
 echo.whoami = tasks.whoami;
+echo.stamp = tasks.stamp;
+echo.burn = tasks.burn;
 
 module.exports = echo;

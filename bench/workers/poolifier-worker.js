@@ -7,4 +7,6 @@ module.exports = new ClusterWorker({
   echo: tasks.echo,
   fib: tasks.fib,
   whoami: tasks.whoami,
+  stamp: tasks.stamp,
+  burn: tasks.burn,
 });

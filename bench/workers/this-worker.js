@@ -7,4 +7,6 @@ const w = new WorkerProcess(process.env.WORKER_ID, JSON.parse(process.env.WORKER
 w.registerTaskHandler('echo', (p) => p);
 w.registerTaskHandler('fib', (p) => tasks.fib(p));
 w.registerTaskHandler('whoami', () => tasks.whoami());
+w.registerTaskHandler('stamp', () => tasks.stamp());
+w.registerTaskHandler('burn', (p) => tasks.burn(p));
 w.start();

@@ -7,4 +7,6 @@ workerpool.worker({
   echo: tasks.echo,
   fib: tasks.fib,
   whoami: tasks.whoami,
+  stamp: tasks.stamp,
+  burn: tasks.burn,
 });

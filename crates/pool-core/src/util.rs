@@ -2,6 +2,14 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// The number of runnable threads in `/proc/loadavg` text (the kernel's instantaneous
+/// count: "0.62 0.57 0.25 2/150 1234" -> 2). The binding's reply spin runs only while
+/// it is at most the CPU count.
+pub fn runnable_in_loadavg(text: &[u8]) -> Option<usize> {
+    let field = std::str::from_utf8(text).ok()?.split_ascii_whitespace().nth(3)?;
+    field.split_once('/')?.0.parse().ok()
+}
+
 /// A fast multiplicative hasher (the "Fx" hash of rustc) for the core's own keys:
 /// task sequence numbers and task type names, hashed per task on the hot path. The
 /// keys come from the embedding program, not from a network peer, so resistance to
@@ -98,4 +106,17 @@ pub fn signal_name(sig: i32) -> String {
         _ => return format!("SIG{sig}"),
     };
     name.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runnable_in_loadavg;
+
+    #[test]
+    fn reads_the_runnable_count_of_proc_loadavg() {
+        assert_eq!(runnable_in_loadavg(b"0.62 0.57 0.25 2/150 1234\n"), Some(2));
+        assert_eq!(runnable_in_loadavg(b"15.93 13.62 8.56 14/233 28862\n"), Some(14));
+        assert_eq!(runnable_in_loadavg(b"0.62 0.57"), None);
+        assert_eq!(runnable_in_loadavg(b"0.62 0.57 0.25 x/150 1"), None);
+    }
 }
