@@ -1,8 +1,8 @@
 #!/usr/bin/env node
-// The main job of `npm start`: start a pool with the default worker, run a batch of
+// `npm run demo`: start a pool with the default worker, run a batch of
 // tasks with a progress line, print the metrics, shut down.
 'use strict';
-const { createWorkerPool } = require('.');
+const { createWorkerPool } = require('..');
 
 async function main() {
   const total = Number(process.env.DEMO_TASKS || 10000);
