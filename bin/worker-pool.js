@@ -246,15 +246,7 @@ function renderQueueStatus(q) {
 
 /** The shared counts in the Prometheus text format (the same lines a serving daemon exports). */
 function sharedPrometheus(name, c) {
-  const q = JSON.stringify(name);
-  const lines = [
-    '# HELP worker_pool_shared_jobs Jobs in the shared queue by state (all machines).',
-    '# TYPE worker_pool_shared_jobs gauge',
-  ];
-  for (const k of ['waiting', 'active', 'delayed', 'prioritized', 'completed', 'failed']) lines.push(`worker_pool_shared_jobs{queue=${q},state="${k}"} ${c[k]}`);
-  lines.push('# HELP worker_pool_shared_serving_pools Pools serving the shared queue.', '# TYPE worker_pool_shared_serving_pools gauge');
-  lines.push(`worker_pool_shared_serving_pools{queue=${q}} ${c.servingPools}`);
-  return `${lines.join('\n')}\n`;
+  return require('../lib/distributed/codec').sharedPrometheus(name, c);
 }
 
 // ------------------------------------------------------------------ commands

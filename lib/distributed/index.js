@@ -7,6 +7,7 @@ const { validateTask } = require('../task-validate');
 const { resolveClientOptions } = require('./config');
 const { SharedQueueProducer, DEFAULT_RETRY } = require('./producer');
 const { SharedQueueServer } = require('./server');
+const { sharedPrometheus } = require('./codec');
 
 // getPoolMetrics() stays synchronous: it reports the latest snapshot of the shared
 // counts, which is read this often while the pool runs.
@@ -78,16 +79,7 @@ class SharedQueueMode {
 
   /** Prometheus lines for the shared counts. */
   prometheus() {
-    const c = this.#snapshot;
-    const q = JSON.stringify(this.#opts.name);
-    const lines = [
-      '# HELP worker_pool_shared_jobs Jobs in the shared queue by state (all machines).',
-      '# TYPE worker_pool_shared_jobs gauge',
-    ];
-    for (const k of ['waiting', 'active', 'delayed', 'prioritized', 'completed', 'failed']) lines.push(`worker_pool_shared_jobs{queue=${q},state="${k}"} ${c[k]}`);
-    lines.push('# HELP worker_pool_shared_serving_pools Pools serving the shared queue.', '# TYPE worker_pool_shared_serving_pools gauge');
-    lines.push(`worker_pool_shared_serving_pools{queue=${q}} ${c.servingPools}`);
-    return `${lines.join('\n')}\n`;
+    return sharedPrometheus(this.#opts.name, this.#snapshot);
   }
 
   get producer() {
