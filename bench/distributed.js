@@ -29,7 +29,8 @@
 
 const fs = require('fs');
 const os = require('os');
-const net = require('net');
+// The tests' free-port finder (one copy of it in the repository).
+const { freePort } = require('../__test__/redis-harness');
 const path = require('path');
 const { fork, spawn, spawnSync } = require('child_process');
 const { now, sleep, median, percentileSorted, withTimeout, descendants, procCpuMs, machine } = require('./lib/util');
@@ -109,17 +110,6 @@ const log = (msg) => process.stderr.write(`${msg}\n`);
 // ------------------------------------------------------------------------ redis-server
 function hasRedis() {
   return spawnSync('sh', ['-c', 'command -v redis-server']).status === 0;
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 /** A private redis-server: no persistence (the engine's speed, not the disk's). */
