@@ -118,10 +118,11 @@ export interface WorkerPoolConfig {
   /** Cap on the retry delay, ms. @default 30000 */
   maxBackoffMs?: number;
   /**
-   * How tasks are spread over workers: 'round-robin' cycles through the free workers;
-   * 'least-loaded' takes the fewest in flight, ties to the worker used last (fastest
-   * for tasks that arrive one at a time); 'capability-based' the tightest fit of
-   * `requires`, then like 'least-loaded'. @default 'round-robin'
+   * How tasks are spread over workers: 'least-loaded' takes the fewest in flight, ties
+   * to the worker used last (fastest for tasks that arrive one at a time);
+   * 'round-robin' (the original's default) cycles through the free workers;
+   * 'capability-based' the tightest fit of `requires`, then like 'least-loaded'.
+   * @default 'least-loaded'
    */
   loadBalancing?: LoadBalancingStrategy;
   /** Restart workers that crash or turn unhealthy (false only when given as false). @default true */

@@ -279,7 +279,7 @@ test('pool.config holds the resolved options under their original names', async 
     maxTaskRetries: 3,
     retryBackoffMs: 1000,
     maxBackoffMs: 30000,
-    loadBalancing: 'round-robin',
+    loadBalancing: 'least-loaded',
     autoRestart: true,
     maxRestartAttempts: 3,
     fifoDir: '/tmp/cortex/workers',

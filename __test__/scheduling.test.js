@@ -138,7 +138,9 @@ const GROUPS = [
 ];
 
 test('workerGroups: sizes, capabilities, env, routing by requires, ERR_NO_CAPABLE_WORKER', T, async (t) => {
-  const { pool } = await open(t, { workerGroups: GROUPS });
+  // round-robin: the plain tasks below must reach the cpu workers too (least-loaded
+  // would keep them on the worker used last, the gpu one).
+  const { pool } = await open(t, { workerGroups: GROUPS, loadBalancing: 'round-robin' });
   assert.equal(pool.getWorkerPids().length, 3);
   assert.equal(pool.getPoolMetrics().pool.size, 3);
   assert.deepEqual(pool.getWorkerStatus('worker-0').capabilities, ['gpu']);
@@ -527,7 +529,8 @@ test('idleTimeoutMs: idle workers above minWorkers exit, busy ones are spared, s
 // ------------------------------------------------------------------ 6. reuse metric
 
 test('workerReuseRatio: 20 tasks on 2 workers give (20 - 2) / 20 = 0.9, "90%"', T, async (t) => {
-  const { pool } = await open(t, { poolSize: 2 });
+  // round-robin, so that sequential tasks reach both workers.
+  const { pool } = await open(t, { poolSize: 2, loadBalancing: 'round-robin' });
   const fresh = pool.getPoolMetrics().performance;
   assert.equal(fresh.workerReuseRatio, 0);
   assert.equal(fresh.workerReuseRate, '0%');

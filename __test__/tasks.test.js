@@ -415,7 +415,7 @@ test('thousands of tasks: every result goes to its own promise (batched settleme
 });
 
 test('getPoolMetrics has every key of the documented shape with the right types', async (t) => {
-  const pool = await makePool(t, { poolSize: 2, workerScript: ECHO }, { seen });
+  const pool = await makePool(t, { poolSize: 2, workerScript: ECHO, loadBalancing: 'round-robin' }, { seen });
   for (let i = 0; i < 10; i++) await pool.submitTask({ type: 'echo', payload: i });
   await settle(pool.submitTask({ type: 'no-such-type' }));
   const m = pool.getPoolMetrics();

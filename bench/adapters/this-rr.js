@@ -1,6 +1,6 @@
 'use strict';
-// This package with its default strategy, round-robin (the original's default, kept
-// for compatibility). It rotates even lone tasks across the workers, so its
+// This package with loadBalancing 'round-robin' (the original's default, still
+// available by name; the package's default is 'least-loaded'). It rotates even lone tasks across the workers, so its
 // one-at-a-time latency pays for cache-cold workers; see adapters/this.js.
 const base = require('./this.js');
 

@@ -15,7 +15,8 @@ module.exports = {
   readySignal: 'await createWorkerPool(...) resolves',
 
   create(size) {
-    return module.exports.createWith(size, 'least-loaded');
+    // Default options, as Cortex uses the pool (loadBalancing: 'least-loaded').
+    return module.exports.createWith(size, undefined);
   },
 
   async createWith(size, loadBalancing, extra = {}) {
@@ -25,10 +26,10 @@ module.exports = {
       minWorkers: 1,
       maxWorkers: Math.max(size, 50),
       workerScript: WORKER,
-      // 'least-loaded' is the strategy the peers use (poolifier LEAST_USED, workerpool
-      // and piscina the least busy): fewest in flight, ties to the most recently used
-      // worker. The default, round-robin, is measured as 'this-rr'.
-      loadBalancing,
+      // The default, 'least-loaded', is the strategy the peers use (poolifier
+      // LEAST_USED, workerpool and piscina the least busy): fewest in flight, ties to
+      // the most recently used worker. The original's round-robin is 'this-rr'.
+      ...(loadBalancing ? { loadBalancing } : {}),
       logLevel: 'silent',
       ...extra,
     });
