@@ -161,7 +161,9 @@ async function startRedis() {
 async function startConsumers(kind, pools, concurrency, url, queueName) {
   const per = [];
   for (let i = 0; i < pools; i++) per.push(Math.floor(concurrency / pools) + (i < concurrency % pools ? 1 : 0));
-  const children = per.map((c) => fork(CONSUMER, [kind, String(c), url, queueName], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }));
+  // BENCH_CONSUMER_EXEC_ARGV (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the consumers.
+  const execArgv = (process.env.BENCH_CONSUMER_EXEC_ARGV || '').split(' ').filter(Boolean);
+  const children = per.map((c) => fork(CONSUMER, [kind, String(c), url, queueName], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], execArgv }));
   await withTimeout(
     Promise.all(
       children.map(

@@ -10,7 +10,8 @@
 //   holds a lock while it waits in a local queue.
 // - A job this pool cannot finish because it is shutting down goes back to the queue
 //   with its attempt count unchanged (moveToWait + WaitingError).
-// - Cancellation crosses machines on the registry's control channel.
+// - Cancellation crosses machines on the registry's control channel and fires the
+//   attempt's AbortSignal (BullMQ's own, passed to the local task as is).
 
 const os = require('node:os');
 const crypto = require('node:crypto');
@@ -36,8 +37,6 @@ class SharedQueueServer {
   #subscriber = null;
   /** queue name → { worker, caps, active } */
   #workers = new Map();
-  /** job id → AbortController of the running attempt */
-  #running = new Map();
   /** job id → time a cancel arrived for a job not running here */
   #cancelled = new Map();
   #groups = []; // capability arrays of the local workers that can take a job
@@ -171,9 +170,11 @@ class SharedQueueServer {
       return;
     }
     if (msg && typeof msg.cancel === 'string') {
-      const ac = this.#running.get(msg.cancel);
-      if (ac) ac.abort(msg.reason || 'aborted by its producer');
-      else this.#cancelled.set(msg.cancel, Date.now());
+      // A running job's attempt has BullMQ's own AbortSignal (the processor's third
+      // argument), which is also the local task's signal: cancelJob fires it.
+      let running = false;
+      for (const w of this.#workers.values()) if (w.worker.cancelJob(msg.cancel, msg.reason || 'aborted by its producer')) running = true;
+      if (!running) this.#cancelled.set(msg.cancel, Date.now());
     } else if (msg && Array.isArray(msg.capset)) {
       this.#serve(msg.capset);
     }
@@ -182,14 +183,10 @@ class SharedQueueServer {
   async #process(entry, job, token, signal) {
     entry.active++;
     this.#fitConcurrency();
-    const ac = new AbortController();
-    this.#running.set(job.id, ac);
-    const onAbort = () => ac.abort(signal.reason);
-    if (signal) signal.addEventListener('abort', onAbort, { once: true });
     try {
       const task = codec.decodeJob(job);
-      if (this.#cancelled.delete(job.id)) throw abortError('The task was aborted by its producer');
-      task.signal = ac.signal;
+      if (this.#cancelled.delete(job.id) || (signal && signal.aborted)) throw abortError('The task was aborted by its producer');
+      task.signal = signal;
       const result = await this.#pool.run(task);
       // BullMQ stores JSON text: a handler that returns nothing gives null.
       return result === undefined ? null : result;
@@ -201,8 +198,6 @@ class SharedQueueServer {
       }
       throw codec.jobError(err, { host: os.hostname(), pool: this.#id });
     } finally {
-      if (signal) signal.removeEventListener('abort', onAbort);
-      this.#running.delete(job.id);
       entry.active--;
       this.#fitConcurrency();
     }
