@@ -2,8 +2,9 @@
 const { EventEmitter } = require('node:events');
 const path = require('node:path');
 const errors = require('./errors');
-const { TaskQueue } = require('./task-queue');
-const { HealthMonitor } = require('./health-monitor');
+const { PoolTaskQueueView } = require('./task-queue');
+const { PoolHealthMonitorView } = require('./health-monitor');
+const { PoolBackend } = require('./call-backend');
 const { validateTask } = require('./task-validate');
 
 const { CODES, callNative, fromCore, fromNative, invalidArgument, invalidConfig, withCode } = errors;
@@ -92,36 +93,17 @@ class WorkerPoolManager extends EventEmitter {
     this.#logLevel = LOG_LEVELS[this.config.logLevel] ?? LOG_LEVELS.info;
 
     const native = this.#native;
-    const poolCalls = {
-      call: (method, args = []) => {
-        this.#flush();
-        return callNative(() => native.call(method, JSON.stringify(args)));
-      },
-      requeueDeadLetters: (taskId) => this.#requeueDeadLetters(taskId),
+    const poolCall = (method, args) => {
+      this.#flush();
+      return callNative(() => native.call(method, JSON.stringify(args)));
     };
-    const queueView = {
-      pool: poolCalls,
-      options: {
-        maxRetries: this.config.maxTaskRetries,
-        retryBackoffMs: this.config.retryBackoffMs,
-        maxBackoffMs: this.config.maxBackoffMs,
-        taskTimeoutMs: this.config.taskTimeout,
-      },
-    };
+    // The views' options are the core's own (`options` verb): it maps the pool's options.
+    const queueBackend = new PoolBackend(poolCall, 'queue.');
+    const requeue = (taskId) => this.#requeueDeadLetters(taskId);
     this.taskQueue = this.#shared
-      ? new (require('./distributed').SharedTaskQueueView)(this.#shared.producer, queueView)
-      : new TaskQueue(undefined, queueView);
-    this.healthMonitor = new HealthMonitor(undefined, {
-      pool: poolCalls,
-      options: {
-        heartbeatTimeoutMs: this.config.heartbeatInterval * 3,
-        healthCheckInterval: this.config.healthCheckInterval,
-        zombieThresholdMs: this.config.zombieThresholdMs,
-        maxRestartAttempts: this.config.maxRestartAttempts,
-        restartCooldownMs: this.config.restartCooldownMs,
-        memoryThresholdMB: this.config.workerMemoryLimitMB,
-      },
-    });
+      ? new (require('./distributed').SharedTaskQueueView)(this.#shared.producer, queueBackend, requeue)
+      : new PoolTaskQueueView(queueBackend, requeue);
+    this.healthMonitor = new PoolHealthMonitorView(new PoolBackend(poolCall, 'health.'));
     // Per-task events cost the hot path; the core sends them only while someone listens.
     const track = (emitter) => {
       emitter.on('newListener', (name) => this.#updateInterest(emitter, name));

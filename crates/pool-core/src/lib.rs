@@ -15,6 +15,7 @@ pub mod queue;
 pub mod runtime;
 pub mod standalone;
 pub mod util;
+pub mod verbs;
 
 pub use config::PoolConfig;
 pub use error::{Code, CoreError, CoreResult};
