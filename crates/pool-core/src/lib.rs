@@ -20,4 +20,4 @@ pub mod verbs;
 pub use config::PoolConfig;
 pub use error::{Code, CoreError, CoreResult};
 pub use fdio::{Channel, PollerState};
-pub use pool::{EventSink, Pool, PoolTask, Pumped};
+pub use pool::{append_batch, EventSink, Pool, PoolTask, Pumped};
