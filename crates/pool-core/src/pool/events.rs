@@ -126,8 +126,8 @@ mod tests {
     use crate::error::Code;
     use serde_json::json;
 
-    /// The records as `#onEvents` in lib/pool.js reads them (the table is in
-    /// docs/ARCHITECTURE.md).
+    /// The records as `decodeEvents` in lib/wire.js reads them (the table is in
+    /// docs/ARCHITECTURE.md, "Event records").
     #[test]
     fn records_decode_as_the_facade_reads_them() {
         let cfg = PoolConfig::from_json(&Value::Null, "node", "worker.js").unwrap();
