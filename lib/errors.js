@@ -2,28 +2,37 @@
 // The one error table of the JS side. Every error this package rejects or throws is
 // an `Error` with a stable `code`; core errors arrive as JSON and are rebuilt here.
 
-const CODES = Object.freeze({
-  ERR_INVALID_CONFIG: 'ERR_INVALID_CONFIG',
-  ERR_INVALID_TASK: 'ERR_INVALID_TASK',
-  ERR_INVALID_ARGUMENT: 'ERR_INVALID_ARGUMENT',
-  ERR_POOL_NOT_INITIALIZED: 'ERR_POOL_NOT_INITIALIZED',
-  ERR_POOL_ALREADY_INITIALIZED: 'ERR_POOL_ALREADY_INITIALIZED',
-  ERR_POOL_SHUTTING_DOWN: 'ERR_POOL_SHUTTING_DOWN',
-  ERR_POOL_SHUTDOWN: 'ERR_POOL_SHUTDOWN',
-  ERR_TASK_FAILED: 'ERR_TASK_FAILED',
-  ERR_NO_HANDLER: 'ERR_NO_HANDLER',
-  ERR_WORKER_CRASHED: 'ERR_WORKER_CRASHED',
-  ERR_TASK_TIMEOUT: 'ERR_TASK_TIMEOUT',
-  ABORT_ERR: 'ABORT_ERR',
-  ERR_QUEUE_FULL: 'ERR_QUEUE_FULL',
-  ERR_QUEUE_CLEARED: 'ERR_QUEUE_CLEARED',
-  ERR_WORKER_START_FAILED: 'ERR_WORKER_START_FAILED',
-  ERR_PROTOCOL: 'ERR_PROTOCOL',
-  ERR_NO_CAPABLE_WORKER: 'ERR_NO_CAPABLE_WORKER',
-  ERR_NOT_SUPPORTED: 'ERR_NOT_SUPPORTED',
-  ERR_QUEUE_UNAVAILABLE: 'ERR_QUEUE_UNAVAILABLE',
-  ERR_INTERNAL: 'ERR_INTERNAL',
-});
+/**
+ * The core's codes, in the order of the `codes!` table in crates/pool-core/src/error.rs
+ * (a test compares the two through the addon's `errorCodes()`).
+ */
+const CORE_CODES = Object.freeze([
+  'ERR_INVALID_CONFIG',
+  'ERR_INVALID_TASK',
+  'ERR_INVALID_ARGUMENT',
+  'ERR_POOL_NOT_INITIALIZED',
+  'ERR_POOL_ALREADY_INITIALIZED',
+  'ERR_POOL_SHUTTING_DOWN',
+  'ERR_POOL_SHUTDOWN',
+  'ERR_TASK_FAILED',
+  'ERR_NO_HANDLER',
+  'ERR_WORKER_CRASHED',
+  'ERR_TASK_TIMEOUT',
+  'ABORT_ERR',
+  'ERR_QUEUE_FULL',
+  'ERR_QUEUE_CLEARED',
+  'ERR_WORKER_START_FAILED',
+  'ERR_PROTOCOL',
+  'ERR_NO_CAPABLE_WORKER',
+  'ERR_NOT_SUPPORTED',
+  'ERR_INTERNAL',
+]);
+
+/** Codes only the JS side raises (the shared queue's connection lives in lib/distributed). */
+const JS_CODES = Object.freeze(['ERR_QUEUE_UNAVAILABLE']);
+
+/** `ErrorCodes`: each code keyed by itself. */
+const CODES = Object.freeze(Object.fromEntries([...CORE_CODES, ...JS_CODES].map((c) => [c, c])));
 
 const DETAIL_KEYS = ['workerId', 'exitCode', 'signal', 'stderr', 'handlerCode'];
 
@@ -97,4 +106,4 @@ function callNative(fn) {
   }
 }
 
-module.exports = { CODES, withCode, invalidTask, invalidArgument, invalidConfig, abortError, fromCore, fromNative, callNative, describe };
+module.exports = { CODES, CORE_CODES, JS_CODES, withCode, invalidTask, invalidArgument, invalidConfig, abortError, fromCore, fromNative, callNative, describe };

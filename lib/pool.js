@@ -2,9 +2,11 @@
 const { EventEmitter } = require('node:events');
 const path = require('node:path');
 const errors = require('./errors');
-const { TaskQueue } = require('./task-queue');
-const { HealthMonitor } = require('./health-monitor');
+const { PoolTaskQueueView } = require('./task-queue');
+const { PoolHealthMonitorView } = require('./health-monitor');
+const { PoolBackend } = require('./call-backend');
 const { validateTask } = require('./task-validate');
+const { encodeSubmitLine, decodeEvents } = require('./wire');
 
 const { CODES, callNative, fromCore, fromNative, invalidArgument, invalidConfig, withCode } = errors;
 
@@ -92,36 +94,17 @@ class WorkerPoolManager extends EventEmitter {
     this.#logLevel = LOG_LEVELS[this.config.logLevel] ?? LOG_LEVELS.info;
 
     const native = this.#native;
-    const poolCalls = {
-      call: (method, args = []) => {
-        this.#flush();
-        return callNative(() => native.call(method, JSON.stringify(args)));
-      },
-      requeueDeadLetters: (taskId) => this.#requeueDeadLetters(taskId),
+    const poolCall = (method, args) => {
+      this.#flush();
+      return callNative(() => native.call(method, JSON.stringify(args)));
     };
-    const queueView = {
-      pool: poolCalls,
-      options: {
-        maxRetries: this.config.maxTaskRetries,
-        retryBackoffMs: this.config.retryBackoffMs,
-        maxBackoffMs: this.config.maxBackoffMs,
-        taskTimeoutMs: this.config.taskTimeout,
-      },
-    };
+    // The views' options are the core's own (`options` verb): it maps the pool's options.
+    const queueBackend = new PoolBackend(poolCall, 'queue.');
+    const requeue = (taskId) => this.#requeueDeadLetters(taskId);
     this.taskQueue = this.#shared
-      ? new (require('./distributed').SharedTaskQueueView)(this.#shared.producer, queueView)
-      : new TaskQueue(undefined, queueView);
-    this.healthMonitor = new HealthMonitor(undefined, {
-      pool: poolCalls,
-      options: {
-        heartbeatTimeoutMs: this.config.heartbeatInterval * 3,
-        healthCheckInterval: this.config.healthCheckInterval,
-        zombieThresholdMs: this.config.zombieThresholdMs,
-        maxRestartAttempts: this.config.maxRestartAttempts,
-        restartCooldownMs: this.config.restartCooldownMs,
-        memoryThresholdMB: this.config.workerMemoryLimitMB,
-      },
-    });
+      ? new (require('./distributed').SharedTaskQueueView)(this.#shared.producer, queueBackend, requeue)
+      : new PoolTaskQueueView(queueBackend, requeue);
+    this.healthMonitor = new PoolHealthMonitorView(new PoolBackend(poolCall, 'health.'));
     // Per-task events cost the hot path; the core sends them only while someone listens.
     const track = (emitter) => {
       emitter.on('newListener', (name) => this.#updateInterest(emitter, name));
@@ -197,71 +180,43 @@ class WorkerPoolManager extends EventEmitter {
   #onEvents(text) {
     // "" = a wake-up whose events a JS-thread read already delivered.
     if (text === '') return;
-    const events = JSON.parse(text);
-    let thrown = null;
-    for (let i = 0; i < events.length; i++) {
-      const e = events[i];
-      try {
-        switch (e.k) {
-          case 'ok': {
-            const p = this.#pending.get(e.s);
-            if (p) {
-              this.#pending.delete(e.s);
-              if (p.cleanup) p.cleanup();
-              p.resolve(e.r);
-            }
-            break;
-          }
-          case 'err': {
-            const p = this.#pending.get(e.s);
-            if (p) {
-              this.#pending.delete(e.s);
-              if (p.cleanup) p.cleanup();
-              const err = fromCore(e.e);
-              if (err.code === CODES.ABORT_ERR && p.signal) err.cause = p.signal.reason;
-              p.reject(err);
-            }
-            break;
-          }
-          case 'ev':
-            this.emit(e.n, e.d);
-            break;
-          case 'q': {
-            const { event, ...data } = e.d;
-            this.taskQueue.emit(event, data);
-            break;
-          }
-          case 'h': {
-            const { event, ...data } = e.d;
-            this.healthMonitor.emit(event, data);
-            break;
-          }
-          case 'op': {
-            const p = this.#ops.get(e.o);
-            if (p) {
-              this.#ops.delete(e.o);
-              if (e.ok) p.resolve(e.r);
-              else p.reject(fromCore(e.e));
-            }
-            break;
-          }
-          case 'log':
-            this.#log(e);
-            break;
-          case 'wm':
-            this.#workerMessage(e.w, e.p, e.m);
-            break;
-          default:
-            break;
-        }
-      } catch (err) {
-        // A listener threw: finish the batch (no settlement may be lost), then rethrow.
-        if (!thrown) thrown = err;
-      }
-    }
+    const thrown = decodeEvents(text, this.#sink);
     this.#refresh();
+    // A listener threw: the whole batch was applied (no settlement lost); rethrow now.
     if (thrown) throw thrown;
   }
+
+  /** What each event record does (the record kinds of lib/wire.js). */
+  #sink = {
+    ok: (seq, result) => {
+      const p = this.#pending.get(seq);
+      if (!p) return;
+      this.#pending.delete(seq);
+      if (p.cleanup) p.cleanup();
+      p.resolve(result);
+    },
+    err: (seq, info) => {
+      const p = this.#pending.get(seq);
+      if (!p) return;
+      this.#pending.delete(seq);
+      if (p.cleanup) p.cleanup();
+      const err = fromCore(info);
+      if (err.code === CODES.ABORT_ERR && p.signal) err.cause = p.signal.reason;
+      p.reject(err);
+    },
+    op: (op, ok, result, info) => {
+      const p = this.#ops.get(op);
+      if (!p) return;
+      this.#ops.delete(op);
+      if (ok) p.resolve(result);
+      else p.reject(fromCore(info));
+    },
+    ev: (name, data) => this.emit(name, data),
+    q: ({ event, ...data }) => this.taskQueue.emit(event, data),
+    h: ({ event, ...data }) => this.healthMonitor.emit(event, data),
+    log: (record) => this.#log(record),
+    wm: (workerId, pid, message) => this.#workerMessage(workerId, pid, message),
+  };
 
   #log(e) {
     const { k, ...entry } = e;
@@ -350,12 +305,10 @@ class WorkerPoolManager extends EventEmitter {
   }
 
   /** Queues a validated task (see lib/task-validate.js) in this machine's pool. */
-  #submitLocal({ type, payloadJson, priority, timeout, maxRetries, requires, metadataJson, signal }) {
-    const requiresJson = requires === undefined ? '' : JSON.stringify(requires);
+  #submitLocal(task) {
     const seq = ++this.#seq;
-    // One line per task; JSON text never contains a raw tab or newline.
-    this.#batch += `${seq}\t${priority}\t${timeout ?? ''}\t${maxRetries ?? ''}\t${JSON.stringify(type)}\t${payloadJson}\t${metadataJson ?? ''}\t${requiresJson}\n`;
-    const promise = this.#track(seq, signal);
+    this.#batch += encodeSubmitLine(seq, task);
+    const promise = this.#track(seq, task.signal);
     if (this.#batch.length >= FLUSH_AT_CHARS) {
       // Large payloads go at once: a burst of them must not become one huge string
       // (and the workers can start while the rest is being submitted).

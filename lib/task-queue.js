@@ -1,53 +1,47 @@
 'use strict';
 const { EventEmitter } = require('node:events');
-const { callNative, withCode, invalidArgument, CODES } = require('./errors');
-
-function emitAll(emitter, events) {
-  for (const e of events) {
-    const { event, ...data } = e;
-    emitter.emit(event, data);
-  }
-}
+const { withCode, invalidArgument, CODES } = require('./errors');
+const { StandaloneBackend } = require('./call-backend');
 
 function notSupported(method, instead) {
   return withCode(CODES.ERR_NOT_SUPPORTED, `taskQueue.${method}() is not available on a pool's queue: the pool drives it (${instead})`);
 }
 
+function checkTaskId(taskId) {
+  if (taskId !== undefined && typeof taskId !== 'string') throw invalidArgument('taskId', 'a task id string', taskId);
+}
+
+// Lets PoolTaskQueueView give an instance its backend (set in TaskQueue's static block).
+let attach;
+
 /**
  * The priority queue with retries, backoff and a dead-letter queue, backed by the
  * same Rust queue the pool uses. Standalone (`new TaskQueue(options)`) you drive it;
- * as `pool.taskQueue` it is a read-and-manage view of the pool's own queue.
+ * as `pool.taskQueue` (a `PoolTaskQueueView`) it is a read-and-manage view of the
+ * pool's own queue. Every method is one call verb of its backend.
  */
 class TaskQueue extends EventEmitter {
-  #native = null;
-  #pool = null;
+  #backend = null;
   #retryTimer = null;
 
-  constructor(options = {}, internal = undefined) {
-    super();
-    if (internal && internal.pool) {
-      this.#pool = internal.pool;
-      this.options = internal.options;
-      return;
-    }
-    if (options === null || typeof options !== 'object') throw invalidArgument('options', 'an object', options);
-    const { NativeTaskQueue } = require('./native');
-    this.#native = callNative(() => new NativeTaskQueue(JSON.stringify(options)));
-    this.options = {
-      maxRetries: options.maxRetries ?? 3,
-      retryBackoffMs: options.retryBackoffMs ?? 1000,
-      maxBackoffMs: options.maxBackoffMs ?? 30000,
-      taskTimeoutMs: options.taskTimeoutMs ?? 300000,
+  static {
+    attach = (queue, backend) => {
+      queue.#backend = backend;
+      /** The resolved options, as the core applies them. */
+      queue.options = backend.call('options');
     };
   }
 
-  #call(method, args = []) {
-    if (this.#pool) {
-      return JSON.parse(this.#pool.call(`queue.${method}`, args));
-    }
-    const out = JSON.parse(callNative(() => this.#native.call(method, JSON.stringify(args))));
-    emitAll(this, out.e);
-    return out.r;
+  constructor(options = {}) {
+    super();
+    // A pool's view is given the pool's backend by its own constructor.
+    if (new.target.isPoolView) return;
+    if (options === null || typeof options !== 'object') throw invalidArgument('options', 'an object', options);
+    attach(this, new StandaloneBackend('NativeTaskQueue', options, this));
+  }
+
+  #call(verb, args) {
+    return this.#backend.call(verb, args);
   }
 
   #scheduleRetries() {
@@ -64,14 +58,12 @@ class TaskQueue extends EventEmitter {
   }
 
   enqueue(task, priority = 10) {
-    if (this.#pool) throw notSupported('enqueue', 'use pool.submitTask(task)');
     if (task === null || typeof task !== 'object') throw invalidArgument('task', 'an object', task);
     if (typeof priority !== 'number' || !Number.isFinite(priority)) throw invalidArgument('priority', 'a finite number', priority);
     return this.#call('enqueue', [task, priority]);
   }
 
   dequeue() {
-    if (this.#pool) throw notSupported('dequeue', 'tasks are dispatched to workers by the pool');
     return this.#call('dequeue');
   }
 
@@ -80,17 +72,15 @@ class TaskQueue extends EventEmitter {
   }
 
   getTaskById(id) {
-    return this.#pool ? this.#call('get', [String(id)]) : this.#call('getTaskById', [String(id)]);
+    return this.#call('getTaskById', [String(id)]);
   }
 
   completeTask(id, _result) {
-    if (this.#pool) throw notSupported('completeTask', 'workers complete tasks');
     return this.#call('completeTask', [String(id)]);
   }
 
   /** Returns true when a retry was scheduled, false when the task went to the DLQ. */
   failTask(id, error) {
-    if (this.#pool) throw notSupported('failTask', 'workers fail tasks');
     const e = error instanceof Error ? { message: error.message, stack: error.stack, code: error.code } : error;
     const out = this.#call('failTask', [String(id), e ?? null]);
     if (out.retry) this.#scheduleRetries();
@@ -98,15 +88,15 @@ class TaskQueue extends EventEmitter {
   }
 
   getQueueDepth() {
-    return this.#pool ? this.#call('depth') : this.#call('getQueueDepth');
+    return this.#call('getQueueDepth');
   }
 
   getDeadLetterQueue() {
-    return this.#pool ? this.#call('dlq') : this.#call('getDeadLetterQueue');
+    return this.#call('getDeadLetterQueue');
   }
 
   clearDeadLetterQueue() {
-    return this.#pool ? this.#call('clearDlq') : this.#call('clearDeadLetterQueue');
+    return this.#call('clearDeadLetterQueue');
   }
 
   /**
@@ -114,19 +104,17 @@ class TaskQueue extends EventEmitter {
    * queue returns the new tasks' promises; standalone, their new ids.
    */
   requeueDeadLetter(taskId) {
-    if (taskId !== undefined && typeof taskId !== 'string') throw invalidArgument('taskId', 'a task id string', taskId);
-    if (this.#pool) return this.#pool.requeueDeadLetters(taskId);
+    checkTaskId(taskId);
     const items = this.#call('takeDeadLetters', [taskId ?? null]);
     return items.map((d) => this.#call('enqueue', [d.task, d.priority]));
   }
 
   getStats() {
-    return this.#pool ? this.#call('stats') : this.#call('getStats');
+    return this.#call('getStats');
   }
 
-  /** Ids of dequeued tasks past their timeout. The pool enforces timeouts itself. */
+  /** Ids of dequeued tasks past their timeout. */
   checkTimeouts() {
-    if (this.#pool) return [];
     return this.#call('checkTimeouts');
   }
 
@@ -135,4 +123,47 @@ class TaskQueue extends EventEmitter {
   }
 }
 
-module.exports = { TaskQueue, emitAll };
+/**
+ * `pool.taskQueue`: the pool's own queue, through the pool's `call` (a PoolBackend).
+ * The pool drives it, so the methods that would (enqueue, dequeue, completeTask,
+ * failTask) throw ERR_NOT_SUPPORTED; dead letters go back through the pool.
+ */
+class PoolTaskQueueView extends TaskQueue {
+  static isPoolView = true;
+  #requeue;
+
+  /** `requeue(taskId?)` resubmits dead letters in the pool and returns their promises. */
+  constructor(backend, requeue) {
+    super();
+    attach(this, backend);
+    this.#requeue = requeue;
+  }
+
+  enqueue() {
+    throw notSupported('enqueue', 'use pool.submitTask(task)');
+  }
+
+  dequeue() {
+    throw notSupported('dequeue', 'tasks are dispatched to workers by the pool');
+  }
+
+  completeTask() {
+    throw notSupported('completeTask', 'workers complete tasks');
+  }
+
+  failTask() {
+    throw notSupported('failTask', 'workers fail tasks');
+  }
+
+  requeueDeadLetter(taskId) {
+    checkTaskId(taskId);
+    return this.#requeue(taskId);
+  }
+
+  /** The pool enforces timeouts itself. */
+  checkTimeouts() {
+    return [];
+  }
+}
+
+module.exports = { TaskQueue, PoolTaskQueueView };

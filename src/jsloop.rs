@@ -18,7 +18,7 @@
 
 use napi::sys;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
-use pool_core::{Channel, EventSink, PollerState, Pool, Pumped};
+use pool_core::{append_batch, Channel, EventSink, PollerState, Pool, Pumped};
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_int, c_void};
 use std::ptr;
@@ -97,16 +97,7 @@ pub struct JsSink(pub Arc<Shared>);
 
 impl EventSink for JsSink {
     fn deliver(&self, batch: String) {
-        self.0.push(|p| {
-            if p.events.is_empty() {
-                p.events = batch;
-            } else if batch.len() > 2 {
-                // "[a,b]" + "[c]" = "[a,b,c]"
-                p.events.pop();
-                p.events.push(',');
-                p.events.push_str(&batch[1..]);
-            }
-        });
+        self.0.push(|p| append_batch(&mut p.events, batch));
     }
 
     fn watch(&self, pool: &Pool, ch: Arc<Channel>) {

@@ -25,6 +25,27 @@ fn parse_json(text: &str, what: &str) -> Result<Value> {
     })
 }
 
+/// The core's error codes (`Code::ALL`), for the test that lib/errors.js lists the same.
+#[napi]
+pub fn error_codes() -> Vec<&'static str> {
+    pool_core::Code::ALL.iter().map(|c| c.as_str()).collect()
+}
+
+/// The `call` verbs (`pool_core::verbs`) by class: `{ queue, queueStandalone, health,
+/// healthStandalone }`, for the test that docs/ARCHITECTURE.md's verb table and the
+/// JS classes use the same ones.
+#[napi]
+pub fn call_verbs() -> String {
+    use pool_core::verbs::*;
+    serde_json::json!({
+        "queue": QUEUE_VERBS,
+        "queueStandalone": QUEUE_STANDALONE_VERBS,
+        "health": HEALTH_VERBS,
+        "healthStandalone": HEALTH_STANDALONE_VERBS,
+    })
+    .to_string()
+}
+
 #[napi]
 pub struct NativePool {
     pool: Pool,

@@ -2,7 +2,7 @@
 // Many machines, one queue: the pool's `queue` option and createQueueClient().
 // Loaded only when one of them is used, so a local pool never loads bullmq/ioredis.
 
-const { TaskQueue } = require('../task-queue');
+const { PoolTaskQueueView } = require('../task-queue');
 const { validateTask } = require('../task-validate');
 const { resolveClientOptions } = require('./config');
 const { SharedQueueProducer, DEFAULT_RETRY } = require('./producer');
@@ -106,11 +106,11 @@ class SharedQueueMode {
  * `pool.taskQueue` in shared mode: the dead-letter queue is BullMQ's failed set, so its
  * three methods return promises (Redis is remote); the rest is the local queue's view.
  */
-class SharedTaskQueueView extends TaskQueue {
+class SharedTaskQueueView extends PoolTaskQueueView {
   #producer;
 
-  constructor(producer, internal) {
-    super(undefined, internal);
+  constructor(producer, backend, requeue) {
+    super(backend, requeue);
     this.#producer = producer;
   }
 

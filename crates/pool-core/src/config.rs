@@ -1,6 +1,8 @@
 //! Pool options: the original's names and defaults, validated instead of `x || default`.
 
 use crate::error::{CoreError, CoreResult};
+use crate::health::HealthOptions;
+use crate::queue::QueueOptions;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -220,6 +222,11 @@ fn env_of(key: &str, v: &Value) -> CoreResult<BTreeMap<String, String>> {
     Ok(out)
 }
 
+/// Most tasks a pool's dead-letter queue keeps (the oldest go first).
+const DLQ_CAPACITY: usize = 10_000;
+/// CPU use (percent of one core, over a health-check interval) that counts as high.
+const CPU_ALERT_PERCENT: f64 = 90.0;
+
 const DEFAULT_MIN_WORKERS: u64 = 5;
 const DEFAULT_MAX_WORKERS: u64 = 50;
 
@@ -297,6 +304,32 @@ impl PoolConfig {
     /// Heartbeat timeout: no heartbeat for this long raises a missed-heartbeat warning.
     pub fn heartbeat_timeout_ms(&self) -> u64 {
         self.heartbeat_interval.saturating_mul(3)
+    }
+
+    /// The pool's queue settings: the one mapping from the pool's options (JavaScript
+    /// reads the result back as `pool.taskQueue.options`).
+    pub fn queue_options(&self) -> QueueOptions {
+        QueueOptions {
+            max_retries: self.max_task_retries,
+            retry_backoff_ms: self.retry_backoff_ms,
+            max_backoff_ms: self.max_backoff_ms,
+            task_timeout_ms: self.task_timeout,
+            dlq_capacity: DLQ_CAPACITY,
+        }
+    }
+
+    /// The pool's health-monitor settings: the one mapping from the pool's options
+    /// (JavaScript reads the result back as `pool.healthMonitor.options`).
+    pub fn health_options(&self) -> HealthOptions {
+        HealthOptions {
+            heartbeat_timeout_ms: self.heartbeat_timeout_ms(),
+            health_check_interval: self.health_check_interval,
+            zombie_threshold_ms: self.zombie_threshold_ms,
+            max_restart_attempts: self.max_restart_attempts,
+            restart_cooldown_ms: self.restart_cooldown_ms,
+            memory_threshold_mb: self.worker_memory_limit_mb,
+            cpu_threshold_percent: CPU_ALERT_PERCENT,
+        }
     }
 
     /// JSON given to each worker as `WORKER_CONFIG`.
@@ -481,6 +514,14 @@ mod tests {
         assert_eq!(c.task_timeout, 300000);
         assert_eq!(c.max_task_retries, 3);
         assert_eq!(c.heartbeat_timeout_ms(), 15000);
+        assert_eq!(
+            c.health_options().to_json(),
+            r#"{"heartbeatTimeoutMs":15000,"healthCheckInterval":5000,"zombieThresholdMs":30000,"maxRestartAttempts":3,"restartCooldownMs":5000,"memoryThresholdMB":512,"cpuThresholdPercent":90.0}"#
+        );
+        assert_eq!(
+            c.queue_options().to_json(),
+            r#"{"maxRetries":3,"retryBackoffMs":1000,"maxBackoffMs":30000,"taskTimeoutMs":300000}"#
+        );
         assert_eq!(c.load_balancing, Strategy::LeastLoaded);
         assert!(c.auto_restart);
         assert_eq!(c.worker_script, "/pkg/worker-process.js");

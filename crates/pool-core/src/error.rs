@@ -4,77 +4,55 @@
 use serde::Serialize;
 use std::fmt;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Code {
-    #[serde(rename = "ERR_INVALID_CONFIG")]
-    InvalidConfig,
-    #[serde(rename = "ERR_INVALID_TASK")]
-    InvalidTask,
-    #[serde(rename = "ERR_POOL_NOT_INITIALIZED")]
-    PoolNotInitialized,
-    #[serde(rename = "ERR_POOL_ALREADY_INITIALIZED")]
-    PoolAlreadyInitialized,
-    #[serde(rename = "ERR_POOL_SHUTTING_DOWN")]
-    PoolShuttingDown,
-    #[serde(rename = "ERR_POOL_SHUTDOWN")]
-    PoolShutdown,
-    #[serde(rename = "ERR_TASK_FAILED")]
-    TaskFailed,
-    #[serde(rename = "ERR_NO_HANDLER")]
-    NoHandler,
-    #[serde(rename = "ERR_WORKER_CRASHED")]
-    WorkerCrashed,
-    #[serde(rename = "ERR_TASK_TIMEOUT")]
-    TaskTimeout,
-    #[serde(rename = "ABORT_ERR")]
-    Aborted,
-    #[serde(rename = "ERR_QUEUE_FULL")]
-    QueueFull,
-    #[serde(rename = "ERR_QUEUE_CLEARED")]
-    QueueCleared,
-    #[serde(rename = "ERR_WORKER_START_FAILED")]
-    WorkerStartFailed,
-    #[serde(rename = "ERR_PROTOCOL")]
-    Protocol,
-    #[serde(rename = "ERR_NO_CAPABLE_WORKER")]
-    NoCapableWorker,
-    #[serde(rename = "ERR_NOT_FOUND")]
-    NotFound,
-    #[serde(rename = "ERR_NOT_SUPPORTED")]
-    NotSupported,
-    #[serde(rename = "ERR_INVALID_ARGUMENT")]
-    InvalidArgument,
-    #[serde(rename = "ERR_SPAWN_FAILED")]
-    SpawnFailed,
-    #[serde(rename = "ERR_INTERNAL")]
-    Internal,
+/// Declares `Code` from one list of `Variant => "ERR_CODE"` pairs: the enum, its
+/// string (`as_str`, also its JSON form) and `Code::ALL`, so the three cannot drift
+/// apart. lib/errors.js keeps the same list (`CORE_CODES`); a test there compares it
+/// with `Code::ALL` through the binding's `errorCodes()`.
+macro_rules! codes {
+    ($($(#[$doc:meta])* $variant:ident => $code:literal,)+) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Code {
+            $($(#[$doc])* $variant,)+
+        }
+
+        impl Code {
+            /// Every code, in the order of the table.
+            pub const ALL: &'static [Code] = &[$(Code::$variant,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $code,)+
+                }
+            }
+        }
+    };
 }
 
-impl Code {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Code::InvalidConfig => "ERR_INVALID_CONFIG",
-            Code::InvalidTask => "ERR_INVALID_TASK",
-            Code::PoolNotInitialized => "ERR_POOL_NOT_INITIALIZED",
-            Code::PoolAlreadyInitialized => "ERR_POOL_ALREADY_INITIALIZED",
-            Code::PoolShuttingDown => "ERR_POOL_SHUTTING_DOWN",
-            Code::PoolShutdown => "ERR_POOL_SHUTDOWN",
-            Code::TaskFailed => "ERR_TASK_FAILED",
-            Code::NoHandler => "ERR_NO_HANDLER",
-            Code::WorkerCrashed => "ERR_WORKER_CRASHED",
-            Code::TaskTimeout => "ERR_TASK_TIMEOUT",
-            Code::Aborted => "ABORT_ERR",
-            Code::QueueFull => "ERR_QUEUE_FULL",
-            Code::QueueCleared => "ERR_QUEUE_CLEARED",
-            Code::WorkerStartFailed => "ERR_WORKER_START_FAILED",
-            Code::Protocol => "ERR_PROTOCOL",
-            Code::NoCapableWorker => "ERR_NO_CAPABLE_WORKER",
-            Code::NotFound => "ERR_NOT_FOUND",
-            Code::NotSupported => "ERR_NOT_SUPPORTED",
-            Code::InvalidArgument => "ERR_INVALID_ARGUMENT",
-            Code::SpawnFailed => "ERR_SPAWN_FAILED",
-            Code::Internal => "ERR_INTERNAL",
-        }
+codes! {
+    InvalidConfig => "ERR_INVALID_CONFIG",
+    InvalidTask => "ERR_INVALID_TASK",
+    InvalidArgument => "ERR_INVALID_ARGUMENT",
+    PoolNotInitialized => "ERR_POOL_NOT_INITIALIZED",
+    PoolAlreadyInitialized => "ERR_POOL_ALREADY_INITIALIZED",
+    PoolShuttingDown => "ERR_POOL_SHUTTING_DOWN",
+    PoolShutdown => "ERR_POOL_SHUTDOWN",
+    TaskFailed => "ERR_TASK_FAILED",
+    NoHandler => "ERR_NO_HANDLER",
+    WorkerCrashed => "ERR_WORKER_CRASHED",
+    TaskTimeout => "ERR_TASK_TIMEOUT",
+    Aborted => "ABORT_ERR",
+    QueueFull => "ERR_QUEUE_FULL",
+    QueueCleared => "ERR_QUEUE_CLEARED",
+    WorkerStartFailed => "ERR_WORKER_START_FAILED",
+    Protocol => "ERR_PROTOCOL",
+    NoCapableWorker => "ERR_NO_CAPABLE_WORKER",
+    NotSupported => "ERR_NOT_SUPPORTED",
+    Internal => "ERR_INTERNAL",
+}
+
+impl Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -166,3 +144,17 @@ impl fmt::Display for CoreError {
 impl std::error::Error for CoreError {}
 
 pub type CoreResult<T> = Result<T, CoreError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_names_are_the_table_strings() {
+        for &c in Code::ALL {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        }
+        let e = CoreError::new(Code::Aborted, "stop").with_name("AbortError");
+        assert_eq!(e.to_json(), r#"{"code":"ABORT_ERR","message":"stop","name":"AbortError"}"#);
+    }
+}

@@ -9,15 +9,25 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone)]
+/// The monitor's settings; serialized (`to_json`) as `healthMonitor.options`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct HealthOptions {
     pub heartbeat_timeout_ms: u64,
     pub health_check_interval: u64,
     pub zombie_threshold_ms: u64,
     pub max_restart_attempts: u32,
     pub restart_cooldown_ms: u64,
+    #[serde(rename = "memoryThresholdMB")]
     pub memory_threshold_mb: u64,
     pub cpu_threshold_percent: f64,
+}
+
+impl HealthOptions {
+    /// The options as JavaScript shows them (`healthMonitor.options`).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
+    }
 }
 
 impl Default for HealthOptions {

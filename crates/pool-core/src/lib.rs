@@ -15,8 +15,9 @@ pub mod queue;
 pub mod runtime;
 pub mod standalone;
 pub mod util;
+pub mod verbs;
 
 pub use config::PoolConfig;
 pub use error::{Code, CoreError, CoreResult};
 pub use fdio::{Channel, PollerState};
-pub use pool::{EventSink, Pool, PoolTask, Pumped};
+pub use pool::{append_batch, EventSink, Pool, PoolTask, Pumped};

@@ -112,13 +112,24 @@ impl Ord for HeapKey {
     }
 }
 
-#[derive(Debug, Clone)]
+/// The queue's settings; serialized (`to_json`) as `taskQueue.options`, which has
+/// never shown the dead-letter capacity.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct QueueOptions {
     pub max_retries: u32,
     pub retry_backoff_ms: u64,
     pub max_backoff_ms: u64,
     pub task_timeout_ms: u64,
+    #[serde(skip)]
     pub dlq_capacity: usize,
+}
+
+impl QueueOptions {
+    /// The options as JavaScript shows them (`taskQueue.options`).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
+    }
 }
 
 impl Default for QueueOptions {

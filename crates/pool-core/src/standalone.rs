@@ -1,20 +1,17 @@
 //! The standalone `TaskQueue` and `HealthMonitor` of the JS API, driven by method
-//! name with JSON arguments. Each call answers `{"r": result, "e": [events]}` so the
+//! name (the verbs of `crate::verbs`, shared with a pool's views) with JSON arguments. Each call answers `{"r": result, "e": [events]}` so the
 //! JS facade can emit the events synchronously, as the original classes did.
 
 use crate::error::{Code, CoreError, CoreResult};
 use crate::health::{HealthMonitor, HealthOptions, Sample};
 use crate::queue::{Attempt, FailOutcome, JsonTask, QueueOptions, TaskQueue};
 use crate::util::epoch_ms;
+use crate::verbs::{self, arg};
 use serde_json::{json, Value};
 use std::time::Instant;
 
 fn num(v: &Value, key: &str, default: f64) -> f64 {
     v.get(key).and_then(Value::as_f64).unwrap_or(default)
-}
-
-fn arg(args: &Value, i: usize) -> &Value {
-    args.get(i).unwrap_or(&Value::Null)
 }
 
 fn answer(result: String, events: String) -> String {
@@ -108,15 +105,21 @@ impl StandaloneQueue {
         Value::Array(items).to_string()
     }
 
+    /// A method of the standalone queue by name (the verbs of `crate::verbs`).
     pub fn call(&mut self, method: &str, args: &Value) -> CoreResult<String> {
+        let r = match verbs::queue_read(&mut self.q, method) {
+            Some(r) => r,
+            None => self.call_own(method, args)?,
+        };
+        Ok(answer(r, self.events()))
+    }
+
+    /// The verbs the pool's view does not share (or answers its own way).
+    fn call_own(&mut self, method: &str, args: &Value) -> CoreResult<String> {
         let id_seq = |a: &Value| a.as_str().and_then(TaskQueue::<JsonTask>::seq_of);
-        let r: String = match method {
+        Ok(match method {
             "enqueue" => self.enqueue(args)?,
             "dequeue" => match self.q.pop() {
-                Some(s) => self.q.record_json(s).unwrap_or_else(|| "null".into()),
-                None => "null".into(),
-            },
-            "peek" => match self.q.peek() {
                 Some(s) => self.q.record_json(s).unwrap_or_else(|| "null".into()),
                 None => "null".into(),
             },
@@ -133,16 +136,11 @@ impl StandaloneQueue {
                 Some(t) => t.saturating_duration_since(Instant::now()).as_millis().to_string(),
                 None => "null".into(),
             },
-            "getQueueDepth" => self.q.depth().to_string(),
-            "getDeadLetterQueue" => self.q.dlq_json(),
-            "clearDeadLetterQueue" => self.q.clear_dlq().to_string(),
             "takeDeadLetters" => self.take_dead_letters(arg(args, 0).as_str()),
-            "getStats" => self.q.stats_json(),
             "checkTimeouts" => serde_json::to_string(&self.q.check_timeouts(Instant::now())).unwrap_or_else(|_| "[]".into()),
             "clear" => self.q.clear().len().to_string(),
             _ => return Err(CoreError::new(Code::NotSupported, format!("TaskQueue has no method \"{method}\""))),
-        };
-        Ok(answer(r, self.events()))
+        })
     }
 }
 
@@ -217,9 +215,19 @@ impl StandaloneHealth {
         "true".into()
     }
 
+    /// A method of the standalone monitor by name (the verbs of `crate::verbs`).
     pub fn call(&mut self, method: &str, args: &Value) -> CoreResult<String> {
+        let r = match verbs::health_read(&mut self.h, method, args, 0) {
+            Some(r) => r,
+            None => self.call_own(method, args)?,
+        };
+        Ok(answer(r, self.events()))
+    }
+
+    /// The verbs only a standalone monitor has: it is fed by whoever calls it.
+    fn call_own(&mut self, method: &str, args: &Value) -> CoreResult<String> {
         let id = arg(args, 0).as_str().unwrap_or("").to_string();
-        let r: String = match method {
+        Ok(match method {
             "start" => {
                 self.h.set_monitoring(true);
                 "true".into()
@@ -231,7 +239,7 @@ impl StandaloneHealth {
             "registerWorker" => self.register_worker(&id, arg(args, 1)),
             "unregisterWorker" => self.h.unregister(&id).to_string(),
             "recordHeartbeat" => self.record_heartbeat(&id, arg(args, 1)),
-            "check" => {
+            "checkHealth" => {
                 let o = self.h.check(Instant::now());
                 json!({ "zombies": o.zombies, "missed": o.missed, "highMemory": o.high_memory }).to_string()
             }
@@ -241,31 +249,13 @@ impl StandaloneHealth {
                 self.h.reset_restart_counter(&id);
                 "true".into()
             }
-            "getWorkerHealth" => self.h.worker_json(&id).to_string(),
-            "getAllWorkersHealth" => self.h.all_json(false).to_string(),
-            "getUnhealthyWorkers" => self.h.all_json(true).to_string(),
-            "getPoolCapacity" => self.h.capacity_json().to_string(),
-            "getWorkerMetrics" => self
-                .h
-                .metrics_json(&id, arg(args, 1).as_f64().unwrap_or(100.0).max(0.0) as usize)
-                .to_string(),
-            "getAlerts" => self
-                .h
-                .alerts_json(arg(args, 0).as_f64().unwrap_or(50.0).max(0.0) as usize, arg(args, 1).as_str())
-                .to_string(),
-            "clearAlerts" => self
-                .h
-                .clear_alerts(arg(args, 0).as_f64().unwrap_or(3600000.0).max(0.0) as u64)
-                .to_string(),
-            "getHealthSummary" => self.h.summary_json(0).to_string(),
             _ => {
                 return Err(CoreError::new(
                     Code::NotSupported,
                     format!("HealthMonitor has no method \"{method}\""),
                 ))
             }
-        };
-        Ok(answer(r, self.events()))
+        })
     }
 }
 

@@ -1,7 +1,11 @@
 //! What goes to JavaScript: the outgoing batch of event records (a JSON array built as
 //! text under the lock and handed to the `EventSink` by `Pool::after`), and the
 //! records themselves: pool events, log lines, task settlements, operation results,
-//! and the queue's and health monitor's own events.
+//! the queue's and health monitor's own events, and worker messages passed on.
+//!
+//! This file is the one encoder of the records; their decoder is `decodeEvents` in
+//! lib/wire.js, and the table of kinds and fields is in docs/ARCHITECTURE.md ("Event
+//! records").
 
 use super::state::State;
 use crate::error::CoreError;
@@ -12,6 +16,25 @@ use std::fmt::Write as _;
 /// The next batch starts with the capacity the last one needed, within these bounds.
 const EVENT_BUF_MIN: usize = 256;
 const EVENT_BUF_MAX: usize = 64 * 1024;
+
+/// Appends a batch of event records to batches not yet delivered, keeping one JSON
+/// array: `[a,b]` + `[c]` = `[a,b,c]`. Both are the JSON array text `take_events`
+/// makes, so merging is splicing the text; no record is parsed. `[]` adds nothing.
+/// (The binding's queue for the JS thread, `src/jsloop.rs`, merges with this.)
+pub fn append_batch(events: &mut String, batch: String) {
+    if events.is_empty() {
+        *events = batch;
+    } else if batch.len() > 2 {
+        events.pop();
+        events.push(',');
+        events.push_str(&batch[1..]);
+    }
+}
+
+/// The `wm` record: a worker message the core does not consume (`line` is its JSON).
+pub(super) fn worker_message_record(worker_id: &str, pid: u32, line: &str) -> String {
+    format!("{{\"k\":\"wm\",\"w\":\"{worker_id}\",\"p\":{pid},\"m\":{line}}}")
+}
 
 impl State {
     /// Starts the next event in the outgoing batch (a JSON array being built).
@@ -103,8 +126,8 @@ mod tests {
     use crate::error::Code;
     use serde_json::json;
 
-    /// The records as `#onEvents` in lib/pool.js reads them (the table is in
-    /// docs/ARCHITECTURE.md).
+    /// The records as `decodeEvents` in lib/wire.js reads them (the table is in
+    /// docs/ARCHITECTURE.md, "Event records").
     #[test]
     fn records_decode_as_the_facade_reads_them() {
         let cfg = PoolConfig::from_json(&Value::Null, "node", "worker.js").unwrap();
@@ -133,5 +156,17 @@ mod tests {
         assert_eq!(recs[5]["message"], "careful: \"quoted\"\n");
         // The batch was taken: the next one starts empty.
         assert_eq!(st.take_events(), "");
+    }
+
+    #[test]
+    fn batches_merge_into_one_array() {
+        let mut events = String::new();
+        append_batch(&mut events, r#"[{"k":"ok","s":1,"r":1}]"#.into());
+        append_batch(&mut events, "[]".into());
+        append_batch(&mut events, r#"[{"k":"ev","n":"x","d":{}},{"k":"ok","s":2,"r":"]"}]"#.into());
+        assert_eq!(
+            events,
+            r#"[{"k":"ok","s":1,"r":1},{"k":"ev","n":"x","d":{}},{"k":"ok","s":2,"r":"]"}]"#
+        );
     }
 }

@@ -40,6 +40,7 @@ mod state;
 mod supervise;
 mod tasks;
 
+pub use events::append_batch;
 pub use io::Pumped;
 use state::{PendingOp, Phase, State};
 
@@ -211,9 +212,8 @@ impl Pool {
         })
     }
 
-    /// Submits many tasks in one call. `batch` has one task per line, fields separated
-    /// by tabs: `seq, priority, timeout, maxRetries, typeJson, payloadJson, metadataJson,
-    /// requiresJson` (empty = absent). JSON text never contains a raw tab or newline.
+    /// Submits many tasks in one call. `batch` has one submit line per task (decoded by
+    /// `tasks::decode_submit_line`; the format table is in docs/ARCHITECTURE.md).
     /// Returns the tasks refused at once, with their errors; the rest are queued and
     /// settle through events.
     pub fn submit_batch(&self, batch: &str) -> Vec<(u64, CoreError)> {
@@ -222,15 +222,14 @@ impl Pool {
             let phase_err = st.require_running().err();
             let now = Now::read();
             for line in batch.split('\n').filter(|l| !l.is_empty()) {
-                let mut f = line.split('\t');
-                let Some(seq) = f.next().and_then(|x| x.parse::<u64>().ok()) else {
+                let Some((seq, task)) = tasks::decode_submit_line(line) else {
                     continue;
                 };
                 if let Some(e) = &phase_err {
                     refused.push((seq, e.clone()));
                     continue;
                 }
-                match st.submit_line(seq, &mut f, now) {
+                match st.submit_line(seq, task, now) {
                     Ok(()) => {}
                     Err(e) => refused.push((seq, e)),
                 }
@@ -347,7 +346,8 @@ impl Pool {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
-    /// Read-only and small calls of `pool.taskQueue` / `pool.healthMonitor`.
+    /// The `call` verbs of `pool.taskQueue` / `pool.healthMonitor`: `queue.<verb>` or
+    /// `health.<verb>`, with the verbs of `crate::verbs`.
     pub fn call(&self, method: &str, args: &Value) -> CoreResult<String> {
         self.with(|st| st.call(method, args))
     }

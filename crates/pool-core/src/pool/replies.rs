@@ -116,7 +116,7 @@ impl State {
 
     fn forward_raw(&mut self, wn: WorkerNo, line: &str) {
         let Some(w) = self.roster.workers.get(&wn) else { return };
-        let frag = format!("{{\"k\":\"wm\",\"w\":\"{}\",\"p\":{},\"m\":{}}}", w.id, w.pid, line);
+        let frag = super::events::worker_message_record(&w.id, w.pid, line);
         self.push_ev(&frag);
     }
 

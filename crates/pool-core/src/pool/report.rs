@@ -7,15 +7,10 @@ use super::PoolTask;
 use crate::error::{Code, CoreError, CoreResult};
 use crate::queue::TaskQueue;
 use crate::util::BYTES_PER_MB;
+use crate::verbs;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Instant;
-
-/// Defaults of `healthMonitor.getMetrics(id, limit)`, `getAlerts(limit)` and
-/// `clearAlerts(olderThanMs)`, as in the original.
-const DEFAULT_SAMPLES_LIMIT: f64 = 100.0;
-const DEFAULT_ALERTS_LIMIT: f64 = 50.0;
-const DEFAULT_ALERT_MAX_AGE_MS: f64 = 3_600_000.0;
 
 impl State {
     pub(super) fn worker_status(&self, w: &Worker) -> Value {
@@ -163,58 +158,103 @@ impl State {
         })
     }
 
+    /// A `call` of a pool's view: `queue.<verb>` or `health.<verb>`, the verbs of
+    /// `crate::verbs` that a pool's views answer.
     pub(super) fn call(&mut self, method: &str, args: &Value) -> CoreResult<String> {
-        if method.starts_with("health.") {
+        let answer = if let Some(verb) = method.strip_prefix("queue.") {
+            self.queue_call(verb, args)
+        } else if let Some(verb) = method.strip_prefix("health.") {
             self.sync_health();
-        }
-        let arg_str = |i: usize| args.get(i).and_then(Value::as_str);
-        let arg_num = |i: usize| args.get(i).and_then(Value::as_f64);
-        Ok(match method {
-            "queue.stats" => self.queue.stats_json(),
-            "queue.depth" => self.queue.depth().to_string(),
-            "queue.dlq" => self.queue.dlq_json(),
-            "queue.clearDlq" => self.queue.clear_dlq().to_string(),
-            "queue.peek" => match self.queue.peek() {
-                Some(s) => self.queue.record_json(s).unwrap_or_else(|| "null".into()),
-                None => "null".into(),
-            },
-            "queue.get" => arg_str(0)
-                .and_then(TaskQueue::<PoolTask>::seq_of)
-                .and_then(|s| self.queue.get(s).filter(|r| Some(r.id.as_str()) == arg_str(0)).map(|r| r.to_json()))
-                .unwrap_or_else(|| "null".into()),
-            "queue.clear" => {
+            let failed = self.failed_slots();
+            verbs::health_read(&mut self.health, verb, args, failed)
+        } else {
+            None
+        };
+        answer.ok_or_else(|| CoreError::new(Code::NotSupported, format!("Unknown pool call \"{method}\"")))
+    }
+
+    /// The queue verbs of a pool's view: the shared reads, and the two that differ
+    /// from the standalone queue's (an id must match exactly; clearing rejects the
+    /// tasks' promises).
+    fn queue_call(&mut self, verb: &str, args: &Value) -> Option<String> {
+        match verb {
+            "getTaskById" => {
+                let id = verbs::arg(args, 0).as_str();
+                let rec = id.and_then(TaskQueue::<PoolTask>::seq_of).and_then(|s| self.queue.get(s));
+                Some(
+                    rec.filter(|r| Some(r.id.as_str()) == id)
+                        .map_or_else(|| "null".into(), |r| r.to_json()),
+                )
+            }
+            "clear" => {
                 let err = CoreError::new(Code::QueueCleared, "Task was removed from the queue by taskQueue.clear()");
                 let recs = self.queue.clear();
                 for r in &recs {
                     self.metrics.tasks.failed += 1;
                     self.settle_err(r.seq, &err);
                 }
-                recs.len().to_string()
+                Some(recs.len().to_string())
             }
-            "health.worker" => arg_str(0)
-                .map(|id| self.health.worker_json(id).to_string())
-                .unwrap_or_else(|| "null".into()),
-            "health.all" => self.health.all_json(false).to_string(),
-            "health.unhealthy" => self.health.all_json(true).to_string(),
-            "health.capacity" => self.health.capacity_json().to_string(),
-            "health.metrics" => self
-                .health
-                .metrics_json(
-                    arg_str(0).unwrap_or(""),
-                    arg_num(1).unwrap_or(DEFAULT_SAMPLES_LIMIT).max(0.0) as usize,
-                )
-                .to_string(),
-            "health.alerts" => self
-                .health
-                .alerts_json(arg_num(0).unwrap_or(DEFAULT_ALERTS_LIMIT).max(0.0) as usize, arg_str(1))
-                .to_string(),
-            "health.clearAlerts" => self
-                .health
-                .clear_alerts(arg_num(0).unwrap_or(DEFAULT_ALERT_MAX_AGE_MS).max(0.0) as u64)
-                .to_string(),
-            "health.summary" => self.health.summary_json(self.failed_slots()).to_string(),
-            "health.monitoring" => self.health.monitoring.to_string(),
-            _ => return Err(CoreError::new(Code::NotSupported, format!("Unknown pool call \"{method}\""))),
-        })
+            _ => verbs::queue_read(&mut self.queue, verb),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PoolConfig;
+    use crate::standalone::{StandaloneHealth, StandaloneQueue};
+    use crate::verbs::{HEALTH_STANDALONE_VERBS, HEALTH_VERBS, QUEUE_STANDALONE_VERBS, QUEUE_VERBS};
+
+    /// Whether the dispatcher knows the verb (bad arguments may still fail it).
+    fn answered(r: CoreResult<String>) -> bool {
+        !matches!(r, Err(e) if e.code == Code::NotSupported)
+    }
+
+    fn pool_state() -> State {
+        State::new(PoolConfig::from_json(&Value::Null, "node", "worker.js").unwrap())
+    }
+
+    /// One vocabulary: every shared verb is answered by a pool's view and by the
+    /// standalone class; the standalone-only verbs are refused by a pool's view.
+    #[test]
+    fn both_dispatchers_answer_the_same_verbs() {
+        let mut st = pool_state();
+        let mut q = StandaloneQueue::new(&json!({})).unwrap();
+        let mut h = StandaloneHealth::new(&json!({})).unwrap();
+        let none = json!([]);
+        for verb in QUEUE_VERBS {
+            assert!(answered(st.call(&format!("queue.{verb}"), &none)), "pool queue.{verb}");
+            assert!(answered(q.call(verb, &none)), "standalone queue {verb}");
+        }
+        for verb in HEALTH_VERBS {
+            assert!(answered(st.call(&format!("health.{verb}"), &none)), "pool health.{verb}");
+            assert!(answered(h.call(verb, &none)), "standalone health {verb}");
+        }
+        for verb in QUEUE_STANDALONE_VERBS {
+            assert!(!answered(st.call(&format!("queue.{verb}"), &none)), "pool queue.{verb}");
+            assert!(answered(q.call(verb, &none)), "standalone queue {verb}");
+        }
+        for verb in HEALTH_STANDALONE_VERBS {
+            assert!(!answered(st.call(&format!("health.{verb}"), &none)), "pool health.{verb}");
+            assert!(answered(h.call(verb, &none)), "standalone health {verb}");
+        }
+        assert!(!answered(q.call("bogus", &none)) && !answered(h.call("bogus", &none)));
+        assert!(!answered(st.call("getStats", &none)), "a pool's verbs are routed by prefix");
+    }
+
+    #[test]
+    fn a_pool_reports_the_options_it_mapped() {
+        let mut st = pool_state();
+        let none = json!([]);
+        let health: Value = serde_json::from_str(&st.call("health.options", &none).unwrap()).unwrap();
+        assert_eq!(health["heartbeatTimeoutMs"], 15000);
+        assert_eq!(health["memoryThresholdMB"], 512);
+        let queue: Value = serde_json::from_str(&st.call("queue.options", &none).unwrap()).unwrap();
+        assert_eq!(
+            queue,
+            json!({ "maxRetries": 3, "retryBackoffMs": 1000, "maxBackoffMs": 30000, "taskTimeoutMs": 300000 })
+        );
     }
 }

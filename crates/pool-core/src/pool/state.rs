@@ -10,18 +10,13 @@ use crate::balance;
 use crate::config::PoolConfig;
 use crate::error::{Code, CoreError, CoreResult};
 use crate::fdio::Channel;
-use crate::health::{HealthMonitor, HealthOptions};
+use crate::health::HealthMonitor;
 use crate::process::StderrTail;
-use crate::queue::{QueueOptions, TaskQueue};
+use crate::queue::TaskQueue;
 use crate::util::FastMap;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-
-/// Most tasks the dead-letter queue keeps (the oldest go first).
-const DLQ_CAPACITY: usize = 10_000;
-/// CPU use (percent of one core, over a health-check interval) that counts as high.
-const CPU_ALERT_PERCENT: f64 = 90.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Phase {
@@ -362,22 +357,8 @@ pub(super) struct Effects {
 impl State {
     /// A pool not initialized yet, with its queue and health monitor set up from `cfg`.
     pub(super) fn new(cfg: PoolConfig) -> State {
-        let queue = TaskQueue::new(QueueOptions {
-            max_retries: cfg.max_task_retries,
-            retry_backoff_ms: cfg.retry_backoff_ms,
-            max_backoff_ms: cfg.max_backoff_ms,
-            task_timeout_ms: cfg.task_timeout,
-            dlq_capacity: DLQ_CAPACITY,
-        });
-        let health = HealthMonitor::new(HealthOptions {
-            heartbeat_timeout_ms: cfg.heartbeat_timeout_ms(),
-            health_check_interval: cfg.health_check_interval,
-            zombie_threshold_ms: cfg.zombie_threshold_ms,
-            max_restart_attempts: cfg.max_restart_attempts,
-            restart_cooldown_ms: cfg.restart_cooldown_ms,
-            memory_threshold_mb: cfg.worker_memory_limit_mb,
-            cpu_threshold_percent: CPU_ALERT_PERCENT,
-        });
+        let queue = TaskQueue::new(cfg.queue_options());
+        let health = HealthMonitor::new(cfg.health_options());
         let now = Instant::now();
         State {
             cfg,

@@ -14,15 +14,15 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 
 impl State {
-    /// Admits one task of a submit batch (`Pool::submit_batch`): `f` holds the line's
-    /// fields after the sequence number.
-    pub(super) fn submit_line<'a>(&mut self, seq: u64, f: &mut impl Iterator<Item = &'a str>, now: Now) -> CoreResult<()> {
+    /// Admits one task of a submit batch (`Pool::submit_batch`), decoded by
+    /// `decode_submit_line`.
+    pub(super) fn submit_line(&mut self, seq: u64, line: CoreResult<SubmitLine>, now: Now) -> CoreResult<()> {
         let SubmitLine {
             priority,
             timeout_ms,
             max_retries,
             task,
-        } = parse_submit_fields(f)?;
+        } = line?;
         let requires = &task.requires;
         if self.queue.contains(seq) {
             return Err(CoreError::new(
@@ -176,19 +176,29 @@ impl State {
     }
 }
 
-/// One task of a submit batch, as `lib/pool.js` encodes it (the table is in
-/// docs/ARCHITECTURE.md): after the sequence number, tab-separated `priority, timeout,
-/// maxRetries, typeJson, payloadJson, metadataJson, requiresJson`; empty = absent.
+/// One task of a submit batch, as `encodeSubmitLine` in lib/wire.js encodes it (the
+/// table is in docs/ARCHITECTURE.md, "Submit line"): tab-separated `seq, priority,
+/// timeout, maxRetries, typeJson, payloadJson, metadataJson, requiresJson`; empty =
+/// absent.
 #[derive(Debug)]
-struct SubmitLine {
+pub(super) struct SubmitLine {
     priority: f64,
     timeout_ms: Option<u64>,
     max_retries: Option<u32>,
     task: PoolTask,
 }
 
-/// Decodes the fields of a submit line that follow its sequence number.
-fn parse_submit_fields<'a>(f: &mut impl Iterator<Item = &'a str>) -> CoreResult<SubmitLine> {
+/// Decodes one submit line, the counterpart of `encodeSubmitLine` in lib/wire.js:
+/// its sequence number, and its task or why the task is malformed. `None` for a line
+/// without a sequence number (nothing to answer to; it is ignored).
+pub(super) fn decode_submit_line(line: &str) -> Option<(u64, CoreResult<SubmitLine>)> {
+    let mut f = line.split('\t');
+    let seq = f.next()?.parse::<u64>().ok()?;
+    Some((seq, decode_submit_fields(&mut f)))
+}
+
+/// The fields of a submit line that follow its sequence number.
+fn decode_submit_fields<'a>(f: &mut impl Iterator<Item = &'a str>) -> CoreResult<SubmitLine> {
     let bad = |what: &str| CoreError::new(Code::InvalidTask, format!("Invalid task: malformed {what} in a submit batch"));
     let priority: f64 = f.next().and_then(|x| x.parse().ok()).ok_or_else(|| bad("priority"))?;
     let timeout_ms = match f.next() {
@@ -224,7 +234,17 @@ mod tests {
     use super::*;
 
     fn parse(line: &str) -> CoreResult<SubmitLine> {
-        parse_submit_fields(&mut line.split('\t'))
+        decode_submit_fields(&mut line.split('\t'))
+    }
+
+    #[test]
+    fn a_line_starts_with_its_sequence_number() {
+        let (seq, l) = decode_submit_line("9007199254740991\t1\t\t\t\"t\"").unwrap();
+        assert_eq!(seq, 9_007_199_254_740_991);
+        assert_eq!(l.unwrap().task.type_json, "\"t\"");
+        assert!(decode_submit_line("x\t1\t\t\t\"t\"").is_none());
+        let (seq, l) = decode_submit_line("3\thigh").unwrap();
+        assert!(seq == 3 && l.unwrap_err().message.contains("priority"));
     }
 
     #[test]
