@@ -10,18 +10,13 @@ use crate::balance;
 use crate::config::PoolConfig;
 use crate::error::{Code, CoreError, CoreResult};
 use crate::fdio::Channel;
-use crate::health::{HealthMonitor, HealthOptions};
+use crate::health::{HealthMonitor, HealthOptions, DEFAULT_CPU_THRESHOLD_PERCENT};
 use crate::process::StderrTail;
-use crate::queue::{QueueOptions, TaskQueue};
+use crate::queue::{QueueOptions, TaskQueue, DEFAULT_DLQ_CAPACITY};
 use crate::util::FastMap;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-
-/// Most tasks the dead-letter queue keeps (the oldest go first).
-const DLQ_CAPACITY: usize = 10_000;
-/// CPU use (percent of one core, over a health-check interval) that counts as high.
-const CPU_ALERT_PERCENT: f64 = 90.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Phase {
@@ -367,7 +362,7 @@ impl State {
             retry_backoff_ms: cfg.retry_backoff_ms,
             max_backoff_ms: cfg.max_backoff_ms,
             task_timeout_ms: cfg.task_timeout,
-            dlq_capacity: DLQ_CAPACITY,
+            dlq_capacity: DEFAULT_DLQ_CAPACITY,
         });
         let health = HealthMonitor::new(HealthOptions {
             heartbeat_timeout_ms: cfg.heartbeat_timeout_ms(),
@@ -376,7 +371,7 @@ impl State {
             max_restart_attempts: cfg.max_restart_attempts,
             restart_cooldown_ms: cfg.restart_cooldown_ms,
             memory_threshold_mb: cfg.worker_memory_limit_mb,
-            cpu_threshold_percent: CPU_ALERT_PERCENT,
+            cpu_threshold_percent: DEFAULT_CPU_THRESHOLD_PERCENT,
         });
         let now = Instant::now();
         State {
