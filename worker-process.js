@@ -48,9 +48,9 @@
  * util.js are their helpers.
  */
 
-const { MAX_FRAME_LIMIT, TRANSPORTS, obtainGc, optionBoolean, optionNumber, optionsFromConfig, parseWorkerConfig } =
+const { obtainGc, optionBoolean, optionCapabilities, optionNumber, optionsFromConfig, optionsTransport, parseWorkerConfig } =
   require('./lib/worker/options');
-const { describe, now } = require('./lib/worker/util');
+const { now } = require('./lib/worker/util');
 const { HEAP_CHECK_EVERY, methods: taskLoopMethods } = require('./lib/worker/task-loop');
 const { methods: transportMethods } = require('./lib/worker/transport');
 const { methods: replyMethods } = require('./lib/worker/replies');
@@ -65,96 +65,11 @@ class WorkerProcess {
     this.workerId = workerId === undefined || workerId === null || workerId === ''
       ? `worker-${process.pid}`
       : String(workerId);
-
-    this.heartbeatInterval = optionNumber(options, 'heartbeatInterval', { min: 1 });
-    this.memoryThresholdMB = optionNumber(options, 'memoryThresholdMB', { min: 0 });
-    this.idleTimeoutMs = optionNumber(options, 'idleTimeoutMs', { min: 0 });
-    this.purgeModuleCache = optionBoolean(options, 'purgeModuleCache');
-    this.forceGC = optionBoolean(options, 'forceGC');
-    this._gc = this.forceGC ? obtainGc() : null;
-    const caps = options.capabilities;
-    if (caps === undefined || caps === null) {
-      this.capabilities = [];
-    } else if (Array.isArray(caps) && caps.every((c) => typeof c === 'string')) {
-      this.capabilities = caps.slice();
-    } else {
-      throw new TypeError('WorkerProcess option "capabilities" must be an array of strings');
-    }
-
-    // Transport: an explicit option wins over WORKER_TRANSPORT (read by start()).
-    const transport = options.transport;
-    if (transport !== undefined && transport !== null && !TRANSPORTS.has(transport)) {
-      throw new TypeError(`WorkerProcess option "transport" must be "ipc" or "fifo", got ${describe(transport)}`);
-    }
-    this._transportOption = transport === undefined || transport === null ? null : transport;
-    for (const name of ['fifoIn', 'fifoOut']) {
-      const value = options[name];
-      if (value !== undefined && value !== null && (typeof value !== 'string' || value.length === 0)) {
-        throw new TypeError(`WorkerProcess option "${name}" must be a non-empty string (a FIFO path)`);
-      }
-    }
-    this._fifoIn = options.fifoIn || null;
-    this._fifoOut = options.fifoOut || null;
-    const maxFrame = options.fifoMaxFrameBytes;
-    if (maxFrame !== undefined && maxFrame !== null &&
-        (!Number.isInteger(maxFrame) || maxFrame < 1 || maxFrame > MAX_FRAME_LIMIT)) {
-      throw new RangeError(
-        `WorkerProcess option "fifoMaxFrameBytes" must be a whole number in [1, ${MAX_FRAME_LIMIT}], got ${describe(maxFrame)}`);
-    }
-    this._fifoMaxFrameBytes = maxFrame === undefined || maxFrame === null ? null : maxFrame;
-    /** 'ipc' or 'fifo' once started. */
-    this.transport = null;
-
-    this.state = 'initializing';
-    this.tasksExecuted = 0;
-    this.currentTask = null;
-    this.startTime = Date.now();
-    this.taskHandlers = new Map();
-
-    // FIFO of tasks not yet started: parallel arrays, consumed from _qHead.
-    this._qTasks = [];
-    this._qBatch = [];
-    this._qHead = 0;
-
-    // The running task.
-    this._current = null;
-    this._currentBatch = false;
-    this._currentAc = null;
-    this._tasksSinceHeapCheck = HEAP_CHECK_EVERY - 1;
-    this._currentStart = 0;
-    this._cancelReason = null;
-
-    // Buffered task-results entries.
-    this._outbox = [];
-    this._outboxSince = 0;
-    this._flushScheduled = false;
-
-    this._sliceStart = 0;
-    this._yieldScheduled = false;
-
-    this._started = false;
-    this._heartbeatTimer = null;
-    this._lastActivity = now();
-    this._idleLogged = false;
-    this._lastMemoryWarning = -Infinity;
-
-    this._shuttingDown = false;
-    this._shutdownTimer = null;
-    this._exiting = false;
-
-    // FIFO transport: the worker end of the channel, frames handed to it whose
-    // write has not completed yet, callbacks waiting for that count to reach 0.
-    this._fifo = null;
-    this._framesPending = 0;
-    this._flushWaiters = [];
-    this._parentTimer = null;
-    this._exitCode = null;
-
-    this._onResolve = (value) => this._settle(true, value);
-    this._onReject = (err) => this._settle(false, err);
-    this._flushBound = () => this._flush();
-    this._afterYieldBound = () => this._afterYield();
-    this._frameWrittenBound = () => this._frameWritten();
+    readOptions(this, options);
+    initTaskState(this);
+    initOutputState(this);
+    initLifecycleState(this);
+    bindCallbacks(this);
   }
 
   /** fn(payload, signal, { taskId, type, timeout }) -> result | Promise<result> */
@@ -179,6 +94,89 @@ for (const methods of [transportMethods, taskLoopMethods, replyMethods, statusMe
   }
 }
 
+// The constructor's steps. Each sets one group of the instance's fields (the methods
+// in lib/worker/ read them); they run in this order, so every instance gets its
+// fields in the same order.
+
+/** The checked options (options.js); throws on a bad one. */
+function readOptions(w, options) {
+  w.heartbeatInterval = optionNumber(options, 'heartbeatInterval', { min: 1 });
+  w.memoryThresholdMB = optionNumber(options, 'memoryThresholdMB', { min: 0 });
+  w.idleTimeoutMs = optionNumber(options, 'idleTimeoutMs', { min: 0 });
+  w.purgeModuleCache = optionBoolean(options, 'purgeModuleCache');
+  w.forceGC = optionBoolean(options, 'forceGC');
+  w._gc = w.forceGC ? obtainGc() : null;
+  w.capabilities = optionCapabilities(options);
+  const transport = optionsTransport(options);
+  w._transportOption = transport.transport;
+  w._fifoIn = transport.fifoIn;
+  w._fifoOut = transport.fifoOut;
+  w._fifoMaxFrameBytes = transport.fifoMaxFrameBytes;
+  /** 'ipc' or 'fifo' once started. */
+  w.transport = null;
+}
+
+/** The handlers, the queue of tasks not yet started and the running task (task-loop.js). */
+function initTaskState(w) {
+  w.state = 'initializing';
+  w.tasksExecuted = 0;
+  w.currentTask = null;
+  w.startTime = Date.now();
+  w.taskHandlers = new Map();
+
+  // FIFO of tasks not yet started: parallel arrays, consumed from _qHead.
+  w._qTasks = [];
+  w._qBatch = [];
+  w._qHead = 0;
+
+  // The running task.
+  w._current = null;
+  w._currentBatch = false;
+  w._currentAc = null;
+  w._tasksSinceHeapCheck = HEAP_CHECK_EVERY - 1;
+  w._currentStart = 0;
+  w._cancelReason = null;
+}
+
+/** Buffered task-results entries (replies.js) and the time slice between yields. */
+function initOutputState(w) {
+  w._outbox = [];
+  w._outboxSince = 0;
+  w._flushScheduled = false;
+
+  w._sliceStart = 0;
+  w._yieldScheduled = false;
+}
+
+/** Start, heartbeats and idleness (status.js), shutdown (shutdown.js), the FIFO end (transport.js). */
+function initLifecycleState(w) {
+  w._started = false;
+  w._heartbeatTimer = null;
+  w._lastActivity = now();
+  w._idleLogged = false;
+  w._lastMemoryWarning = -Infinity;
+
+  w._shuttingDown = false;
+  w._shutdownTimer = null;
+  w._exiting = false;
+
+  // FIFO transport: the worker end of the channel, frames handed to it whose
+  // write has not completed yet, callbacks waiting for that count to reach 0.
+  w._fifo = null;
+  w._framesPending = 0;
+  w._flushWaiters = [];
+  w._parentTimer = null;
+  w._exitCode = null;
+}
+
+/** Callbacks made once, so the hot path allocates no closures. */
+function bindCallbacks(w) {
+  w._onResolve = (value) => w._settle(true, value);
+  w._onReject = (err) => w._settle(false, err);
+  w._flushBound = () => w._flush();
+  w._afterYieldBound = () => w._afterYield();
+  w._frameWrittenBound = () => w._frameWritten();
+}
 
 function defaultHandler(payload) {
   return { status: 'completed', result: payload };

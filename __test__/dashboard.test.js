@@ -19,7 +19,7 @@ const { spawn, execFileSync } = require('node:child_process');
 const { call } = require('../lib/control-client');
 const { startMetricsServer } = require('../lib/metrics-http');
 const { quantileMs, parseHistograms } = require('../lib/dashboard/status');
-const { ROOT, fixture, tempDir, waitFor, sleep, isGone, assertGone, childrenOf, makePool, run } = require('./helpers');
+const { ROOT, fixture, tempDir, waitFor, sleep, isGone, assertGone, childrenOf, openPool, run } = require('./helpers');
 
 const TOKEN = 'dashboard-test-token-0123456789abcdef';
 const WAIT_MS = 30000;
@@ -347,7 +347,7 @@ test('screenshot (kept under the temp dir)', { timeout: 60000 }, async (t) => {
 });
 
 test('no page open: no listeners on the pool and no timer; one stream: one snapshot a second', { timeout: 60000 }, async (t) => {
-  const pool = await makePool(t, { poolSize: 1, minWorkers: 1, workerScript: fixture('echo-worker.js') });
+  const { pool } = await openPool(t, { poolSize: 1, minWorkers: 1, workerScript: fixture('echo-worker.js') });
   const m = await startMetricsServer(pool, { port: 0, dashboard: true });
   t.after(() => m.close());
   assert.equal(m.host, '127.0.0.1');

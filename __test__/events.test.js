@@ -5,7 +5,7 @@
 const assert = require('node:assert/strict');
 const os = require('node:os');
 const { spawn } = require('node:child_process');
-const { test, ROOT, fixture, makePool, waitFor, within, settle, assertGone, finalGoneTest } = require('./helpers');
+const { test, ROOT, fixture, openPool, waitFor, within, settle, assertGone, finalGoneTest } = require('./helpers');
 
 const seen = new Set();
 const ECHO = fixture('echo-worker.js');
@@ -20,7 +20,7 @@ function recorder(emitter, names) {
 }
 
 test('pool-initialized { poolSize, config } and log { level, component, message, timestamp }', async (t) => {
-  const pool = await makePool(t, { poolSize: 2, workerScript: ECHO }, { seen, init: false });
+  const { pool } = await openPool(t, { poolSize: 2, workerScript: ECHO }, { seen, init: false });
   const got = recorder(pool, ['pool-initialized', 'log']);
   await within(pool.initialize(), 30000, 'initialize');
   assert.equal(got['pool-initialized'].length, 1);
@@ -42,7 +42,7 @@ test('pool-initialized { poolSize, config } and log { level, component, message,
 });
 
 test('task-assigned { taskId, workerId, queuedTimeMs } and task-completed { taskId, workerId, duration, workerReused }', async (t) => {
-  const pool = await makePool(t, { poolSize: 1, workerScript: ECHO }, { seen });
+  const { pool } = await openPool(t, { poolSize: 1, workerScript: ECHO }, { seen });
   const got = recorder(pool, ['task-assigned', 'task-completed']);
   await pool.submitTask({ type: 'echo', payload: 1 });
   await pool.submitTask({ type: 'sleep', payload: { ms: 30 } });
@@ -70,7 +70,7 @@ test('task-assigned { taskId, workerId, queuedTimeMs } and task-completed { task
 });
 
 test('task-failed { taskId, workerId, error, duration, retried }', async (t) => {
-  const pool = await makePool(t, { poolSize: 1, workerScript: ECHO, maxTaskRetries: 1, retryBackoffMs: 10 }, { seen });
+  const { pool } = await openPool(t, { poolSize: 1, workerScript: ECHO, maxTaskRetries: 1, retryBackoffMs: 10 }, { seen });
   const got = recorder(pool, ['task-failed']);
   const r = await settle(within(pool.submitTask({ type: 'throw', payload: { message: 'bad thing' } }), 15000, 'a task failing twice (one retry after 10 ms)'));
   assert.equal(r.ok, false);
@@ -89,7 +89,7 @@ test('task-failed { taskId, workerId, error, duration, retried }', async (t) => 
 });
 
 test('worker-exited { workerId, pid, code, signal, uptime } after a crash and after SIGKILL', async (t) => {
-  const pool = await makePool(
+  const { pool } = await openPool(
     t,
     { poolSize: 1, workerScript: ECHO, maxTaskRetries: 0, restartCooldownMs: 0, minUptimeMs: 0, maxRestartAttempts: 5 },
     { seen },
@@ -122,7 +122,7 @@ test('worker-exited { workerId, pid, code, signal, uptime } after a crash and af
 });
 
 test('worker-error { workerId, pid, error } for an unhandled rejection in a worker', async (t) => {
-  const pool = await makePool(t, { poolSize: 1, workerScript: ECHO }, { seen });
+  const { pool } = await openPool(t, { poolSize: 1, workerScript: ECHO }, { seen });
   const got = recorder(pool, ['worker-error']);
   assert.equal(await pool.submitTask({ type: 'unhandled-rejection' }), 'still alive');
   await waitFor(() => got['worker-error'].length >= 1, 5000, { message: 'worker-error' });
@@ -134,7 +134,7 @@ test('worker-error { workerId, pid, error } for an unhandled rejection in a work
 });
 
 test('pool-scaled-up / pool-scaled-down { count, newSize }', async (t) => {
-  const pool = await makePool(t, { poolSize: 1, minWorkers: 1, maxWorkers: 4, workerScript: ECHO }, { seen });
+  const { pool } = await openPool(t, { poolSize: 1, minWorkers: 1, maxWorkers: 4, workerScript: ECHO }, { seen });
   const got = recorder(pool, ['pool-scaled-up', 'pool-scaled-down']);
   await within(pool.scaleUp(2), 30000, 'scaleUp');
   for (const p of pool.getWorkerPids()) seen.add(p);
@@ -144,7 +144,7 @@ test('pool-scaled-up / pool-scaled-down { count, newSize }', async (t) => {
 });
 
 test('pool-shutdown is emitted once', async (t) => {
-  const pool = await makePool(t, { poolSize: 1, workerScript: ECHO }, { seen });
+  const { pool } = await openPool(t, { poolSize: 1, workerScript: ECHO }, { seen });
   const got = recorder(pool, ['pool-shutdown']);
   await within(pool.shutdown(true), 20000, 'shutdown');
   await within(pool.shutdown(true), 20000, 'second shutdown');
@@ -152,7 +152,7 @@ test('pool-shutdown is emitted once', async (t) => {
 });
 
 test('worker-log { workerId, level, message, ... } from a worker calling log()', async (t) => {
-  const pool = await makePool(t, { poolSize: 1, workerScript: fixture('log-worker.js') }, { seen, init: false });
+  const { pool } = await openPool(t, { poolSize: 1, workerScript: fixture('log-worker.js') }, { seen, init: false });
   const got = recorder(pool, ['worker-log']);
   await within(pool.initialize(), 30000, 'initialize');
   // WorkerProcess.start() logs 'Worker started' at info level.
@@ -172,7 +172,7 @@ test('worker-log { workerId, level, message, ... } from a worker calling log()',
 });
 
 test("zombie-detected is re-emitted on the pool { workerId, pid, timeSinceHeartbeat, state, currentTask }", async (t) => {
-  const pool = await makePool(
+  const { pool } = await openPool(
     t,
     { poolSize: 1, workerScript: fixture('no-heartbeat-worker.js'), heartbeatInterval: 50, zombieThresholdMs: 400, healthCheckInterval: 20, restartCooldownMs: 0, minUptimeMs: 0 },
     { seen },
@@ -196,7 +196,7 @@ test("zombie-detected is re-emitted on the pool { workerId, pid, timeSinceHeartb
 });
 
 test('a blocked JS thread does not make healthy workers look like zombies', async (t) => {
-  const pool = await makePool(
+  const { pool } = await openPool(
     t,
     { poolSize: 2, workerScript: ECHO, heartbeatInterval: 50, zombieThresholdMs: 800, healthCheckInterval: 20 },
     { seen },
@@ -215,7 +215,7 @@ test('a blocked JS thread does not make healthy workers look like zombies', asyn
 });
 
 test('high-memory { workerId, memoryMB, threshold }: a worker over workerMemoryLimitMB is recycled', async (t) => {
-  const pool = await makePool(t, { poolSize: 1, workerScript: ECHO, workerMemoryLimitMB: 100, healthCheckInterval: 50 }, { seen });
+  const { pool } = await openPool(t, { poolSize: 1, workerScript: ECHO, workerMemoryLimitMB: 100, healthCheckInterval: 50 }, { seen });
   const got = recorder(pool, ['high-memory', 'worker-exited']);
   const pid = pool.getWorkerPids()[0];
   assert.deepEqual(await pool.submitTask({ type: 'leak', payload: { mb: 150 } }), { retainedMB: 150 });
@@ -233,7 +233,7 @@ test('high-memory { workerId, memoryMB, threshold }: a worker over workerMemoryL
 });
 
 test('task ids are task-<epoch ms>-<counter>', async (t) => {
-  const pool = await makePool(t, { poolSize: 2, workerScript: ECHO }, { seen });
+  const { pool } = await openPool(t, { poolSize: 2, workerScript: ECHO }, { seen });
   const got = recorder(pool, ['task-assigned']);
   const before = Date.now();
   await Promise.all([1, 2, 3, 4, 5].map((n) => pool.submitTask({ type: 'echo', payload: n })));

@@ -174,10 +174,18 @@ async function assertNoDefunct(ms = 2000) {
 // ---------------------------------------------------------------------------------
 // Pools
 
-const SILENT = { logLevel: 'silent' };
+/**
+ * The test pools' defaults: quiet, one worker, the echo fixture. A key given as
+ * `undefined` falls back to the package's own default (JSON drops it), e.g.
+ * `{ workerScript: undefined }` runs the package's default worker script.
+ */
+const POOL_DEFAULTS = Object.freeze({ logLevel: 'silent', poolSize: 1, workerScript: fixture('echo-worker.js') });
 
 /** Per-test time limit: a hung pool operation fails its test instead of the run. */
 const TEST_TIMEOUT_MS = 90000;
+
+/** Bound on a pool's shutdown, and then on its workers being gone, when a test closes it. */
+const CLOSE_MS = 20000;
 
 /** node:test's test() with a time limit (the pool is shut down by t.after either way). */
 function test(name, fn) {
@@ -185,51 +193,58 @@ function test(name, fn) {
 }
 
 /**
- * Remembers every worker pid a pool shows (polled, plus worker-exited events) in
- * `seen`; returns a function that takes a last sample and stops polling.
+ * Remembers in `seen` every worker pid `pool` shows now and every one a
+ * worker-exited event names from now on (a replacement that never exits before the
+ * pool is closed is still listed by getWorkerPids then); returns a function that
+ * takes a sample now.
  */
 function trackPids(pool, seen) {
-  const grab = () => {
+  const sample = () => {
     try {
       for (const pid of pool.getWorkerPids()) seen.add(pid);
     } catch {
       /* shut down */
     }
   };
-  grab();
-  const timer = setInterval(grab, 15);
-  timer.unref();
+  sample();
   pool.on('worker-exited', (e) => {
     if (e && Number.isInteger(e.pid) && e.pid > 0) seen.add(e.pid);
   });
-  return () => {
-    grab();
-    clearInterval(timer);
-  };
+  return sample;
 }
 
 /**
- * Builds a pool (createPool, so listeners can be attached before initialize),
- * tracks its pids in `seen`, and shuts it down (immediately) when the test ends.
- * With `init` (default true) it also initializes it.
+ * The one pool factory of the suites. Builds a pool from POOL_DEFAULTS and `config`
+ * (createPool, so listeners can be attached before initialize) and, with `init`
+ * (default true), initializes it (`initSize` workers, clamped by the pool). Returns
+ * { pool, pids, note, close }:
+ * - `pids` holds every worker pid the pool has shown (trackPids: worker-exited
+ *   events, and samples after initialize, at close and whenever `note()` is called);
+ *   each is also added to `seen` if given (a file-wide set for finalGoneTest);
+ * - `close()` shuts the pool down immediately and asserts that every one of those
+ *   pids is gone and no <defunct> child is left. It runs once: t.after calls it
+ *   when the test ends, so every pool is cleaned up whether or not the test did.
  */
-async function makePool(t, config = {}, { seen, init = true, initSize } = {}) {
+async function openPool(t, config = {}, { seen, init = true, initSize } = {}) {
   const { createPool } = require(ROOT);
-  const pool = createPool({ ...SILENT, ...config });
-  const stop = seen ? trackPids(pool, seen) : () => {};
-  t.after(async () => {
-    stop();
-    try {
-      await within(pool.shutdown(false), 20000, 'shutdown in t.after');
-    } finally {
-      stop();
-    }
-  });
+  const pool = createPool({ ...POOL_DEFAULTS, ...config });
+  const pids = new Set();
+  const note = trackPids(pool, pids);
+  let closing = null;
+  const close = () => {
+    closing ??= (async () => {
+      note();
+      if (seen) for (const pid of pids) seen.add(pid);
+      await closePool(pool, [...pids], { ms: CLOSE_MS });
+    })();
+    return closing;
+  };
+  t.after(close);
   if (init) {
     await within(pool.initialize(initSize), 30000, 'initialize');
-    if (seen) for (const pid of pool.getWorkerPids()) seen.add(pid);
+    note();
   }
-  return pool;
+  return { pool, pids, note, close };
 }
 
 /** Registers a final test asserting that no worker seen in this file survives. */
@@ -257,36 +272,6 @@ async function closePool(pool, pids = [], { graceful = false, ms = 8000 } = {}) 
   await within(pool.shutdown(graceful), ms, 'pool.shutdown()');
   await assertGone(all, ms);
   await assertNoDefunct();
-}
-
-/** The fault-injection tests' pool config: echo worker, silent, 1..4 workers. */
-function baseConfig(extra = {}) {
-  const size = extra.poolSize ?? 1;
-  return {
-    poolSize: size,
-    minWorkers: 1,
-    maxWorkers: Math.max(size, 4),
-    workerScript: fixture('echo-worker.js'),
-    logLevel: 'silent',
-    ...extra,
-  };
-}
-
-/**
- * Creates a pool from baseConfig(config) and returns { pool, pids, note, close }.
- * `pids` collects every worker pid seen (call `note()` after workers change);
- * `close()` shuts the pool down and asserts that all of them are gone and that
- * nothing is left <defunct>.
- */
-async function openPool(config) {
-  const { createWorkerPool } = require(ROOT);
-  const pool = await createWorkerPool(baseConfig(config));
-  const pids = new Set(pool.getWorkerPids());
-  const note = () => {
-    for (const p of pool.getWorkerPids()) pids.add(p);
-  };
-  const close = () => closePool(pool, [...pids]);
-  return { pool, pids, note, close };
 }
 
 /** Number of workers in state 'ready' or 'busy' (alive and serving). */
@@ -370,15 +355,13 @@ module.exports = {
   defunctChildren,
   assertNoDefunct,
   // pools
-  SILENT,
+  POOL_DEFAULTS,
   TEST_TIMEOUT_MS,
   test,
   trackPids,
-  makePool,
+  openPool,
   finalGoneTest,
   closePool,
-  baseConfig,
-  openPool,
   serving,
   // commands
   run,

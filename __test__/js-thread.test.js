@@ -19,8 +19,8 @@ function blockFor(ms) {
   }
 }
 
-test('while the JS thread is blocked, the core keeps reading replies and dispatching the queue', T, async () => {
-  const { pool, close } = await openPool({ poolSize: 2 });
+test('while the JS thread is blocked, the core keeps reading replies and dispatching the queue', T, async (t) => {
+  const { pool, close } = await openPool(t, { poolSize: 2 });
   try {
     // Warm up so both channels are polled by this thread.
     await Promise.all([1, 2, 3, 4].map((i) => pool.submitTask({ type: 'echo', payload: i })));
@@ -38,9 +38,9 @@ test('while the JS thread is blocked, the core keeps reading replies and dispatc
   }
 });
 
-test('one-at-a-time tasks settle with the reply spin on (default) and off (spinWaitUs: 0)', T, async () => {
+test('one-at-a-time tasks settle with the reply spin on (default) and off (spinWaitUs: 0)', T, async (t) => {
   for (const spinWaitUs of [undefined, 0, 1000]) {
-    const { pool, close } = await openPool({ poolSize: 2, loadBalancing: 'least-loaded', spinWaitUs });
+    const { pool, close } = await openPool(t, { poolSize: 2, loadBalancing: 'least-loaded', spinWaitUs });
     try {
       assert.equal(pool.config.spinWaitUs, spinWaitUs ?? 100);
       for (let i = 0; i < 300; i++) {
@@ -58,8 +58,8 @@ test('one-at-a-time tasks settle with the reply spin on (default) and off (spinW
   }
 });
 
-test('least-loaded: lone tasks stay on the most recently used worker', T, async () => {
-  const { pool, close } = await openPool({ poolSize: 3, loadBalancing: 'least-loaded' });
+test('least-loaded: lone tasks stay on the most recently used worker', T, async (t) => {
+  const { pool, close } = await openPool(t, { poolSize: 3, loadBalancing: 'least-loaded' });
   try {
     const ids = [];
     for (let i = 0; i < 12; i++) ids.push((await pool.submitTask({ type: 'pid' })).workerId);
@@ -104,7 +104,7 @@ test('a pool inside a worker thread works, and the thread exits cleanly after sh
   await assertGone(got[0].pids, 5000);
 });
 
-test('terminating a worker thread that owns a busy pool: its workers die, this process carries on', T, async () => {
+test('terminating a worker thread that owns a busy pool: its workers die, this process carries on', T, async (t) => {
   let pids = null;
   const code = await inThread(
     async function body() {
@@ -124,7 +124,7 @@ test('terminating a worker thread that owns a busy pool: its workers die, this p
   assert.equal(pids.length, 2);
   await assertGone(pids, 10000);
   // This thread's own pools are unaffected.
-  const { pool, close } = await openPool({ poolSize: 1 });
+  const { pool, close } = await openPool(t, { poolSize: 1 });
   try {
     assert.equal(await pool.submitTask({ type: 'echo', payload: 'still fine' }), 'still fine');
   } finally {
@@ -155,8 +155,8 @@ test('a process that exits while its pool is polled by the JS thread exits at on
   await assertGone(pids, 10000);
 });
 
-test('calling into the pool from a settled task and from an event listener (re-entrant from a JS-thread read)', T, async () => {
-  const { pool, close } = await openPool({ poolSize: 2, loadBalancing: 'least-loaded' });
+test('calling into the pool from a settled task and from an event listener (re-entrant from a JS-thread read)', T, async (t) => {
+  const { pool, close } = await openPool(t, { poolSize: 2, loadBalancing: 'least-loaded' });
   try {
     // A chain: each result submits the next task from inside the delivery.
     const chain = await new Promise((resolve, reject) => {
@@ -187,8 +187,8 @@ test('calling into the pool from a settled task and from an event listener (re-e
   }
 });
 
-test('shutdown called from inside a result delivery settles every task and stops every worker', T, async () => {
-  const { pool, pids } = await openPool({ poolSize: 2 });
+test('shutdown called from inside a result delivery settles every task and stops every worker', T, async (t) => {
+  const { pool, pids } = await openPool(t, { poolSize: 2 });
   const others = Array.from({ length: 20 }, (_, i) => pool.submitTask({ type: 'sleep', payload: { ms: 5 + i } }).then(
     () => 'done',
     (e) => e.code,
@@ -231,8 +231,8 @@ test('a listener that throws during a delivery: the error reaches uncaughtExcept
   await assertGone(r.pids, 10000);
 });
 
-test('a burst of large payloads goes to the core in pieces; refusals (queue full) still reject the right tasks', T, async () => {
-  const { pool, close } = await openPool({ poolSize: 1, maxQueueSize: 3 });
+test('a burst of large payloads goes to the core in pieces; refusals (queue full) still reject the right tasks', T, async (t) => {
+  const { pool, close } = await openPool(t, { poolSize: 1, maxQueueSize: 3 });
   try {
     const big = 'y'.repeat(100 * 1024); // every task alone is over the 64 KiB batch size
     const outcomes = await within(

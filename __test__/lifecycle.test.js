@@ -22,7 +22,7 @@ test.afterEach(async () => {
 // ---------------------------------------------------------------------------------
 
 test('5,000+ echo tasks survive a busy worker being SIGKILLed every 50 ms', { timeout: 90000 }, async (t) => {
-  const { pool, note, close } = await openPool({
+  const { pool, note, close } = await openPool(t, {
     poolSize: 4,
     taskTimeout: 60000,
     maxTaskRetries: 10,
@@ -113,8 +113,8 @@ test('5,000+ echo tasks survive a busy worker being SIGKILLed every 50 ms', { ti
   }
 });
 
-test('a task that always crashes its worker rejects ERR_WORKER_CRASHED after its retries, within seconds', { timeout: 30000 }, async () => {
-  const { pool, note, close } = await openPool({
+test('a task that always crashes its worker rejects ERR_WORKER_CRASHED after its retries, within seconds', { timeout: 30000 }, async (t) => {
+  const { pool, note, close } = await openPool(t, {
     poolSize: 2,
     taskTimeout: 60000,
     retryBackoffMs: 50,
@@ -147,9 +147,9 @@ test('a task that always crashes its worker rejects ERR_WORKER_CRASHED after its
   }
 });
 
-test('a poison task that crashes every worker it runs on does not disable the pool', { timeout: 30000 }, async () => {
+test('a poison task that crashes every worker it runs on does not disable the pool', { timeout: 30000 }, async (t) => {
   // Crashes caused by a task are not unstable starts: the slots must come back.
-  const { pool, note, close } = await openPool({
+  const { pool, note, close } = await openPool(t, {
     poolSize: 2,
     retryBackoffMs: 10,
     maxTaskRetries: 5,
@@ -173,8 +173,8 @@ test('a poison task that crashes every worker it runs on does not disable the po
   }
 });
 
-test('a spinning task times out (ERR_TASK_TIMEOUT), its worker is killed and replaced', { timeout: 30000 }, async () => {
-  const { pool, note, close } = await openPool({ poolSize: 1, gracePeriodMs: 500 });
+test('a spinning task times out (ERR_TASK_TIMEOUT), its worker is killed and replaced', { timeout: 30000 }, async (t) => {
+  const { pool, note, close } = await openPool(t, { poolSize: 1, gracePeriodMs: 500 });
   try {
     const [spinPid] = pool.getWorkerPids();
     const t0 = Date.now();
@@ -194,8 +194,8 @@ test('a spinning task times out (ERR_TASK_TIMEOUT), its worker is killed and rep
   }
 });
 
-test('a sleep task that honours the signal times out without its worker being killed', { timeout: 30000 }, async () => {
-  const { pool, close } = await openPool({ poolSize: 1, gracePeriodMs: 2000 });
+test('a sleep task that honours the signal times out without its worker being killed', { timeout: 30000 }, async (t) => {
+  const { pool, close } = await openPool(t, { poolSize: 1, gracePeriodMs: 2000 });
   const exits = [];
   pool.on('worker-exited', (e) => exits.push(e));
   try {
@@ -217,8 +217,8 @@ test('a sleep task that honours the signal times out without its worker being ki
 });
 
 test('cancellation with AbortSignal', { timeout: 60000 }, async (t) => {
-  await t.test('an already-aborted signal rejects at once and submits nothing', async () => {
-    const { pool, close } = await openPool({ poolSize: 1 });
+  await t.test('an already-aborted signal rejects at once and submits nothing', async (t) => {
+    const { pool, close } = await openPool(t, { poolSize: 1 });
     try {
       const before = pool.getPoolMetrics().tasks.submitted;
       const t0 = Date.now();
@@ -232,8 +232,8 @@ test('cancellation with AbortSignal', { timeout: 60000 }, async (t) => {
     }
   });
 
-  await t.test('a queued task aborted rejects AbortError and never runs', async () => {
-    const { pool, close } = await openPool({ poolSize: 1 });
+  await t.test('a queued task aborted rejects AbortError and never runs', async (t) => {
+    const { pool, close } = await openPool(t, { poolSize: 1 });
     const exits = [];
     pool.on('worker-exited', (e) => exits.push(e));
     try {
@@ -260,8 +260,8 @@ test('cancellation with AbortSignal', { timeout: 60000 }, async (t) => {
     }
   });
 
-  await t.test('a task waiting for its retry aborted rejects AbortError and never runs again', async () => {
-    const { pool, close } = await openPool({ poolSize: 2, retryBackoffMs: 1500, maxTaskRetries: 3 });
+  await t.test('a task waiting for its retry aborted rejects AbortError and never runs again', async (t) => {
+    const { pool, close } = await openPool(t, { poolSize: 2, retryBackoffMs: 1500, maxTaskRetries: 3 });
     const exits = [];
     const failed = [];
     pool.on('worker-exited', (e) => exits.push(e));
@@ -288,8 +288,8 @@ test('cancellation with AbortSignal', { timeout: 60000 }, async (t) => {
     }
   });
 
-  await t.test('a running sleep task aborted rejects AbortError; the worker survives', async () => {
-    const { pool, close } = await openPool({ poolSize: 1, gracePeriodMs: 2000 });
+  await t.test('a running sleep task aborted rejects AbortError; the worker survives', async (t) => {
+    const { pool, close } = await openPool(t, { poolSize: 1, gracePeriodMs: 2000 });
     const exits = [];
     pool.on('worker-exited', (e) => exits.push(e));
     try {
@@ -311,8 +311,8 @@ test('cancellation with AbortSignal', { timeout: 60000 }, async (t) => {
     }
   });
 
-  await t.test('a running spin task aborted rejects AbortError; the worker is recycled within grace', async () => {
-    const { pool, note, close } = await openPool({ poolSize: 1, gracePeriodMs: 500 });
+  await t.test('a running spin task aborted rejects AbortError; the worker is recycled within grace', async (t) => {
+    const { pool, note, close } = await openPool(t, { poolSize: 1, gracePeriodMs: 500 });
     try {
       const [pid] = pool.getWorkerPids();
       const ac = new AbortController();
@@ -339,8 +339,8 @@ test('cancellation with AbortSignal', { timeout: 60000 }, async (t) => {
   });
 });
 
-test('maxQueueSize: submits beyond the limit reject ERR_QUEUE_FULL at once; drain fires later', { timeout: 30000 }, async () => {
-  const { pool, close } = await openPool({ poolSize: 1, maxQueueSize: 2 });
+test('maxQueueSize: submits beyond the limit reject ERR_QUEUE_FULL at once; drain fires later', { timeout: 30000 }, async (t) => {
+  const { pool, close } = await openPool(t, { poolSize: 1, maxQueueSize: 2 });
   try {
     let drains = 0;
     pool.on('drain', () => drains++);
@@ -364,8 +364,8 @@ test('maxQueueSize: submits beyond the limit reject ERR_QUEUE_FULL at once; drai
   }
 });
 
-test('dead-letter records: contents, clearDeadLetterQueue, requeueDeadLetter', { timeout: 30000 }, async () => {
-  const { pool, close } = await openPool({ poolSize: 2, retryBackoffMs: 20, maxTaskRetries: 1 });
+test('dead-letter records: contents, clearDeadLetterQueue, requeueDeadLetter', { timeout: 30000 }, async (t) => {
+  const { pool, close } = await openPool(t, { poolSize: 2, retryBackoffMs: 20, maxTaskRetries: 1 });
   try {
     const before = Date.now();
     const e1 = await expectReject(pool.submitTask({ type: 'throw', payload: { message: 'dlq boom', code: 'E_CUSTOM' }, priority: 5 }));
@@ -422,8 +422,8 @@ test('dead-letter records: contents, clearDeadLetterQueue, requeueDeadLetter', {
   }
 });
 
-test('shutdown(false) rejects 20 running and queued tasks promptly with ERR_POOL_SHUTDOWN', { timeout: 30000 }, async () => {
-  const { pool, close } = await openPool({ poolSize: 2 });
+test('shutdown(false) rejects 20 running and queued tasks promptly with ERR_POOL_SHUTDOWN', { timeout: 30000 }, async (t) => {
+  const { pool, close } = await openPool(t, { poolSize: 2 });
   try {
     const pids = pool.getWorkerPids();
     const tasks = Array.from({ length: 20 }, () => settle(pool.submitTask({ type: 'sleep', payload: { ms: 30000 } })));
@@ -443,8 +443,8 @@ test('shutdown(false) rejects 20 running and queued tasks promptly with ERR_POOL
   }
 });
 
-test('a late reply after a timeout never settles twice; the worker is reused', { timeout: 30000 }, async () => {
-  const { pool, close } = await openPool({ poolSize: 1, gracePeriodMs: 2000 });
+test('a late reply after a timeout never settles twice; the worker is reused', { timeout: 30000 }, async (t) => {
+  const { pool, close } = await openPool(t, { poolSize: 1, gracePeriodMs: 2000 });
   const exits = [];
   pool.on('worker-exited', (e) => exits.push(e));
   const completed = [];

@@ -7,7 +7,7 @@ const assert = require('node:assert/strict');
 const os = require('node:os');
 const { spawn } = require('node:child_process');
 const { EventEmitter } = require('node:events');
-const { test, ROOT, makePool, waitFor, within, finalGoneTest } = require('./helpers');
+const { test, ROOT, openPool, waitFor, within, finalGoneTest } = require('./helpers');
 
 const seen = new Set();
 
@@ -165,7 +165,7 @@ out.noWorkersYet = pool.getWorkerPids().length === 0;
 });
 
 test('README API examples and events (default worker script)', async (t) => {
-  const pool = await makePool(t, { poolSize: 4, minWorkers: 1 }, { seen, init: false });
+  const { pool } = await openPool(t, { poolSize: 4, minWorkers: 1, workerScript: undefined }, { seen, init: false });
 
   // The README's event listeners, attached before initialize so all can fire.
   const got = {};
@@ -266,7 +266,7 @@ test('README API examples and events (default worker script)', async (t) => {
 });
 
 test('pool.config holds the resolved options under their original names', async (t) => {
-  const pool = await makePool(t, { poolSize: 1 }, { seen });
+  const { pool } = await openPool(t, { poolSize: 1, workerScript: undefined }, { seen });
   const c = pool.config;
   const expected = {
     poolSize: 1,

@@ -3,7 +3,7 @@
 // Run: node --test __test__/scaling.test.js
 
 const assert = require('node:assert/strict');
-const { test, fixture, makePool, waitFor, within, settle, assertGone, finalGoneTest } = require('./helpers');
+const { test, fixture, openPool, waitFor, within, settle, assertGone, finalGoneTest } = require('./helpers');
 
 const seen = new Set();
 const ECHO = fixture('echo-worker.js');
@@ -11,7 +11,7 @@ const ECHO = fixture('echo-worker.js');
 const count = (pool) => pool.getAllWorkersStatus().length;
 
 test('scaleUp clamps to maxWorkers; the count after the promise matches', async (t) => {
-  const pool = await makePool(t, { poolSize: 2, minWorkers: 1, maxWorkers: 4, workerScript: ECHO }, { seen });
+  const { pool } = await openPool(t, { poolSize: 2, minWorkers: 1, maxWorkers: 4, workerScript: ECHO }, { seen });
   const ups = [];
   pool.on('pool-scaled-up', (e) => ups.push(e));
   assert.equal(count(pool), 2);
@@ -40,7 +40,7 @@ test('scaleUp clamps to maxWorkers; the count after the promise matches', async 
 });
 
 test('scaleDown clamps to minWorkers; removed workers exit before the promise resolves', async (t) => {
-  const pool = await makePool(t, { poolSize: 4, minWorkers: 2, maxWorkers: 6, workerScript: ECHO }, { seen });
+  const { pool } = await openPool(t, { poolSize: 4, minWorkers: 2, maxWorkers: 6, workerScript: ECHO }, { seen });
   const downs = [];
   pool.on('pool-scaled-down', (e) => downs.push(e));
   const before = pool.getWorkerPids();
@@ -73,7 +73,7 @@ test('scaleDown clamps to minWorkers; removed workers exit before the promise re
 });
 
 test('scaleDown of busy workers lets their tasks finish', async (t) => {
-  const pool = await makePool(t, { poolSize: 3, minWorkers: 1, maxWorkers: 3, workerScript: ECHO }, { seen });
+  const { pool } = await openPool(t, { poolSize: 3, minWorkers: 1, maxWorkers: 3, workerScript: ECHO }, { seen });
   const tasks = [0, 1, 2].map(() => pool.submitTask({ type: 'sleep', payload: { ms: 500 } }));
   await waitFor(() => pool.getAllWorkersStatus().every((s) => s.state === 'busy'), 5000, { message: 'all three busy' });
   const before = pool.getWorkerPids();
@@ -93,7 +93,7 @@ test('scaleDown of busy workers lets their tasks finish', async (t) => {
 });
 
 test('scaleDown prefers idle workers over busy ones', async (t) => {
-  const pool = await makePool(t, { poolSize: 3, minWorkers: 1, workerScript: ECHO }, { seen });
+  const { pool } = await openPool(t, { poolSize: 3, minWorkers: 1, workerScript: ECHO }, { seen });
   let finished = false;
   const running = pool.submitTask({ type: 'sleep', payload: { ms: 3000 } }).finally(() => { finished = true; });
   const busy = await waitFor(() => pool.getAllWorkersStatus().find((s) => s.state === 'busy'), 5000, { message: 'a busy worker' });
@@ -104,16 +104,16 @@ test('scaleDown prefers idle workers over busy ones', async (t) => {
 });
 
 test('initialize(n) clamps n into [minWorkers, maxWorkers]', async (t) => {
-  const big = await makePool(t, { poolSize: 2, minWorkers: 2, maxWorkers: 3, workerScript: ECHO }, { seen, initSize: 10 });
+  const { pool: big } = await openPool(t, { poolSize: 2, minWorkers: 2, maxWorkers: 3, workerScript: ECHO }, { seen, initSize: 10 });
   assert.equal(count(big), 3);
-  const small = await makePool(t, { poolSize: 3, minWorkers: 2, maxWorkers: 3, workerScript: ECHO }, { seen, initSize: 1 });
+  const { pool: small } = await openPool(t, { poolSize: 3, minWorkers: 2, maxWorkers: 3, workerScript: ECHO }, { seen, initSize: 1 });
   assert.equal(count(small), 2);
-  const exact = await makePool(t, { poolSize: 1, minWorkers: 1, maxWorkers: 3, workerScript: ECHO }, { seen, initSize: 2 });
+  const { pool: exact } = await openPool(t, { poolSize: 1, minWorkers: 1, maxWorkers: 3, workerScript: ECHO }, { seen, initSize: 2 });
   assert.equal(count(exact), 2);
 });
 
 test('concurrent scaleUps never exceed maxWorkers', async (t) => {
-  const pool = await makePool(t, { poolSize: 1, minWorkers: 1, maxWorkers: 4, workerScript: ECHO }, { seen });
+  const { pool } = await openPool(t, { poolSize: 1, minWorkers: 1, maxWorkers: 4, workerScript: ECHO }, { seen });
   await within(Promise.all([pool.scaleUp(2), pool.scaleUp(2), pool.scaleUp(2)]), 30000, 'three scaleUps');
   for (const p of pool.getWorkerPids()) seen.add(p);
   assert.equal(count(pool), 4);
@@ -124,7 +124,7 @@ test('concurrent scaleUps never exceed maxWorkers', async (t) => {
 });
 
 test('scaleUp/scaleDown reject bad counts with ERR_INVALID_ARGUMENT naming "count"', async (t) => {
-  const pool = await makePool(t, { poolSize: 1, workerScript: ECHO }, { seen });
+  const { pool } = await openPool(t, { poolSize: 1, workerScript: ECHO }, { seen });
   for (const bad of [0, -1, 1.5, NaN, '2', null, Infinity]) {
     for (const m of ['scaleUp', 'scaleDown']) {
       const r = await settle(pool[m](bad));
@@ -137,7 +137,7 @@ test('scaleUp/scaleDown reject bad counts with ERR_INVALID_ARGUMENT naming "coun
 });
 
 test('scaling before initialize / after shutdown rejects', async (t) => {
-  const pool = await makePool(t, { poolSize: 1, workerScript: ECHO }, { seen, init: false });
+  const { pool } = await openPool(t, { poolSize: 1, workerScript: ECHO }, { seen, init: false });
   const early = await settle(pool.scaleUp(1));
   assert.equal(early.ok, false);
   assert.equal(early.error.code, 'ERR_POOL_NOT_INITIALIZED');

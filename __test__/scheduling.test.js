@@ -8,7 +8,7 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { createWorkerPool, createPool } = require('..');
-const { fixture, sleep, waitFor, pidState, closePool, within, settle } = require('./helpers');
+const { fixture, sleep, waitFor, pidState, openPool, closePool, within, settle } = require('./helpers');
 
 const ECHO = fixture('echo-worker.js');
 const FORK_STYLE = fixture('fork-style-worker.js');
@@ -17,27 +17,15 @@ const CAPS_WORKER = fixture('sched-caps-worker.js');
 const T = { timeout: 60000 };
 
 /**
- * Starts a pool (silent, echo worker by default) and registers its shutdown: every
- * pid the pool ever had (initial, replacements, exited ones) must be gone afterwards.
+ * The suites' pool (openPool: silent, echo worker, shut down and checked for leftover
+ * processes when the test ends), with the package's poolSize unless one is given (the
+ * worker-group tests are sized by their groups), and the task-failed events it raised.
  */
 async function open(t, options) {
-  const pool = await within(
-    createWorkerPool({ logLevel: 'silent', workerScript: ECHO, ...options }),
-    20000,
-    'createWorkerPool',
-  );
-  const pids = new Set(pool.getWorkerPids());
+  const opened = await openPool(t, { poolSize: undefined, ...options });
   const failures = [];
-  pool.on('worker-exited', (e) => pids.add(e.pid));
-  pool.on('task-failed', (e) => failures.push(e));
-  const note = () => {
-    for (const p of pool.getWorkerPids()) pids.add(p);
-  };
-  t.after(async () => {
-    note();
-    await closePool(pool, [...pids]);
-  });
-  return { pool, pids, note, failures };
+  opened.pool.on('task-failed', (e) => failures.push(e));
+  return { ...opened, failures };
 }
 
 /** Runs the tasks one after another; resolves with their results in order. */

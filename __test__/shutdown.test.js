@@ -7,7 +7,7 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
 const { spawn } = require('node:child_process');
-const { test, ROOT, fixture, makePool, waitFor, within, settle, assertGone, procState, sleep, finalGoneTest } = require('./helpers');
+const { test, ROOT, fixture, openPool, waitFor, within, settle, assertGone, procState, sleep, finalGoneTest } = require('./helpers');
 
 const seen = new Set();
 const ECHO = fixture('echo-worker.js');
@@ -15,7 +15,7 @@ const ECHO = fixture('echo-worker.js');
 const procExists = (pid) => fs.existsSync(`/proc/${pid}`);
 
 test('shutdown(true) lets running (and already accepted) tasks finish, then no worker is left', async (t) => {
-  const pool = await makePool(t, { poolSize: 2, workerScript: ECHO }, { seen });
+  const { pool } = await openPool(t, { poolSize: 2, workerScript: ECHO }, { seen });
   const pids = pool.getWorkerPids();
   const events = [];
   pool.on('pool-shutdown', () => events.push('pool-shutdown'));
@@ -37,7 +37,7 @@ test('shutdown(true) lets running (and already accepted) tasks finish, then no w
 });
 
 test('shutdown(false) rejects running and queued tasks promptly with ERR_POOL_SHUTDOWN; nothing stays pending', async (t) => {
-  const pool = await makePool(t, { poolSize: 2, workerScript: ECHO }, { seen });
+  const { pool } = await openPool(t, { poolSize: 2, workerScript: ECHO }, { seen });
   const pids = pool.getWorkerPids();
   const settled = [];
   const track = (p, label) => p.then(
@@ -67,7 +67,7 @@ test('shutdown(false) rejects running and queued tasks promptly with ERR_POOL_SH
 });
 
 test('shutdown(false) while a graceful shutdown is waiting escalates it', async (t) => {
-  const pool = await makePool(t, { poolSize: 1, workerScript: ECHO }, { seen });
+  const { pool } = await openPool(t, { poolSize: 1, workerScript: ECHO }, { seen });
   const pids = pool.getWorkerPids();
   const long = settle(pool.submitTask({ type: 'sleep', payload: { ms: 20000 } }));
   await waitFor(() => pool.getWorkerStatus('worker-0').state === 'busy', 5000, { message: 'busy' });
@@ -84,7 +84,7 @@ test('shutdown(false) while a graceful shutdown is waiting escalates it', async 
 });
 
 test('graceful shutdown gives up after shutdownTimeoutMs on a task that never ends', async (t) => {
-  const pool = await makePool(t, { poolSize: 1, workerScript: ECHO, shutdownTimeoutMs: 500, gracePeriodMs: 200 }, { seen });
+  const { pool } = await openPool(t, { poolSize: 1, workerScript: ECHO, shutdownTimeoutMs: 500, gracePeriodMs: 200 }, { seen });
   const pids = pool.getWorkerPids();
   const stuck = settle(pool.submitTask({ type: 'spin' }));
   await waitFor(() => pool.getWorkerStatus('worker-0').state === 'busy', 5000, { message: 'busy' });
@@ -100,7 +100,7 @@ test('graceful shutdown gives up after shutdownTimeoutMs on a task that never en
 });
 
 test('after shutdown no worker process is alive even after crashes and restarts', async (t) => {
-  const pool = await makePool(
+  const { pool } = await openPool(
     t,
     { poolSize: 2, workerScript: ECHO, maxTaskRetries: 0, restartCooldownMs: 0, minUptimeMs: 0 },
     { seen },

@@ -7,7 +7,7 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { spawn } = require('node:child_process');
-const { createWorkerPool, createPool } = require('..');
+const { createWorkerPool } = require('..');
 const {
   ROOT,
   fixture,
@@ -16,8 +16,7 @@ const {
   assertNoDefunct,
   childrenOf,
   isAlive,
-  closePool,
-  baseConfig,
+  POOL_DEFAULTS,
   openPool,
   settle,
   within,
@@ -45,7 +44,7 @@ test.afterEach(async () => {
 // ---------------------------------------------------------------------------------
 
 test('a SIGSTOPped worker is detected as a zombie, killed and replaced; its task is retried elsewhere', { timeout: 30000 }, async (t) => {
-  const { pool, note, close } = await openPool({
+  const { pool, note, close } = await openPool(t, {
     poolSize: 2,
     heartbeatInterval: 100,
     zombieThresholdMs: 1000,
@@ -98,8 +97,8 @@ test('a SIGSTOPped worker is detected as a zombie, killed and replaced; its task
   }
 });
 
-test('a handler stuck in a sync loop is detected as a zombie when no timeout fires', { timeout: 30000 }, async () => {
-  const { pool, note, close } = await openPool({
+test('a handler stuck in a sync loop is detected as a zombie when no timeout fires', { timeout: 30000 }, async (t) => {
+  const { pool, note, close } = await openPool(t, {
     poolSize: 1,
     heartbeatInterval: 100,
     zombieThresholdMs: 1000,
@@ -134,7 +133,7 @@ test('a worker that hangs before its first heartbeat is still detected as a zomb
   // WorkerProcess sends its first heartbeat one heartbeatInterval after start; a task
   // that hangs the worker before then (a fresh or replacement worker's first task)
   // must not escape zombie detection.
-  const { pool, note, close } = await openPool({
+  const { pool, note, close } = await openPool(t, {
     poolSize: 1,
     heartbeatInterval: 400,
     zombieThresholdMs: 1000,
@@ -173,7 +172,7 @@ for (const [name, expectCode, expectStderr] of [
     const before = new Set(childrenOf().map((c) => c.pid));
     const script = fixture(name);
     const t0 = Date.now();
-    const out = await within(settle(createWorkerPool(baseConfig({ poolSize: 2, workerScript: script }))), 15000, 'createWorkerPool');
+    const out = await within(settle(createWorkerPool({ ...POOL_DEFAULTS, poolSize: 2, workerScript: script })), 15000, 'createWorkerPool');
     assert.ok(Date.now() - t0 < 15000);
     assert.equal(out.ok, false, 'createWorkerPool must reject');
     const err = out.error;
@@ -190,19 +189,17 @@ for (const [name, expectCode, expectStderr] of [
   });
 }
 
-test('a pool from createPool whose workers die at start: initialize rejects and leaves no process', { timeout: 30000 }, async () => {
-  const pool = createPool(baseConfig({ poolSize: 2, workerScript: fixture('crash-at-start.js') }));
-  const exited = [];
-  pool.on('worker-exited', (e) => exited.push(e.pid));
+test('a pool from createPool whose workers die at start: initialize rejects and leaves no process', { timeout: 30000 }, async (t) => {
+  const { pool, close } = await openPool(t, { poolSize: 2, workerScript: fixture('crash-at-start.js') }, { init: false });
   const out = await within(settle(pool.initialize()), 15000, 'initialize');
   assert.equal(out.ok, false);
   assert.equal(out.error.code, 'ERR_WORKER_START_FAILED');
   assert.deepEqual(pool.getWorkerPids(), []);
-  await closePool(pool, exited);
+  await close();
 });
 
-test('a worker over the memory limit raises high-memory and is recycled', { timeout: 30000 }, async () => {
-  const { pool, note, close } = await openPool({
+test('a worker over the memory limit raises high-memory and is recycled', { timeout: 30000 }, async (t) => {
+  const { pool, note, close } = await openPool(t, {
     poolSize: 2,
     workerMemoryLimitMB: 100,
     healthCheckInterval: 200,
@@ -229,8 +226,8 @@ test('a worker over the memory limit raises high-memory and is recycled', { time
   }
 });
 
-test('a worker that writes a non-JSON line fails its task with ERR_PROTOCOL and is replaced', { timeout: 30000 }, async () => {
-  const { pool, note, close } = await openPool({ poolSize: 1, workerScript: fixture('garbage-worker.js') });
+test('a worker that writes a non-JSON line fails its task with ERR_PROTOCOL and is replaced', { timeout: 30000 }, async (t) => {
+  const { pool, note, close } = await openPool(t, { poolSize: 1, workerScript: fixture('garbage-worker.js') });
   const errors = [];
   pool.on('worker-error', (e) => errors.push(e));
   try {
@@ -255,7 +252,7 @@ test('a worker that writes a non-JSON line fails its task with ERR_PROTOCOL and 
 });
 
 test('a worker that writes 96 MB without a newline: ERR_PROTOCOL, bounded parent memory, worker killed', { timeout: 60000 }, async (t) => {
-  const { pool, note, close } = await openPool({ poolSize: 1, workerScript: fixture('huge-line-worker.js') });
+  const { pool, note, close } = await openPool(t, { poolSize: 1, workerScript: fixture('huge-line-worker.js') });
   let sampler = null;
   try {
     const [pid] = pool.getWorkerPids();
@@ -318,8 +315,8 @@ test('workers die with a parent that is SIGKILLed', { timeout: 30000 }, async ()
   }
 });
 
-test('a JS thread blocked past the zombie threshold does not make workers zombies', { timeout: 30000 }, async () => {
-  const { pool, close } = await openPool({
+test('a JS thread blocked past the zombie threshold does not make workers zombies', { timeout: 30000 }, async (t) => {
+  const { pool, close } = await openPool(t, {
     poolSize: 2,
     heartbeatInterval: 100,
     zombieThresholdMs: 500,
@@ -353,7 +350,7 @@ test('a JS thread blocked past the zombie threshold does not make workers zombie
 });
 
 test('crash-loop protection: a worker killed while idle right after start respawns with backoff', { timeout: 30000 }, async (t) => {
-  const { pool, note, close } = await openPool({
+  const { pool, note, close } = await openPool(t, {
     poolSize: 1,
     minUptimeMs: 5000,
     restartCooldownMs: 800,
@@ -383,16 +380,14 @@ test('crash-loop protection: a worker killed while idle right after start respaw
   }
 });
 
-test('crash-loop protection: a slot whose worker always dies after ready is marked failed', { timeout: 30000 }, async () => {
-  const exited = [];
-  const pool = await createWorkerPool(baseConfig({
+test('crash-loop protection: a slot whose worker always dies after ready is marked failed', { timeout: 30000 }, async (t) => {
+  const { pool, close } = await openPool(t, {
     poolSize: 1,
     workerScript: fixture('dies-after-ready.js'),
     restartCooldownMs: 100,
     maxRestartAttempts: 2,
     healthCheckInterval: 200,
-  }));
-  pool.on('worker-exited', (e) => exited.push(e));
+  });
   try {
     const alert = await waitFor(() => pool.healthMonitor.getAlerts(50).find((a) => a.type === 'worker-restart-failed'), 10000, {
       what: () => `worker-restart-failed alert; alerts: ${JSON.stringify(pool.healthMonitor.getAlerts(10))}`,
@@ -407,6 +402,6 @@ test('crash-loop protection: a slot whose worker always dies after ready is mark
     assert.equal(pool.getPoolMetrics().performance.workersSpawned, spawned, 'no respawn after the slot failed');
     assert.deepEqual(pool.getWorkerPids(), []);
   } finally {
-    await closePool(pool, exited.map((e) => e.pid));
+    await close();
   }
 });

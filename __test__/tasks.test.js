@@ -7,14 +7,14 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { test, fixture, makePool, waitFor, within, settle, sleep, assertGone, finalGoneTest } = require('./helpers');
+const { test, fixture, openPool, waitFor, within, settle, sleep, assertGone, finalGoneTest } = require('./helpers');
 
 const seen = new Set();
 const ECHO = fixture('echo-worker.js');
 const TASK_ID = /^task-\d+-\d+$/;
 
 test('results round-trip: nested objects, unicode, 1 MB string, scalars, null/undefined payload', async (t) => {
-  const pool = await makePool(t, { poolSize: 2, workerScript: ECHO }, { seen });
+  const { pool } = await openPool(t, { poolSize: 2, workerScript: ECHO }, { seen });
   const nested = {
     a: 1,
     b: [1, 2, { c: [null, true, false, 'x'] }],
@@ -48,7 +48,7 @@ test('results round-trip: nested objects, unicode, 1 MB string, scalars, null/un
 });
 
 test('a payload with a lone surrogate (valid JSON from JSON.stringify) round-trips', async (t) => {
-  const pool = await makePool(t, { poolSize: 1, workerScript: ECHO, maxTaskRetries: 0 }, { seen });
+  const { pool } = await openPool(t, { poolSize: 1, workerScript: ECHO, maxTaskRetries: 0 }, { seen });
   const s = 'a\ud800b\udfffc';
   const r = await settle(within(pool.submitTask({ type: 'echo', payload: { s } }), 10000, 'lone surrogate task'));
   assert.ok(r.ok, `rejected: ${r.error && r.error.code} ${r.error && r.error.message}`);
@@ -57,7 +57,7 @@ test('a payload with a lone surrogate (valid JSON from JSON.stringify) round-tri
 });
 
 test('priority order on a one-worker pool: lower first, FIFO among equals', async (t) => {
-  const pool = await makePool(t, { poolSize: 1, workerScript: ECHO }, { seen });
+  const { pool } = await openPool(t, { poolSize: 1, workerScript: ECHO }, { seen });
   const assigned = [];
   pool.on('task-assigned', (e) => assigned.push(e.taskId));
   const completedEvents = [];
@@ -92,7 +92,7 @@ const ROUNDS = 5;
 
 for (const [variant, small] of Object.entries(SMALL)) {
   test(`priority order holds on a warmed-up worker busy with a long task (${variant})`, async (t) => {
-    const pool = await makePool(t, { poolSize: 1, workerScript: ECHO }, { seen });
+    const { pool } = await openPool(t, { poolSize: 1, workerScript: ECHO }, { seen });
     for (let round = 1; round <= ROUNDS; round++) {
       // Many fast tasks first: the worker's average run time is tiny.
       for (let i = 0; i < 30; i++) await pool.submitTask(small(`warm-${i}`));
@@ -113,7 +113,7 @@ for (const [variant, small] of Object.entries(SMALL)) {
   });
 
   test(`a task is not committed behind a long-running task while another worker frees up (${variant})`, async (t) => {
-    const pool = await makePool(t, { poolSize: 2, workerScript: ECHO }, { seen });
+    const { pool } = await openPool(t, { poolSize: 2, workerScript: ECHO }, { seen });
     for (let round = 1; round <= ROUNDS; round++) {
       for (let i = 0; i < 30; i++) await Promise.all([pool.submitTask(small(i)), pool.submitTask(small(i))]);
       const started = Date.now();
@@ -134,7 +134,7 @@ for (const [variant, small] of Object.entries(SMALL)) {
 }
 
 test('many equal priorities keep FIFO order (sequence number, not a millisecond clock)', async (t) => {
-  const pool = await makePool(t, { poolSize: 1, workerScript: ECHO }, { seen });
+  const { pool } = await openPool(t, { poolSize: 1, workerScript: ECHO }, { seen });
   const blocker = pool.submitTask({ type: 'sleep', payload: { ms: 200 } });
   await waitFor(() => pool.getWorkerStatus('worker-0').state === 'busy', 5000, { message: 'worker busy' });
   const order = [];
@@ -150,7 +150,7 @@ test('many equal priorities keep FIFO order (sequence number, not a millisecond 
 });
 
 test('priority 0 is the highest (not treated as the default 10)', async (t) => {
-  const pool = await makePool(t, { poolSize: 1, workerScript: ECHO }, { seen });
+  const { pool } = await openPool(t, { poolSize: 1, workerScript: ECHO }, { seen });
   const blocker = pool.submitTask({ type: 'sleep', payload: { ms: 300 } });
   await waitFor(() => pool.getWorkerStatus('worker-0').state === 'busy', 5000, { message: 'worker busy' });
   const order = [];
@@ -161,7 +161,7 @@ test('priority 0 is the highest (not treated as the default 10)', async (t) => {
 });
 
 test('a throwing handler is retried maxTaskRetries times, then rejected and dead-lettered', async (t) => {
-  const pool = await makePool(t, { poolSize: 2, workerScript: ECHO, maxTaskRetries: 2, retryBackoffMs: 20, maxBackoffMs: 100 }, { seen });
+  const { pool } = await openPool(t, { poolSize: 2, workerScript: ECHO, maxTaskRetries: 2, retryBackoffMs: 20, maxBackoffMs: 100 }, { seen });
   const failed = [];
   pool.on('task-failed', (e) => failed.push(e));
   const started = Date.now();
@@ -208,7 +208,7 @@ test('a throwing handler is retried maxTaskRetries times, then rejected and dead
 
 test('unknown task type rejects promptly with ERR_NO_HANDLER and is not retried', async (t) => {
   // Default retry settings (3 retries, 1 s backoff): a retried task would take > 7 s.
-  const pool = await makePool(t, { poolSize: 1, workerScript: ECHO }, { seen });
+  const { pool } = await openPool(t, { poolSize: 1, workerScript: ECHO }, { seen });
   const failed = [];
   pool.on('task-failed', (e) => failed.push(e));
   const started = Date.now();
@@ -223,14 +223,14 @@ test('unknown task type rejects promptly with ERR_NO_HANDLER and is not retried'
   assert.equal(failed.length, 1);
   assert.equal(failed[0].retried, false);
   // Same with the package's default worker script.
-  const pool2 = await makePool(t, { poolSize: 1 }, { seen });
+  const { pool: pool2 } = await openPool(t, { poolSize: 1, workerScript: undefined }, { seen });
   const r2 = await settle(pool2.submitTask({ type: 'frobnicate' }));
   assert.equal(r2.error.message, 'No handler registered for task type: frobnicate');
   assert.equal(r2.error.code, 'ERR_NO_HANDLER');
 });
 
 test('custom worker script built on WorkerProcess', async (t) => {
-  const pool = await makePool(t, { poolSize: 2, workerScript: ECHO }, { seen });
+  const { pool } = await openPool(t, { poolSize: 2, workerScript: ECHO }, { seen });
   const pids = pool.getWorkerPids();
   const a = await pool.submitTask({ type: 'pid' });
   assert.ok(pids.includes(a.pid), 'the task ran in one of the pool workers');
@@ -240,7 +240,7 @@ test('custom worker script built on WorkerProcess', async (t) => {
 });
 
 test('a fork-style worker written for the original pool (plain process.send) works', async (t) => {
-  const pool = await makePool(t, { poolSize: 2, workerScript: fixture('fork-style-worker.js'), maxTaskRetries: 0 }, { seen });
+  const { pool } = await openPool(t, { poolSize: 2, workerScript: fixture('fork-style-worker.js'), maxTaskRetries: 0 }, { seen });
   assert.equal(pool.getWorkerPids().length, 2);
   const results = await Promise.all([1, 2, 3, 4].map((n) => pool.submitTask({ type: 'anything', payload: { n } })));
   assert.deepEqual(results, [1, 2, 3, 4].map((n) => ({ echo: { n }, by: 'fork-style' })));
@@ -255,7 +255,7 @@ test('a fork-style worker written for the original pool (plain process.send) wor
 });
 
 test('WORKER_ID is worker-<n> and is never reused after a crash', async (t) => {
-  const pool = await makePool(
+  const { pool } = await openPool(
     t,
     { poolSize: 1, workerScript: ECHO, maxTaskRetries: 0, restartCooldownMs: 0, minUptimeMs: 0, maxRestartAttempts: 10 },
     { seen },
@@ -293,7 +293,7 @@ test('WORKER_ID is worker-<n> and is never reused after a crash', async (t) => {
 test('a task whose worker crashed is retried promptly on an idle pool (not after its timeout)', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wp-flaky-'));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const pool = await makePool(
+  const { pool } = await openPool(
     t,
     { poolSize: 1, workerScript: fixture('flaky-worker.js'), maxTaskRetries: 2, retryBackoffMs: 50, taskTimeout: 60000, restartCooldownMs: 0, minUptimeMs: 0 },
     { seen },
@@ -310,7 +310,7 @@ test('a task whose worker crashed is retried promptly on an idle pool (not after
 });
 
 test('a timed-out task rejects with ERR_TASK_TIMEOUT and its worker is reclaimed', async (t) => {
-  const pool = await makePool(
+  const { pool } = await openPool(
     t,
     { poolSize: 1, workerScript: ECHO, maxTaskRetries: 0, gracePeriodMs: 200, restartCooldownMs: 0, minUptimeMs: 0 },
     { seen },
@@ -341,7 +341,7 @@ test('a timed-out task rejects with ERR_TASK_TIMEOUT and its worker is reclaimed
 });
 
 test('handler errors of every kind reject with an Error; the pool carries on', async (t) => {
-  const pool = await makePool(t, { poolSize: 1, workerScript: ECHO, maxTaskRetries: 0, restartCooldownMs: 0, minUptimeMs: 0 }, { seen });
+  const { pool } = await openPool(t, { poolSize: 1, workerScript: ECHO, maxTaskRetries: 0, restartCooldownMs: 0, minUptimeMs: 0 }, { seen });
   let r = await settle(pool.submitTask({ type: 'throw-value', payload: { value: 'plain string' } }));
   assert.ok(r.error instanceof Error);
   assert.equal(r.error.message, 'plain string');
@@ -364,7 +364,7 @@ test('handler errors of every kind reject with an Error; the pool carries on', a
 });
 
 test('an AbortSignal cancels a queued and a running task', async (t) => {
-  const pool = await makePool(t, { poolSize: 1, workerScript: ECHO }, { seen });
+  const { pool } = await openPool(t, { poolSize: 1, workerScript: ECHO }, { seen });
   const running = new AbortController();
   const queued = new AbortController();
   const a = settle(pool.submitTask({ type: 'sleep', payload: { ms: 10000 } }, { signal: running.signal }));
@@ -386,7 +386,7 @@ test('an AbortSignal cancels a queued and a running task', async (t) => {
 });
 
 test('maxQueueSize: submissions beyond it reject with ERR_QUEUE_FULL', async (t) => {
-  const pool = await makePool(t, { poolSize: 1, workerScript: ECHO, maxQueueSize: 2 }, { seen });
+  const { pool } = await openPool(t, { poolSize: 1, workerScript: ECHO, maxQueueSize: 2 }, { seen });
   const blocker = pool.submitTask({ type: 'sleep', payload: { ms: 300 } });
   await waitFor(() => pool.getWorkerStatus('worker-0').state === 'busy', 5000, { message: 'busy' });
   const q1 = pool.submitTask({ type: 'echo', payload: 1 });
@@ -399,7 +399,7 @@ test('maxQueueSize: submissions beyond it reject with ERR_QUEUE_FULL', async (t)
 
 test('thousands of tasks: every result goes to its own promise (batched settlements)', async (t) => {
   for (const strategy of ['round-robin', 'least-loaded']) {
-    const pool = await makePool(t, { poolSize: 2, workerScript: ECHO, loadBalancing: strategy, prefetch: 4 }, { seen });
+    const { pool } = await openPool(t, { poolSize: 2, workerScript: ECHO, loadBalancing: strategy, prefetch: 4 }, { seen });
     const n = 3000;
     const results = await within(Promise.all(Array.from({ length: n }, (_, i) => pool.submitTask({ type: 'echo', payload: { i } }))), 60000, `${n} tasks (${strategy})`);
     for (let i = 0; i < n; i++) assert.equal(results[i].i, i);
@@ -415,7 +415,7 @@ test('thousands of tasks: every result goes to its own promise (batched settleme
 });
 
 test('getPoolMetrics has every key of the documented shape with the right types', async (t) => {
-  const pool = await makePool(t, { poolSize: 2, workerScript: ECHO, loadBalancing: 'round-robin' }, { seen });
+  const { pool } = await openPool(t, { poolSize: 2, workerScript: ECHO, loadBalancing: 'round-robin' }, { seen });
   for (let i = 0; i < 10; i++) await pool.submitTask({ type: 'echo', payload: i });
   await settle(pool.submitTask({ type: 'no-such-type' }));
   const m = pool.getPoolMetrics();
@@ -469,7 +469,7 @@ test('getPoolMetrics has every key of the documented shape with the right types'
 });
 
 test('getWorkerStatus and getAllWorkersStatus', async (t) => {
-  const pool = await makePool(t, { poolSize: 3, workerScript: ECHO }, { seen });
+  const { pool } = await openPool(t, { poolSize: 3, workerScript: ECHO }, { seen });
   await pool.submitTask({ type: 'echo', payload: 1 });
   const all = pool.getAllWorkersStatus();
   assert.ok(Array.isArray(all));

@@ -4,7 +4,7 @@
 // Run: node --test __test__/validation.test.js
 
 const assert = require('node:assert/strict');
-const { test, ROOT, fixture, makePool, within, settle, waitFor, finalGoneTest } = require('./helpers');
+const { test, ROOT, fixture, openPool, within, settle, waitFor, finalGoneTest } = require('./helpers');
 
 const seen = new Set();
 const ECHO = fixture('echo-worker.js');
@@ -25,7 +25,7 @@ function assertCoded(r, code, field, label) {
 }
 
 test('bad submitTask input rejects with ERR_INVALID_TASK naming the field; the pool keeps working', async (t) => {
-  const pool = await makePool(t, { poolSize: 1, workerScript: ECHO }, { seen });
+  const { pool } = await openPool(t, { poolSize: 1, workerScript: ECHO }, { seen });
   const cases = [
     ['no task', undefined, /task/],
     ['null task', null, /task/],
@@ -61,7 +61,7 @@ test('bad submitTask input rejects with ERR_INVALID_TASK naming the field; the p
 });
 
 test('validation messages describe NaN and Infinity as such (not as null)', async (t) => {
-  const pool = await makePool(t, { poolSize: 1, workerScript: ECHO }, { seen, init: false });
+  const { pool } = await openPool(t, { poolSize: 1, workerScript: ECHO }, { seen, init: false });
   const nan = await settle(pool.submitTask({ type: 'echo', priority: NaN }));
   assert.equal(nan.error.code, 'ERR_INVALID_TASK');
   assert.match(nan.error.message, /NaN/, `message: ${nan.error.message}`);
@@ -123,7 +123,7 @@ test('bad config: ERR_INVALID_CONFIG thrown by createPool and rejected by create
 
 test('a worker script that dies before it is ready: createWorkerPool rejects, nothing left behind', async (t) => {
   for (const script of ['crash-at-start.js', 'exit-before-ready.js', 'syntax-error.js']) {
-    const pool = await makePool(t, { poolSize: 2, workerScript: fixture(script), readyTimeoutMs: 5000 }, { seen, init: false });
+    const { pool } = await openPool(t, { poolSize: 2, workerScript: fixture(script), readyTimeoutMs: 5000 }, { seen, init: false });
     const r = await settle(within(pool.initialize(), 20000, `initialize with ${script}`));
     assert.equal(r.ok, false, script);
     assert.ok(r.error instanceof Error);
@@ -136,7 +136,7 @@ test('a worker script that dies before it is ready: createWorkerPool rejects, no
 });
 
 test('initialize: second call rejects "Pool already initialized"; bad sizes are rejected', async (t) => {
-  const pool = await makePool(t, { poolSize: 2, workerScript: ECHO }, { seen, init: false });
+  const { pool } = await openPool(t, { poolSize: 2, workerScript: ECHO }, { seen, init: false });
   for (const bad of [0, -1, 1.5, '2']) {
     const r = await settle(pool.initialize(bad));
     assertCoded(r, 'ERR_INVALID_ARGUMENT', /poolSize/, `initialize(${JSON.stringify(bad)})`);
@@ -153,7 +153,7 @@ test('initialize: second call rejects "Pool already initialized"; bad sizes are 
 });
 
 test('two concurrent initialize() calls: one wins, the other rejects, no extra workers', async (t) => {
-  const pool = await makePool(t, { poolSize: 2, workerScript: ECHO }, { seen, init: false });
+  const { pool } = await openPool(t, { poolSize: 2, workerScript: ECHO }, { seen, init: false });
   const [a, b] = await Promise.all([settle(pool.initialize()), settle(pool.initialize())]);
   for (const p of pool.getWorkerPids()) seen.add(p);
   assert.equal([a, b].filter((r) => r.ok).length, 1, 'exactly one initialize succeeds');
@@ -164,7 +164,7 @@ test('two concurrent initialize() calls: one wins, the other rejects, no extra w
 });
 
 test('submit before initialize rejects ERR_POOL_NOT_INITIALIZED', async (t) => {
-  const pool = await makePool(t, { poolSize: 1, workerScript: ECHO }, { seen, init: false });
+  const { pool } = await openPool(t, { poolSize: 1, workerScript: ECHO }, { seen, init: false });
   const r = await settle(pool.submitTask({ type: 'echo', payload: 1 }));
   assert.equal(r.ok, false);
   assert.equal(r.error.code, 'ERR_POOL_NOT_INITIALIZED');
@@ -175,7 +175,7 @@ test('submit before initialize rejects ERR_POOL_NOT_INITIALIZED', async (t) => {
 });
 
 test('submit during and after shutdown rejects; shutdown twice (and before initialize) is fine', async (t) => {
-  const pool = await makePool(t, { poolSize: 1, workerScript: ECHO }, { seen });
+  const { pool } = await openPool(t, { poolSize: 1, workerScript: ECHO }, { seen });
   const running = pool.submitTask({ type: 'sleep', payload: { ms: 300 } });
   await waitFor(() => pool.getWorkerStatus('worker-0').state === 'busy', 5000, { message: 'busy' });
   const down = pool.shutdown(true);
@@ -194,7 +194,7 @@ test('submit during and after shutdown rejects; shutdown twice (and before initi
   const m = pool.getPoolMetrics();
   assert.equal(m.pool.shuttingDown, true);
 
-  const never = await makePool(t, { poolSize: 1, workerScript: ECHO }, { seen, init: false });
+  const { pool: never } = await openPool(t, { poolSize: 1, workerScript: ECHO }, { seen, init: false });
   await within(never.shutdown(), 10000, 'shutdown before initialize');
   await within(never.shutdown(), 10000, 'again');
   const r = await settle(never.initialize());

@@ -6,7 +6,7 @@
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { test, makePool, ROOT } = require('./helpers');
+const { test, openPool, ROOT } = require('./helpers');
 const native = require('../lib/native');
 const { CODES, CORE_CODES, JS_CODES } = require('../lib/errors');
 const { TaskQueue, HealthMonitor, ErrorCodes } = require('..');
@@ -48,7 +48,7 @@ test("every verb that is not internal is a method of the class, and a pool's vie
   for (const v of queueVerbs) assert.ok(methods(TaskQueue.prototype).includes(v), `TaskQueue#${v}`);
   for (const v of healthVerbs) assert.ok(methods(HealthMonitor.prototype).includes(v), `HealthMonitor#${v}`);
 
-  const pool = await makePool(t, { poolSize: 1 }, { init: false });
+  const { pool } = await openPool(t, { poolSize: 1 }, { init: false });
   assert.ok(pool.taskQueue instanceof TaskQueue && pool.healthMonitor instanceof HealthMonitor);
   for (const v of verbs.queue.filter((x) => !INTERNAL.includes(x))) {
     assert.doesNotThrow(() => pool.taskQueue[v]('task-0-0'), `pool.taskQueue.${v}`);
@@ -65,7 +65,7 @@ test("every verb that is not internal is a method of the class, and a pool's vie
 });
 
 test("a pool's views show the options the core mapped from the pool's", async (t) => {
-  const pool = await makePool(t, { poolSize: 1, heartbeatInterval: 1000, workerMemoryLimitMB: 256, maxTaskRetries: 5, taskTimeout: 1234 }, { init: false });
+  const { pool } = await openPool(t, { poolSize: 1, heartbeatInterval: 1000, workerMemoryLimitMB: 256, maxTaskRetries: 5, taskTimeout: 1234 }, { init: false });
   assert.deepEqual(pool.healthMonitor.options, {
     heartbeatTimeoutMs: 3000,
     healthCheckInterval: 5000,

@@ -7,7 +7,7 @@
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { test, fixture, makePool, waitFor, within, ROOT } = require('./helpers');
+const { test, fixture, openPool, waitFor, within, ROOT } = require('./helpers');
 const { SUBMIT_FIELDS, encodeSubmitLine, RECORD_KINDS, decodeEvents } = require('../lib/wire');
 const { validateTask } = require('../lib/task-validate');
 
@@ -214,7 +214,7 @@ test('submit lines encoded in JS reach the core and come back through real tasks
 });
 
 test('through pool.submitTask: tricky types and payloads come back unchanged', async (t) => {
-  const pool = await makePool(t, {
+  const { pool } = await openPool(t, {
     poolSize: 1,
     workerScript: fixture('wire-worker.js'),
     env: { WIRE_TYPES: JSON.stringify(TRICKY) },

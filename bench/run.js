@@ -4,7 +4,7 @@
 // and a raw child_process.fork baseline, interleaved over several rounds, medians reported.
 //
 //   node bench/run.js [--rounds N] [--quick] [--only a,b] [--scenario s,t] [--json out.json]
-//                     [--baseline name] [--memory]
+//                     [--baseline name] [--memory] [--other-root DIR]
 //
 // See bench/README.md for what each scenario measures. Progress goes to stderr, the final
 // markdown report to stdout.
@@ -17,7 +17,12 @@ const {
   descendants, procCpuMs, mainThreadCpuMs, mainThreadCpuSource, reapDescendants, getGc, machine,
 } = require('./lib/util');
 
-const ADAPTER_NAMES = ['this', 'this-rr', 'this-nospin', 'raw', 'poolifier', 'workerpool', 'piscina'];
+const ADAPTER_NAMES = ['this', 'this-rr', 'this-nospin', 'this-at', 'raw', 'poolifier', 'workerpool', 'piscina'];
+
+/** The adapters run when --only is not given: this-at only when it has a checkout to load. */
+function defaultAdapters() {
+  return ADAPTER_NAMES.filter((n) => n !== 'this-at' || process.env.BENCH_OTHER_ROOT);
+}
 
 // ------------------------------------------------------------------------------------ CLI
 function usage() {
@@ -25,8 +30,8 @@ function usage() {
 
   --rounds N           rounds per scenario (default 3; 1 with --quick or --memory)
   --quick              small task counts, for a smoke run
-  --only a,b           adapters to run: ${ADAPTER_NAMES.join(', ')} (default: all;
-                       with --memory default: this)
+  --only a,b           adapters to run, of ${ADAPTER_NAMES.join(', ')}
+                       (default: all, this-at only with --other-root; with --memory: this)
   --scenario s,t       scenario groups or cells: burst, latency, mixed, ready, payload, fib, cpu
                        (or cell ids such as burst-4, payload-1MB; default: all);
                        'memory' is the same as --memory; 'distributed' runs
@@ -34,6 +39,8 @@ function usage() {
                        when redis-server is on PATH)
   --baseline name      adapter the ratios are computed against (default: this)
   --json file          also write all raw samples and medians as JSON
+  --other-root DIR     the checkout (built) that adapter this-at loads, e.g. a worktree
+                       of an older commit; the same as BENCH_OTHER_ROOT=DIR
   --memory             only the parent RSS after 10,000 ... 1,000,000 tasks (one fresh
                        node process per adapter and round); a full run (no --scenario)
                        ends with it for every pool, one round
@@ -60,6 +67,8 @@ function parseArgs(argv) {
       case '--json': o.json = val(); break;
       case '--memory': o.memory = true; break;
       case '--baseline': o.baseline = val(); break;
+      // Set in the environment so the memory children (and this-at's workers) see it too.
+      case '--other-root': process.env.BENCH_OTHER_ROOT = path.resolve(val()); break;
       case '--memory-child': o.memoryChild = val(); break; // internal
       case '-h': case '--help': process.stdout.write(usage()); process.exit(0); break;
       default: throw new Error(`unknown argument ${a}\n\n${usage()}`);
@@ -390,7 +399,7 @@ function describe(cell, r) {
 
 async function runMain(opts) {
   const rounds = opts.rounds || (opts.quick ? 1 : 3);
-  const names = opts.only || ADAPTER_NAMES;
+  const names = opts.only || defaultAdapters();
   const adapters = names.map(loadAdapter);
   const cells = CELLS.filter((c) => !opts.scenario || opts.scenario.includes(c.group) || opts.scenario.includes(c.id));
   if (cells.length === 0) throw new Error(`no scenario matches ${opts.scenario.join(',')}`);
@@ -680,7 +689,7 @@ async function main() {
     // A full run (no --scenario) ends with the memory mode for the same pools (one round:
     // a million tasks each; this-rr and this-nospin are the same package, so skipped).
     if (!opts.scenario) {
-      const names = (opts.only || ADAPTER_NAMES).filter((n) => n !== 'this-rr' && n !== 'this-nospin');
+      const names = (opts.only || defaultAdapters()).filter((n) => n !== 'this-rr' && n !== 'this-nospin');
       process.stdout.write('\n');
       await runMemory(opts, { names, rounds: 1, mergeInto: json });
     }

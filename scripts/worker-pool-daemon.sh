@@ -38,16 +38,23 @@ read_pid() {
     echo "$pid"
 }
 
+# True when $1 is a live (not zombie) process, whatever it runs.
+is_live_pid() {
+    local pid="$1"
+    kill -0 "$pid" 2>/dev/null || return 1
+    [ -r "/proc/$pid/stat" ] || return 0
+    local stat state
+    stat="$(cat "/proc/$pid/stat" 2>/dev/null)" || return 1
+    state="${stat##*) }"
+    state="${state%% *}"
+    [ "$state" != "Z" ]
+}
+
 # True when $1 is a live (not zombie) process running our daemon.js.
 is_daemon_pid() {
     local pid="$1"
-    kill -0 "$pid" 2>/dev/null || return 1
-    if [ -r "/proc/$pid/stat" ]; then
-        local stat state
-        stat="$(cat "/proc/$pid/stat" 2>/dev/null)" || return 1
-        state="${stat##*) }"
-        state="${state%% *}"
-        [ "$state" = "Z" ] && return 1
+    is_live_pid "$pid" || return 1
+    if [ -r "/proc/$pid/cmdline" ]; then
         tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "daemon.js"
         return $?
     fi
@@ -107,8 +114,11 @@ stop() {
             err "No graceful exit after ${STOP_TIMEOUT}s; killing PID $pid"
             kill -KILL "$pid" 2>/dev/null
             # The workers die with it (parent-death signal); clean up what it left.
+            # Wait for the process itself to be gone: one being killed loses its
+            # command line (so is_daemon_pid already fails) while its threads still
+            # exit, and "killed" must mean gone.
             local i=0
-            while is_daemon_pid "$pid" && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+            while is_live_pid "$pid" && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
             rm -f "$PID_FILE" "$SOCKET_PATH"
             log "Worker pool daemon killed"
             return 0

@@ -19,8 +19,13 @@ module.exports = {
     return module.exports.createWith(size, undefined);
   },
 
-  async createWith(size, loadBalancing, extra = {}) {
-    const { createWorkerPool } = require(ROOT);
+  createWith(size, loadBalancing, extra = {}) {
+    return module.exports.createAt(ROOT, size, loadBalancing, extra);
+  },
+
+  /** The same pool built by the package checked out (and built) at `root`; see this-at.js. */
+  async createAt(root, size, loadBalancing, extra = {}) {
+    const { createWorkerPool } = require(root);
     const pool = await createWorkerPool({
       poolSize: size,
       minWorkers: 1,

@@ -39,6 +39,44 @@ function optionBoolean(options, name) {
   return value;
 }
 
+/** The `capabilities` option: a copy of an array of strings, [] when absent. */
+function optionCapabilities(options) {
+  const caps = options.capabilities;
+  if (caps === undefined || caps === null) return [];
+  if (Array.isArray(caps) && caps.every((c) => typeof c === 'string')) return caps.slice();
+  throw new TypeError('WorkerProcess option "capabilities" must be an array of strings');
+}
+
+/**
+ * The transport options: { transport, fifoIn, fifoOut, fifoMaxFrameBytes }, each null
+ * when absent (start() then reads WORKER_TRANSPORT and the WORKER_FIFO_* variables;
+ * an explicit option wins).
+ */
+function optionsTransport(options) {
+  const transport = options.transport;
+  if (transport !== undefined && transport !== null && !TRANSPORTS.has(transport)) {
+    throw new TypeError(`WorkerProcess option "transport" must be "ipc" or "fifo", got ${describe(transport)}`);
+  }
+  for (const name of ['fifoIn', 'fifoOut']) {
+    const value = options[name];
+    if (value !== undefined && value !== null && (typeof value !== 'string' || value.length === 0)) {
+      throw new TypeError(`WorkerProcess option "${name}" must be a non-empty string (a FIFO path)`);
+    }
+  }
+  const maxFrame = options.fifoMaxFrameBytes;
+  if (maxFrame !== undefined && maxFrame !== null &&
+      (!Number.isInteger(maxFrame) || maxFrame < 1 || maxFrame > MAX_FRAME_LIMIT)) {
+    throw new RangeError(
+      `WorkerProcess option "fifoMaxFrameBytes" must be a whole number in [1, ${MAX_FRAME_LIMIT}], got ${describe(maxFrame)}`);
+  }
+  return {
+    transport: transport === undefined || transport === null ? null : transport,
+    fifoIn: options.fifoIn || null,
+    fifoOut: options.fifoOut || null,
+    fifoMaxFrameBytes: maxFrame === undefined || maxFrame === null ? null : maxFrame,
+  };
+}
+
 function parseWorkerConfig(text) {
   if (text === undefined || text === '') return {};
   let config;
@@ -78,5 +116,13 @@ function obtainGc() {
 }
 
 module.exports = {
-  TRANSPORTS, MAX_FRAME_LIMIT, optionNumber, optionBoolean, parseWorkerConfig, optionsFromConfig, obtainGc,
+  TRANSPORTS,
+  MAX_FRAME_LIMIT,
+  optionNumber,
+  optionBoolean,
+  optionCapabilities,
+  optionsTransport,
+  parseWorkerConfig,
+  optionsFromConfig,
+  obtainGc,
 };

@@ -1,8 +1,13 @@
 //! Pool options: the original's names and defaults, validated instead of `x || default`.
 
 use crate::error::{CoreError, CoreResult};
-use crate::health::HealthOptions;
-use crate::queue::QueueOptions;
+use crate::health::{
+    HealthOptions, DEFAULT_CPU_THRESHOLD_PERCENT, DEFAULT_HEALTH_CHECK_INTERVAL_MS, DEFAULT_MAX_RESTART_ATTEMPTS,
+    DEFAULT_MEMORY_THRESHOLD_MB, DEFAULT_RESTART_COOLDOWN_MS, DEFAULT_ZOMBIE_THRESHOLD_MS,
+};
+use crate::queue::{
+    QueueOptions, DEFAULT_DLQ_CAPACITY, DEFAULT_MAX_BACKOFF_MS, DEFAULT_MAX_RETRIES, DEFAULT_RETRY_BACKOFF_MS, DEFAULT_TASK_TIMEOUT_MS,
+};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -222,13 +227,34 @@ fn env_of(key: &str, v: &Value) -> CoreResult<BTreeMap<String, String>> {
     Ok(out)
 }
 
-/// Most tasks a pool's dead-letter queue keeps (the oldest go first).
-const DLQ_CAPACITY: usize = 10_000;
-/// CPU use (percent of one core, over a health-check interval) that counts as high.
-const CPU_ALERT_PERCENT: f64 = 90.0;
+// Most option defaults are the original pool's and are written beside their option
+// names below; the queue's and the health monitor's come from their modules (the
+// original pool passed its options on to them). These are the ones with a reason of
+// their own.
 
+/// `minWorkers` when not given (the original's), lowered to `poolSize` when that is smaller.
 const DEFAULT_MIN_WORKERS: u64 = 5;
+/// `maxWorkers` when not given (the original's), raised to `poolSize` when that is larger.
 const DEFAULT_MAX_WORKERS: u64 = 50;
+/// Missed heartbeat intervals before a missed-heartbeat warning: one or two late
+/// beats on a busy machine are not worth a warning.
+const HEARTBEAT_TIMEOUT_BEATS: u64 = 3;
+/// Largest `prefetch`. What is sent ahead is bounded by about 2 ms of the worker's
+/// average run time anyway (pool/dispatch.rs), so more would only matter for tasks of
+/// under 2 µs, and a task sent ahead cannot be taken back for another worker.
+const PREFETCH_MAX: u64 = 1024;
+/// Largest `spinWaitUs`, 1 ms: a longer spin would outlast the 2 ms after which the
+/// core takes the channels over from a JS thread that does not go round its loop.
+const SPIN_WAIT_MAX_US: u64 = 1000;
+/// `maxTaskRetries` is capped here: with the default 30 s backoff cap that is over 8
+/// hours of retrying one task; a larger value is a mistake, not a policy.
+const MAX_TASK_RETRIES_CAP: u64 = 1000;
+/// `maxMessageBytes` when not given: 8 MiB, the same as a worker's own default largest
+/// FIFO frame (fifo-frames.js).
+const DEFAULT_MAX_MESSAGE_BYTES: u64 = 8 * 1024 * 1024;
+/// Smallest `maxMessageBytes`, 1 KiB: the protocol's own small messages (worker-ready,
+/// heartbeats) must always fit.
+const MIN_MAX_MESSAGE_BYTES: u64 = 1024;
 
 impl PoolConfig {
     /// `raw` is the user's options object; `exec_path` and `default_script` come from
@@ -245,18 +271,16 @@ impl PoolConfig {
         let load_balancing = strategy(&r)?;
         let transport = transport(&r)?;
         let log_level = log_level(&r)?;
-        let retry_backoff_ms = r.int("retryBackoffMs", 1000, 0)?;
-        let max_backoff_ms = r.int("maxBackoffMs", 30000, 0)?;
+        let retry_backoff_ms = r.int("retryBackoffMs", DEFAULT_RETRY_BACKOFF_MS, 0)?;
+        let max_backoff_ms = r.int("maxBackoffMs", DEFAULT_MAX_BACKOFF_MS, 0)?;
         let env = r.env("env")?;
         let worker_groups = match r.present("workerGroups") {
             None => Vec::new(),
             Some(v) => parse_groups(v, &worker_script, &env)?,
         };
         let auto_scale = autoscale_option(&r)?;
-        let prefetch = r.int_at_most("prefetch", 256, 1, 1024)?;
-        // At most 1 ms: a longer spin would outlast the 2 ms after which the core takes
-        // the channels over from a JS thread that does not go round its loop.
-        let spin_wait_us = r.int_at_most("spinWaitUs", 100, 0, 1000)?;
+        let prefetch = r.int_at_most("prefetch", 256, 1, PREFETCH_MAX)?;
+        let spin_wait_us = r.int_at_most("spinWaitUs", 100, 0, SPIN_WAIT_MAX_US)?;
 
         Ok(PoolConfig {
             pool_size: pool_size.min(u32::MAX as u64) as u32,
@@ -266,25 +290,29 @@ impl PoolConfig {
             exec_path: exec_path.to_string(),
             exec_argv: r.strings("execArgv", Vec::new())?,
             env,
-            worker_memory_limit_mb: r.int("workerMemoryLimitMB", 512, 1)?,
+            worker_memory_limit_mb: r.int("workerMemoryLimitMB", DEFAULT_MEMORY_THRESHOLD_MB, 1)?,
             heartbeat_interval,
-            zombie_threshold_ms: r.int("zombieThresholdMs", 30000, 1)?,
-            health_check_interval: r.int("healthCheckInterval", 5000, 10)?,
-            task_timeout: r.int("taskTimeout", 300000, 1)?,
-            max_task_retries: r.int("maxTaskRetries", 3, 0)?.min(1000) as u32,
+            zombie_threshold_ms: r.int("zombieThresholdMs", DEFAULT_ZOMBIE_THRESHOLD_MS, 1)?,
+            health_check_interval: r.int("healthCheckInterval", DEFAULT_HEALTH_CHECK_INTERVAL_MS, 10)?,
+            task_timeout: r.int("taskTimeout", DEFAULT_TASK_TIMEOUT_MS, 1)?,
+            max_task_retries: r
+                .int("maxTaskRetries", u64::from(DEFAULT_MAX_RETRIES), 0)?
+                .min(MAX_TASK_RETRIES_CAP) as u32,
             retry_backoff_ms,
             max_backoff_ms,
             load_balancing,
             auto_restart: r.boolean("autoRestart", true)?,
-            max_restart_attempts: r.int("maxRestartAttempts", 3, 0)?.min(u32::MAX as u64) as u32,
-            restart_cooldown_ms: r.int("restartCooldownMs", 5000, 0)?,
+            max_restart_attempts: r
+                .int("maxRestartAttempts", u64::from(DEFAULT_MAX_RESTART_ATTEMPTS), 0)?
+                .min(u32::MAX as u64) as u32,
+            restart_cooldown_ms: r.int("restartCooldownMs", DEFAULT_RESTART_COOLDOWN_MS, 0)?,
             min_uptime_ms: r.int("minUptimeMs", 1000, 0)?,
             restart_on_memory_limit: r.boolean("restartOnMemoryLimit", true)?,
             ready_timeout_ms: r.int("readyTimeoutMs", 10000, 1)?,
             grace_period_ms: r.int("gracePeriodMs", 3000, 0)?,
             shutdown_timeout_ms: r.int("shutdownTimeoutMs", 30000, 0)?,
             max_queue_size: r.opt_int("maxQueueSize", 0)?,
-            max_message_bytes: r.int("maxMessageBytes", 8 * 1024 * 1024, 1024)?,
+            max_message_bytes: r.int("maxMessageBytes", DEFAULT_MAX_MESSAGE_BYTES, MIN_MAX_MESSAGE_BYTES)?,
             max_tasks_per_worker: r.opt_int("maxTasksPerWorker", 1)?,
             idle_timeout_ms: r.opt_int("idleTimeoutMs", 1)?,
             prefetch: prefetch as u32,
@@ -303,7 +331,7 @@ impl PoolConfig {
 
     /// Heartbeat timeout: no heartbeat for this long raises a missed-heartbeat warning.
     pub fn heartbeat_timeout_ms(&self) -> u64 {
-        self.heartbeat_interval.saturating_mul(3)
+        self.heartbeat_interval.saturating_mul(HEARTBEAT_TIMEOUT_BEATS)
     }
 
     /// The pool's queue settings: the one mapping from the pool's options (JavaScript
@@ -314,7 +342,7 @@ impl PoolConfig {
             retry_backoff_ms: self.retry_backoff_ms,
             max_backoff_ms: self.max_backoff_ms,
             task_timeout_ms: self.task_timeout,
-            dlq_capacity: DLQ_CAPACITY,
+            dlq_capacity: DEFAULT_DLQ_CAPACITY,
         }
     }
 
@@ -328,7 +356,7 @@ impl PoolConfig {
             max_restart_attempts: self.max_restart_attempts,
             restart_cooldown_ms: self.restart_cooldown_ms,
             memory_threshold_mb: self.worker_memory_limit_mb,
-            cpu_threshold_percent: CPU_ALERT_PERCENT,
+            cpu_threshold_percent: DEFAULT_CPU_THRESHOLD_PERCENT,
         }
     }
 

@@ -59,7 +59,10 @@ pub(crate) enum Filled {
     Ended,
 }
 
+/// Most bytes one read round takes from a channel before it yields (`More`), so one
+/// chatty worker cannot keep the reader from the others.
 const ROUND_CAP: usize = 4 * READ_CHUNK;
+/// Bytes asked for per read(2): 64 KiB, the default capacity of a Linux pipe.
 pub(crate) const READ_CHUNK: usize = 64 * 1024;
 
 impl Channel {

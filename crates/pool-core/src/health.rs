@@ -30,16 +30,38 @@ impl HealthOptions {
     }
 }
 
+// The defaults are the original HealthMonitor's, so that a monitor built without
+// options behaves as it did.
+
+/// No heartbeat for this long is a missed heartbeat: three of the workers' default
+/// 5 s heartbeats, so one late beat is not reported.
+pub const DEFAULT_HEARTBEAT_TIMEOUT_MS: u64 = 15_000;
+/// How often workers are checked.
+pub const DEFAULT_HEALTH_CHECK_INTERVAL_MS: u64 = 5_000;
+/// No heartbeat for this long makes a worker a zombie: twice the heartbeat timeout,
+/// so a worker is reported missed well before it is treated as stuck.
+pub const DEFAULT_ZOMBIE_THRESHOLD_MS: u64 = 30_000;
+/// Restarts of one worker before it is given up on.
+pub const DEFAULT_MAX_RESTART_ATTEMPTS: u32 = 3;
+/// Least time between two restarts of one worker.
+pub const DEFAULT_RESTART_COOLDOWN_MS: u64 = 5_000;
+/// Memory (MB) above which a worker raises high-memory.
+pub const DEFAULT_MEMORY_THRESHOLD_MB: u64 = 512;
+/// CPU use (percent of one core, over a check interval) that counts as high: a worker
+/// at this level has hardly any time left for anything but its task. The pool uses it
+/// as is (it is not a pool option).
+pub const DEFAULT_CPU_THRESHOLD_PERCENT: f64 = 90.0;
+
 impl Default for HealthOptions {
     fn default() -> Self {
         HealthOptions {
-            heartbeat_timeout_ms: 15000,
-            health_check_interval: 5000,
-            zombie_threshold_ms: 30000,
-            max_restart_attempts: 3,
-            restart_cooldown_ms: 5000,
-            memory_threshold_mb: 512,
-            cpu_threshold_percent: 90.0,
+            heartbeat_timeout_ms: DEFAULT_HEARTBEAT_TIMEOUT_MS,
+            health_check_interval: DEFAULT_HEALTH_CHECK_INTERVAL_MS,
+            zombie_threshold_ms: DEFAULT_ZOMBIE_THRESHOLD_MS,
+            max_restart_attempts: DEFAULT_MAX_RESTART_ATTEMPTS,
+            restart_cooldown_ms: DEFAULT_RESTART_COOLDOWN_MS,
+            memory_threshold_mb: DEFAULT_MEMORY_THRESHOLD_MB,
+            cpu_threshold_percent: DEFAULT_CPU_THRESHOLD_PERCENT,
         }
     }
 }
@@ -59,8 +81,27 @@ pub struct Sample {
     pub uptime: f64,
 }
 
+/// Samples kept per worker (the oldest go first): the default `getMetrics` limit, so
+/// that a default call sees a full history and memory stays bounded per worker.
 const SAMPLES_KEPT: usize = 100;
+/// Alerts kept (the oldest go first): bounds memory in a pool whose workers keep
+/// failing, with room for far more than a dashboard shows.
 const ALERTS_KEPT: usize = 1000;
+
+// The status rules (summary_json), as in the original.
+
+/// Capacity (percent of workers healthy) under which the pool is critical: most of
+/// it cannot take work.
+const CRITICAL_CAPACITY_PERCENT: f64 = 50.0;
+/// Capacity under which the pool is degraded (and capacity_json says `degraded`).
+const DEGRADED_CAPACITY_PERCENT: f64 = 80.0;
+/// Utilization (percent of workers busy) over which the pool is degraded: little
+/// headroom is left for a burst.
+const DEGRADED_UTILIZATION_PERCENT: f64 = 90.0;
+/// A critical alert younger than this makes the pool critical (5 minutes, as in the
+/// original): the status stays critical for a while after an incident, so a probe
+/// polling now and then still sees it.
+const RECENT_ALERT_WINDOW: Duration = Duration::from_secs(300);
 
 #[derive(Debug)]
 pub struct WorkerHealth {
@@ -316,7 +357,7 @@ impl HealthMonitor {
             if mem > limit {
                 if !was_high {
                     self.workers.get_mut(&id).unwrap().high_memory = true;
-                    let ev = json!({ "workerId": id, "memoryMB": (mem * 10.0).round() / 10.0, "threshold": self.opts.memory_threshold_mb });
+                    let ev = json!({ "workerId": id, "memoryMB": round1(mem), "threshold": self.opts.memory_threshold_mb });
                     self.event("high-memory", ev.clone());
                     self.raise_alert("warning", Some(&id), "high-memory", ev);
                 }
@@ -406,7 +447,7 @@ impl HealthMonitor {
             "idle": (total - busy) as u64,
             "capacityPercent": round1(capacity),
             "utilizationPercent": round1(utilization),
-            "degraded": capacity < 80.0,
+            "degraded": capacity < DEGRADED_CAPACITY_PERCENT,
         })
     }
 
@@ -450,16 +491,15 @@ impl HealthMonitor {
         let busy = self.workers.values().filter(|w| w.state == "busy").count() as u64;
         let capacity = if total > 0 { healthy as f64 / total as f64 * 100.0 } else { 0.0 };
         let utilization = if total > 0 { busy as f64 / total as f64 * 100.0 } else { 0.0 };
-        let five_min = Duration::from_secs(300);
         let recent: Vec<&Alert> = self
             .alerts
             .iter()
-            .filter(|a| a.at.is_some_and(|t| now.duration_since(t) < five_min))
+            .filter(|a| a.at.is_some_and(|t| now.duration_since(t) < RECENT_ALERT_WINDOW))
             .collect();
         let recent_critical = recent.iter().filter(|a| a.severity == "critical").count();
-        let status = if total > 0 && (recent_critical > 0 || capacity < 50.0) {
+        let status = if total > 0 && (recent_critical > 0 || capacity < CRITICAL_CAPACITY_PERCENT) {
             "critical"
-        } else if total > 0 && (capacity < 80.0 || utilization > 90.0) {
+        } else if total > 0 && (capacity < DEGRADED_CAPACITY_PERCENT || utilization > DEGRADED_UTILIZATION_PERCENT) {
             "degraded"
         } else {
             "healthy"
@@ -469,7 +509,7 @@ impl HealthMonitor {
             cap["total"] = json!(total);
             cap["unhealthy"] = json!(total - healthy);
             cap["capacityPercent"] = json!(round1(capacity));
-            cap["degraded"] = json!(capacity < 80.0);
+            cap["degraded"] = json!(capacity < DEGRADED_CAPACITY_PERCENT);
         }
         json!({
             "timestamp": epoch_ms(),
@@ -494,6 +534,7 @@ fn push_sample(w: &mut WorkerHealth, s: Sample) {
     }
 }
 
+/// `x` to one decimal, as the original reported percentages and megabytes.
 fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }

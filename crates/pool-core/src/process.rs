@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex};
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
+/// The worker's fd for its IPC channel (`NODE_CHANNEL_FD`): the first after stdin,
+/// stdout and stderr, where Node's own `fork` puts it.
 pub const CHANNEL_FD: i32 = 3;
 
 pub struct SpawnSpec<'a> {
@@ -43,7 +45,17 @@ pub struct StderrTail {
     partial: String,
 }
 
+/// Lines of a worker's stderr kept for a start failure's message: enough for a stack
+/// trace's top, short enough to read in an error.
 const TAIL_LINES: usize = 20;
+/// Most bytes of an unfinished stderr line kept (its end): a worker that writes
+/// without newlines must not grow the tail without bound.
+const PARTIAL_LINE_MAX: usize = 4096;
+/// Clock ticks per second if sysconf cannot say: Linux's USER_HZ, 100 on every
+/// architecture.
+const FALLBACK_CLOCK_TICKS: f64 = 100.0;
+/// Page size if sysconf cannot say: 4 KiB, the usual size on Linux.
+const FALLBACK_PAGE_SIZE: u64 = 4096;
 
 impl StderrTail {
     fn push(&mut self, chunk: &[u8]) {
@@ -55,8 +67,8 @@ impl StderrTail {
                 self.lines.pop_front();
             }
         }
-        if self.partial.len() > 4096 {
-            let cut = self.partial.len() - 4096;
+        if self.partial.len() > PARTIAL_LINE_MAX {
+            let cut = self.partial.len() - PARTIAL_LINE_MAX;
             let cut = (cut..self.partial.len()).find(|i| self.partial.is_char_boundary(*i)).unwrap_or(0);
             self.partial.drain(..cut);
         }
@@ -218,7 +230,7 @@ fn clock_ticks() -> f64 {
     if t > 0 {
         t as f64
     } else {
-        100.0
+        FALLBACK_CLOCK_TICKS
     }
 }
 
@@ -227,7 +239,7 @@ fn page_size() -> u64 {
     if p > 0 {
         p as u64
     } else {
-        4096
+        FALLBACK_PAGE_SIZE
     }
 }
 

@@ -132,14 +132,32 @@ impl QueueOptions {
     }
 }
 
+// The defaults are the original TaskQueue's, so that a queue built without options
+// behaves as it did.
+
+/// Retries after a task's first failed attempt.
+pub const DEFAULT_MAX_RETRIES: u32 = 3;
+/// The first retry's delay; each further retry doubles it (backoff_ms).
+pub const DEFAULT_RETRY_BACKOFF_MS: u64 = 1_000;
+/// The longest delay the doubling reaches, so a late retry still comes within 30 s.
+pub const DEFAULT_MAX_BACKOFF_MS: u64 = 30_000;
+/// A task's time limit when it sets none: 5 minutes, for long-running work.
+pub const DEFAULT_TASK_TIMEOUT_MS: u64 = 300_000;
+/// Most tasks the dead-letter queue keeps (the oldest go first): bounds memory when
+/// every task fails, with room for a long outage's worth to inspect and requeue.
+pub const DEFAULT_DLQ_CAPACITY: usize = 10_000;
+
+/// First capacity of a record's JSON text: most records fit, a bigger one grows it.
+const RECORD_JSON_CAPACITY: usize = 256;
+
 impl Default for QueueOptions {
     fn default() -> Self {
         QueueOptions {
-            max_retries: 3,
-            retry_backoff_ms: 1000,
-            max_backoff_ms: 30000,
-            task_timeout_ms: 300000,
-            dlq_capacity: 10000,
+            max_retries: DEFAULT_MAX_RETRIES,
+            retry_backoff_ms: DEFAULT_RETRY_BACKOFF_MS,
+            max_backoff_ms: DEFAULT_MAX_BACKOFF_MS,
+            task_timeout_ms: DEFAULT_TASK_TIMEOUT_MS,
+            dlq_capacity: DEFAULT_DLQ_CAPACITY,
         }
     }
 }
@@ -510,7 +528,7 @@ impl<T: TaskData> TaskQueue<T> {
     }
 
     fn dead_letter(&self, rec: Record<T>, last: &Attempt) -> DeadLetter<T> {
-        let mut json = String::with_capacity(256);
+        let mut json = String::with_capacity(RECORD_JSON_CAPACITY);
         json.push_str("{\"id\":");
         json_str(&mut json, &rec.id);
         json.push_str(",\"task\":");
@@ -724,7 +742,7 @@ pub fn fmt_num(p: f64) -> String {
 
 impl<T: TaskData> Record<T> {
     pub fn to_json(&self) -> String {
-        let mut s = String::with_capacity(256);
+        let mut s = String::with_capacity(RECORD_JSON_CAPACITY);
         s.push_str("{\"id\":");
         json_str(&mut s, &self.id);
         s.push_str(",\"task\":");

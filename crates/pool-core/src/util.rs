@@ -19,6 +19,8 @@ pub struct FxHasher {
     hash: u64,
 }
 
+/// FxHash's multiplier (from rustc's FxHasher): an odd constant whose bits are well
+/// spread, so one multiply mixes every input bit into the high bits.
 const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
 
 impl FxHasher {
