@@ -371,7 +371,7 @@ impl PoolConfig {
     }
 
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
+        crate::util::options_json(self)
     }
 
     /// The retry delay before attempt `retries + 1` (`retries` counts from 1).

@@ -26,7 +26,7 @@ pub struct HealthOptions {
 impl HealthOptions {
     /// The options as JavaScript shows them (`healthMonitor.options`).
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
+        crate::util::options_json(self)
     }
 }
 

@@ -128,7 +128,7 @@ pub struct QueueOptions {
 impl QueueOptions {
     /// The options as JavaScript shows them (`taskQueue.options`).
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
+        crate::util::options_json(self)
     }
 }
 

@@ -3,8 +3,8 @@
 //! JS facade can emit the events synchronously, as the original classes did.
 
 use crate::error::{Code, CoreError, CoreResult};
-use crate::health::{HealthMonitor, HealthOptions, Sample};
-use crate::queue::{Attempt, FailOutcome, JsonTask, QueueOptions, TaskQueue};
+use crate::health::{self, HealthMonitor, HealthOptions, Sample};
+use crate::queue::{self, Attempt, FailOutcome, JsonTask, QueueOptions, TaskQueue};
 use crate::util::epoch_ms;
 use crate::verbs::{self, arg};
 use serde_json::{json, Value};
@@ -34,11 +34,11 @@ impl StandaloneQueue {
             }
         };
         let mut q = TaskQueue::new(QueueOptions {
-            max_retries: get("maxRetries", 3.0)? as u32,
-            retry_backoff_ms: get("retryBackoffMs", 1000.0)? as u64,
-            max_backoff_ms: get("maxBackoffMs", 30000.0)? as u64,
-            task_timeout_ms: get("taskTimeoutMs", 300000.0)? as u64,
-            dlq_capacity: get("maxDeadLetters", 10000.0)? as usize,
+            max_retries: get("maxRetries", f64::from(queue::DEFAULT_MAX_RETRIES))? as u32,
+            retry_backoff_ms: get("retryBackoffMs", queue::DEFAULT_RETRY_BACKOFF_MS as f64)? as u64,
+            max_backoff_ms: get("maxBackoffMs", queue::DEFAULT_MAX_BACKOFF_MS as f64)? as u64,
+            task_timeout_ms: get("taskTimeoutMs", queue::DEFAULT_TASK_TIMEOUT_MS as f64)? as u64,
+            dlq_capacity: get("maxDeadLetters", queue::DEFAULT_DLQ_CAPACITY as f64)? as usize,
         });
         q.emit = true;
         Ok(StandaloneQueue { q })
@@ -160,13 +160,13 @@ impl StandaloneHealth {
             }
         };
         let mut h = HealthMonitor::new(HealthOptions {
-            heartbeat_timeout_ms: get("heartbeatTimeoutMs", 15000.0)? as u64,
-            health_check_interval: get("healthCheckInterval", 5000.0)? as u64,
-            zombie_threshold_ms: get("zombieThresholdMs", 30000.0)? as u64,
-            max_restart_attempts: get("maxRestartAttempts", 3.0)? as u32,
-            restart_cooldown_ms: get("restartCooldownMs", 5000.0)? as u64,
-            memory_threshold_mb: get("memoryThresholdMB", 512.0)? as u64,
-            cpu_threshold_percent: get("cpuThresholdPercent", 90.0)?,
+            heartbeat_timeout_ms: get("heartbeatTimeoutMs", health::DEFAULT_HEARTBEAT_TIMEOUT_MS as f64)? as u64,
+            health_check_interval: get("healthCheckInterval", health::DEFAULT_HEALTH_CHECK_INTERVAL_MS as f64)? as u64,
+            zombie_threshold_ms: get("zombieThresholdMs", health::DEFAULT_ZOMBIE_THRESHOLD_MS as f64)? as u64,
+            max_restart_attempts: get("maxRestartAttempts", f64::from(health::DEFAULT_MAX_RESTART_ATTEMPTS))? as u32,
+            restart_cooldown_ms: get("restartCooldownMs", health::DEFAULT_RESTART_COOLDOWN_MS as f64)? as u64,
+            memory_threshold_mb: get("memoryThresholdMB", health::DEFAULT_MEMORY_THRESHOLD_MB as f64)? as u64,
+            cpu_threshold_percent: get("cpuThresholdPercent", health::DEFAULT_CPU_THRESHOLD_PERCENT)?,
         });
         h.emit = true;
         Ok(StandaloneHealth { h })

@@ -80,6 +80,12 @@ pub fn epoch_ms() -> f64 {
         .floor()
 }
 
+/// Options and settings as JSON text for JavaScript (plain structs: serializing one
+/// cannot fail, "{}" is only a guard).
+pub fn options_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "{}".into())
+}
+
 /// Appends `s` as a JSON string literal.
 pub fn json_str(out: &mut String, s: &str) {
     // serde_json's escaping is correct for every code point; a string never fails.
