@@ -131,34 +131,18 @@ class PoolHealthMonitorView extends HealthMonitor {
   start() {}
 
   stop() {}
+}
 
-  checkHealth() {
-    throw notSupported('checkHealth');
-  }
-
-  registerWorker() {
-    throw notSupported('registerWorker');
-  }
-
-  unregisterWorker() {
-    throw notSupported('unregisterWorker');
-  }
-
-  recordHeartbeat() {
-    throw notSupported('recordHeartbeat');
-  }
-
-  shouldRestartWorker() {
-    throw notSupported('shouldRestartWorker');
-  }
-
-  recordRestartAttempt() {
-    throw notSupported('recordRestartAttempt');
-  }
-
-  resetRestartCounter() {
-    throw notSupported('resetRestartCounter');
-  }
+// The methods that feed a monitor: the pool's core registers workers, records
+// heartbeats and decides restarts itself.
+for (const method of ['checkHealth', 'registerWorker', 'unregisterWorker', 'recordHeartbeat', 'shouldRestartWorker', 'recordRestartAttempt', 'resetRestartCounter']) {
+  Object.defineProperty(PoolHealthMonitorView.prototype, method, {
+    value() {
+      throw notSupported(method);
+    },
+    writable: true,
+    configurable: true,
+  });
 }
 
 module.exports = { HealthMonitor, PoolHealthMonitorView };

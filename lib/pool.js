@@ -5,7 +5,7 @@ const errors = require('./errors');
 const { PoolTaskQueueView } = require('./task-queue');
 const { PoolHealthMonitorView } = require('./health-monitor');
 const { PoolBackend } = require('./call-backend');
-const { validateTask } = require('./task-validate');
+const { submitValidated } = require('./task-validate');
 const { encodeSubmitLine, decodeEvents } = require('./wire');
 
 const { CODES, callNative, fromCore, fromNative, invalidArgument, invalidConfig, withCode } = errors;
@@ -294,15 +294,10 @@ class WorkerPoolManager extends EventEmitter {
    * `options.signal` (an AbortSignal) cancels it.
    */
   submitTask(task, options = undefined) {
-    let t;
-    try {
-      t = validateTask(task, options);
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    if (this.#shared) return this.#shared.submit(t);
-    return this.#submitLocal(t);
+    return submitValidated(task, options, this.#submitBound);
   }
+
+  #submitBound = (t) => (this.#shared ? this.#shared.submit(t) : this.#submitLocal(t));
 
   /** Queues a validated task (see lib/task-validate.js) in this machine's pool. */
   #submitLocal(task) {

@@ -64,4 +64,18 @@ function validateSignal(options) {
   return signal;
 }
 
-module.exports = { validateTask };
+/**
+ * `submit(validated)` for a valid task; a rejected promise (never a throw) for bad
+ * input, as every submitTask() answers.
+ */
+function submitValidated(task, options, submit) {
+  let t;
+  try {
+    t = validateTask(task, options);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  return submit(t);
+}
+
+module.exports = { validateTask, submitValidated };

@@ -3,7 +3,7 @@
 // Loaded only when one of them is used, so a local pool never loads bullmq/ioredis.
 
 const { PoolTaskQueueView } = require('../task-queue');
-const { validateTask } = require('../task-validate');
+const { submitValidated } = require('../task-validate');
 const { resolveClientOptions } = require('./config');
 const { SharedQueueProducer, DEFAULT_RETRY } = require('./producer');
 const { SharedQueueServer } = require('./server');
@@ -147,13 +147,7 @@ class QueueClient {
 
   /** Same task shape, validation and error codes as pool.submitTask(). */
   submitTask(task, options = undefined) {
-    let t;
-    try {
-      t = validateTask(task, options);
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    return this.#producer.submit(t);
+    return submitValidated(task, options, (t) => this.#producer.submit(t));
   }
 
   /** `{ waiting, active, delayed, completed, failed, prioritized, servingPools }`. */
