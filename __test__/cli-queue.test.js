@@ -9,7 +9,7 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
 const { spawn } = require('node:child_process');
-const { ROOT, CLI, test, fixture, cli, run, tempDir, waitFor, within, assertGone, isAlive } = require('./helpers');
+const { ROOT, CLI, test, fixture, cli, run, tempDir, daemonEnv, waitFor, within, assertGone, isAlive } = require('./helpers');
 const { startRedis, freePort } = require('./redis-harness');
 
 const { createWorkerPool, createQueueClient } = require(ROOT);
@@ -226,17 +226,11 @@ test("a daemon serving the shared queue: its status shows the shared counts; the
   later(() => redis.destroy());
   const dir = tempDir('wpcq-');
   later(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const env = {
-    ...process.env,
-    PID_FILE: path.join(dir, 'pool.pid'),
-    SOCKET_PATH: path.join(dir, 'pool.sock'),
-    FIFO_DIR: path.join(dir, 'fifo'),
-    POOL_SIZE: '2',
+  const env = daemonEnv(dir, {
     WORKER_SCRIPT: fixture('queue-worker.js'),
     QUEUE_URL: redis.url,
     METRICS_LOG_INTERVAL_MS: '0',
-  };
-  delete env.NODE_OPTIONS;
+  });
   const daemon = spawn(process.execPath, [path.join(ROOT, 'scripts', 'daemon.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   daemon.stdout.setEncoding('utf8').on('data', (d) => {

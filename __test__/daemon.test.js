@@ -13,24 +13,14 @@ const path = require('node:path');
 const http = require('node:http');
 const { spawn } = require('node:child_process');
 const { request, call } = require('../lib/control-client');
-const { ROOT, DAEMON_SH, run, cli, tempDir, isAlive, waitFor, makeStaleSocket, fileMode, sleep } = require('./helpers');
+const { ROOT, DAEMON_SH, run, cli, tempDir, daemonEnv, isAlive, waitFor, makeStaleSocket, fileMode, sleep } = require('./helpers');
 
 const CUSTOM_WORKER = path.join(ROOT, 'examples', 'custom-worker.js');
 
 /** Settings for one daemon in a fresh temp dir. */
 function setup(extraEnv = {}) {
   const dir = tempDir('wpd-');
-  const env = {
-    ...process.env,
-    PID_FILE: path.join(dir, 'pool.pid'),
-    SOCKET_PATH: path.join(dir, 'pool.sock'),
-    LOG_DIR: path.join(dir, 'logs'),
-    FIFO_DIR: path.join(dir, 'fifo'),
-    POOL_SIZE: '2',
-    MIN_WORKERS: '1',
-    ...extraEnv,
-  };
-  delete env.NODE_OPTIONS;
+  const env = daemonEnv(dir, { MIN_WORKERS: '1', ...extraEnv });
   return { dir, env, pidFile: env.PID_FILE, socket: env.SOCKET_PATH, logFile: path.join(env.LOG_DIR, 'worker-pool.log') };
 }
 

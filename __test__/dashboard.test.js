@@ -19,7 +19,7 @@ const { spawn, execFileSync } = require('node:child_process');
 const { call } = require('../lib/control-client');
 const { startMetricsServer } = require('../lib/metrics-http');
 const { quantileMs, parseHistograms } = require('../lib/dashboard/status');
-const { ROOT, fixture, tempDir, waitFor, sleep, isGone, assertGone, childrenOf, openPool, run } = require('./helpers');
+const { ROOT, fixture, tempDir, daemonEnv, waitFor, sleep, isGone, assertGone, childrenOf, openPool, run } = require('./helpers');
 
 const TOKEN = 'dashboard-test-token-0123456789abcdef';
 const WAIT_MS = 30000;
@@ -122,20 +122,14 @@ test.before(async () => {
   );
   ctx.dir = tempDir('wpdash-');
   ctx.socket = path.join(ctx.dir, 'pool.sock');
-  const env = {
-    ...process.env,
-    PID_FILE: path.join(ctx.dir, 'pool.pid'),
-    SOCKET_PATH: ctx.socket,
-    FIFO_DIR: path.join(ctx.dir, 'fifo'),
-    POOL_SIZE: '2',
+  const env = daemonEnv(ctx.dir, {
     MIN_WORKERS: '1',
     MAX_WORKERS: '4',
     WORKER_SCRIPT: fixture('echo-worker.js'),
     METRICS_PORT: '0',
     METRICS_LOG_INTERVAL_MS: '0',
     DASHBOARD_TOKEN: TOKEN,
-  };
-  delete env.NODE_OPTIONS;
+  });
   delete env.METRICS_HOST;
   ctx.daemon = spawn(process.execPath, [path.join(ROOT, 'scripts', 'daemon.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   ctx.exited = new Promise((resolve) => ctx.daemon.on('close', (code, signal) => resolve({ code, signal })));

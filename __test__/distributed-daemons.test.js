@@ -13,7 +13,7 @@ const path = require('node:path');
 const { spawn } = require('node:child_process');
 const { createQueueClient } = require('..');
 const { request } = require('../lib/control-client');
-const { ROOT, fixture, test, waitFor, within, settle, assertGone, tempDir, sleep } = require('./helpers');
+const { ROOT, fixture, test, waitFor, within, settle, assertGone, tempDir, daemonEnv, sleep } = require('./helpers');
 const { startRedis } = require('./redis-harness');
 
 const DAEMON = path.join(ROOT, 'scripts', 'daemon.js');
@@ -27,12 +27,7 @@ const workerPids = new Set();
 /** Starts one daemon ("a machine") serving `name`; resolves when it is ready. */
 async function startDaemon(name, extraEnv = {}) {
   const dir = tempDir('wpdq-');
-  const env = {
-    ...process.env,
-    PID_FILE: path.join(dir, 'pool.pid'),
-    SOCKET_PATH: path.join(dir, 'pool.sock'),
-    FIFO_DIR: path.join(dir, 'fifo'),
-    POOL_SIZE: '2',
+  const env = daemonEnv(dir, {
     MIN_WORKERS: '1',
     WORKER_SCRIPT: fixture('queue-worker.js'),
     METRICS_LOG_INTERVAL_MS: '0',
@@ -42,8 +37,7 @@ async function startDaemon(name, extraEnv = {}) {
     QUEUE_LOCK_MS: String(LOCK_MS),
     QUEUE_STALLED_MS: String(STALLED_MS),
     ...extraEnv,
-  };
-  delete env.NODE_OPTIONS;
+  });
   const child = spawn(process.execPath, [DAEMON], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const d = { child, dir, socket: env.SOCKET_PATH, output: '', pid: child.pid };
   d.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));

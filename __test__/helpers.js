@@ -321,6 +321,25 @@ function tempDir(prefix = 'wpops-') {
   return fs.mkdtempSync(path.join(base, prefix));
 }
 
+/**
+ * The environment of one daemon whose files (PID file, socket, logs, FIFOs) live in
+ * `dir`, with POOL_SIZE=2, then `overrides`. NODE_OPTIONS is dropped: the test
+ * runner's flags must not reach the daemon.
+ */
+function daemonEnv(dir, overrides = {}) {
+  const env = {
+    ...process.env,
+    PID_FILE: path.join(dir, 'pool.pid'),
+    SOCKET_PATH: path.join(dir, 'pool.sock'),
+    LOG_DIR: path.join(dir, 'logs'),
+    FIFO_DIR: path.join(dir, 'fifo'),
+    POOL_SIZE: '2',
+    ...overrides,
+  };
+  delete env.NODE_OPTIONS;
+  return env;
+}
+
 /** Leaves a socket file nobody listens on (its process was SIGKILLed). */
 async function makeStaleSocket(socketPath) {
   const code = `require('net').createServer().listen(${JSON.stringify(socketPath)}, () => process.kill(process.pid, 'SIGKILL'))`;
@@ -367,6 +386,7 @@ module.exports = {
   run,
   cli,
   tempDir,
+  daemonEnv,
   makeStaleSocket,
   fileMode,
 };
