@@ -33,7 +33,7 @@ const os = require('os');
 const { freePort } = require('../__test__/redis-harness');
 const path = require('path');
 const { fork, spawn, spawnSync } = require('child_process');
-const { now, sleep, median, percentileSorted, withTimeout, descendants, procCpuMs, machine } = require('./lib/util');
+const { eachFlag, listArg, now, sleep, median, percentileSorted, withTimeout, descendants, procCpuMs, machine } = require('./lib/util');
 
 const ROOT = path.join(__dirname, '..');
 const CONSUMER = path.join(__dirname, 'workers', 'queue-consumer.js');
@@ -72,15 +72,8 @@ function usage() {
 
 function parseArgs(argv) {
   const o = { burst: null, latency: null, rounds: 1, quick: false, conc: [4, 16], only: DEFAULT_ONLY, json: null };
-  const list = (v) => String(v).split(',').map((s) => s.trim()).filter(Boolean);
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
-    const val = () => {
-      if (inline !== undefined) return inline;
-      if (i + 1 >= argv.length) throw new Error(`${flag} needs a value`);
-      return argv[++i];
-    };
+  const list = listArg;
+  eachFlag(argv, (flag, val, a) => {
     const int = (v, what) => {
       const n = Number(v);
       if (!Number.isInteger(n) || n < 1) throw new Error(`${what} must be a positive integer, got ${v}`);
@@ -97,7 +90,7 @@ function parseArgs(argv) {
       case '-h': case '--help': process.stdout.write(usage()); process.exit(0); break;
       default: throw new Error(`unknown argument ${a}\n\n${usage()}`);
     }
-  }
+  });
   for (const v of o.only) if (!VARIANTS[v]) throw new Error(`unknown variant "${v}" (known: ${Object.keys(VARIANTS).join(', ')})`);
   o.burst = o.burst ?? (o.quick ? 1000 : 5000);
   o.latency = o.latency ?? (o.quick ? 200 : 1000);

@@ -13,7 +13,7 @@ const path = require('path');
 const fs = require('fs');
 const { fork } = require('child_process');
 const {
-  now, sleep, median, percentileSorted, withTimeout,
+  eachFlag, listArg, now, sleep, median, percentileSorted, withTimeout,
   descendants, procCpuMs, mainThreadCpuMs, mainThreadCpuSource, reapDescendants, getGc, machine,
 } = require('./lib/util');
 
@@ -50,15 +50,8 @@ function usage() {
 
 function parseArgs(argv) {
   const o = { rounds: null, quick: false, only: null, scenario: null, json: null, memory: false, baseline: 'this', memoryChild: null };
-  const list = (v) => String(v || '').split(',').map((s) => s.trim()).filter(Boolean);
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
-    const val = () => {
-      if (inline !== undefined) return inline;
-      if (i + 1 >= argv.length) throw new Error(`${flag} needs a value`);
-      return argv[++i];
-    };
+  const list = listArg;
+  eachFlag(argv, (flag, val, a) => {
     switch (flag) {
       case '--rounds': o.rounds = Number(val()); if (!(o.rounds >= 1)) throw new Error('--rounds must be >= 1'); break;
       case '--quick': o.quick = true; break;
@@ -73,7 +66,7 @@ function parseArgs(argv) {
       case '-h': case '--help': process.stdout.write(usage()); process.exit(0); break;
       default: throw new Error(`unknown argument ${a}\n\n${usage()}`);
     }
-  }
+  });
   for (const n of o.only || []) if (!ADAPTER_NAMES.includes(n)) throw new Error(`unknown adapter "${n}" (known: ${ADAPTER_NAMES.join(', ')})`);
   return o;
 }

@@ -148,7 +148,32 @@ function machine() {
   };
 }
 
+/**
+ * Walks command-line arguments: calls `onFlag(flag, value, arg)` for each, where
+ * `value()` is the flag's value (`--flag=v` or the next argument; throws when there is
+ * none). Both benchmark drivers parse their flags with it.
+ */
+function eachFlag(argv, onFlag) {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const eq = a.indexOf('=');
+    const [flag, inline] = eq >= 0 ? [a.slice(0, eq), a.slice(eq + 1)] : [a, undefined];
+    const value = () => {
+      if (inline !== undefined) return inline;
+      if (i + 1 >= argv.length) throw new Error(`${flag} needs a value`);
+      return argv[++i];
+    };
+    onFlag(flag, value, a);
+  }
+}
+
+/** A comma-separated list argument as trimmed, non-empty items. */
+function listArg(v) {
+  return String(v || '').split(',').map((s) => s.trim()).filter(Boolean);
+}
+
 module.exports = {
+  eachFlag, listArg,
   now, sleep, median, percentileSorted, withTimeout,
   descendants, procCpuMs, mainThreadCpuMs, mainThreadCpuSource, reapDescendants, getGc, machine, packageVersion, HAS_PROC,
 };
