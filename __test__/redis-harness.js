@@ -41,6 +41,18 @@ function ping(port) {
   });
 }
 
+// redis-server "$@" under a watchdog: it stops Redis (SIGTERM, then waits for it) when
+// the process whose pid is $1 is gone, when Redis exits by itself, or on SIGTERM.
+const WATCHDOG = `
+parent=$1; shift
+redis-server "$@" &
+r=$!
+trap 'kill -TERM $r 2>/dev/null; wait $r; exit 0' TERM
+while kill -0 "$parent" 2>/dev/null && kill -0 $r 2>/dev/null; do sleep 0.2; done
+kill -TERM $r 2>/dev/null
+wait $r
+`;
+
 class RedisServer {
   constructor(port, dir) {
     this.port = port;
@@ -49,13 +61,17 @@ class RedisServer {
     this.url = `redis://127.0.0.1:${port}`;
   }
 
-  /** Starts (or restarts) redis-server on this port and directory; resolves when it answers. */
+  /**
+   * Starts (or restarts) redis-server on this port and directory; resolves when it
+   * answers. It runs under a small shell watchdog that stops it when this process is
+   * gone, however this process ends (a crashed or killed test file must not leave a
+   * Redis behind), and that stops it on SIGTERM.
+   */
   async start() {
-    this.proc = spawn(
-      'redis-server',
-      ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--daemonize', 'no', '--logfile', path.join(this.dir, 'redis.log')],
-      { stdio: 'ignore' },
-    );
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--daemonize', 'no', '--logfile', path.join(this.dir, 'redis.log')];
+    // detached: the watchdog leads a process group of its own, so the last resort
+    // (SIGKILL to the group) reaches redis-server too.
+    this.proc = spawn('sh', ['-c', WATCHDOG, 'redis-watchdog', String(process.pid), ...args], { stdio: 'ignore', detached: true });
     const exited = new Promise((resolve) => this.proc.once('exit', resolve));
     this.exited = exited;
     const deadline = Date.now() + 10000;
@@ -70,7 +86,13 @@ class RedisServer {
   async stop() {
     if (!this.proc || this.proc.exitCode !== null || this.proc.signalCode !== null) return;
     this.proc.kill('SIGTERM');
-    const timer = setTimeout(() => this.proc.kill('SIGKILL'), 5000);
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-this.proc.pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }, 5000);
     await this.exited;
     clearTimeout(timer);
   }
