@@ -15,6 +15,9 @@ const { createQueueClient } = require('..');
 const { request } = require('../lib/control-client');
 const { ROOT, fixture, test, waitFor, within, settle, assertGone, tempDir, daemonEnv, sleep } = require('./helpers');
 const { startRedis } = require('./redis-harness');
+// BullMQ's QueueEvents.close() can wait forever after a Redis restart (its blocking
+// read never returns); the product bounds it the same way.
+const { closeBull } = require('../lib/distributed/redis');
 
 const DAEMON = path.join(ROOT, 'scripts', 'daemon.js');
 const LOCK_MS = 2000;
@@ -76,7 +79,7 @@ async function observe(t, name) {
   ev.on('stalled', () => stalled++);
   await ev.waitUntilReady();
   t.after(async () => {
-    await ev.close();
+    await closeBull(ev, 5000);
     await c.close();
   });
   return { c, completed, stalled: () => stalled };

@@ -13,6 +13,8 @@ const path = require('node:path');
 const { createWorkerPool, createPool, createQueueClient } = require('..');
 const { fixture, test, waitFor, within, settle, assertGone, sleep } = require('./helpers');
 const { startRedis, freePort } = require('./redis-harness');
+// BullMQ's close() can hang on a connection that Redis dropped; bounded as the product does.
+const { closeBull } = require('../lib/distributed/redis');
 
 const WORKER = fixture('queue-worker.js');
 let redis;
@@ -264,8 +266,8 @@ describe('bad input', () => {
     const q = new Queue(name, { connection });
     const ev = new QueueEvents(name, { connection });
     t.after(async () => {
-      await ev.close();
-      await q.close();
+      await closeBull(ev, 5000);
+      await closeBull(q, 5000);
     });
     await ev.waitUntilReady();
     const job = await q.add('foreign', { hello: 'world' });
