@@ -3,11 +3,15 @@
 // and the way back (the worker's return -> the promise settles), with the `stamp` task:
 // the worker returns its process.hrtime.bigint(), the same monotonic clock as ours. Prints
 // p50/p99/p99.9 and the count over 300 µs of each leg, per adapter, adapters interleaved.
-// Usage: node bench/phase-probe.js [adapters=this,raw] [workers=4] [tasks=10000] [rounds=2]
+// With gapMs > 0, each task starts gapMs after the previous one settled (the pool's loop
+// and its workers go idle in between, as when tasks arrive one by one from a queue).
+// Usage: node bench/phase-probe.js [adapters=this,raw] [workers=4] [tasks=10000] [rounds=2] [gapMs=0]
 const names = (process.argv[2] || 'this,raw').split(',');
 const W = Number(process.argv[3] || 4);
 const N = Number(process.argv[4] || 10000);
 const R = Number(process.argv[5] || 2);
+const GAP_MS = Number(process.argv[6] || 0);
+const pause = () => new Promise((resolve) => setTimeout(resolve, GAP_MS));
 
 function summary(a) {
   const s = Array.from(a).sort((x, y) => x - y);
@@ -31,8 +35,9 @@ function summary(a) {
           total[i] = Number(t1 - t0) / 1000;
           out[i] = Number(tw - t0) / 1000;
           back[i] = Number(t1 - tw) / 1000;
+          if (GAP_MS > 0) await pause();
         }
-        console.log(`${name.padEnd(12)} ${W} workers  total [${summary(total)}]  out [${summary(out)}]  back [${summary(back)}]`);
+        console.log(`${name.padEnd(12)} ${W} workers${GAP_MS > 0 ? `, ${GAP_MS} ms apart` : ''}  total [${summary(total)}]  out [${summary(out)}]  back [${summary(back)}]`);
       } finally {
         await h.close();
       }
