@@ -5,6 +5,8 @@
 // p50/p99/p99.9 and the count over 300 µs of each leg, per adapter, adapters interleaved.
 // With gapMs > 0, each task starts gapMs after the previous one settled (the pool's loop
 // and its workers go idle in between, as when tasks arrive one by one from a queue).
+// Also prints the benchmark process's CPU time per task (all its threads; with gapMs,
+// the timer that makes the gap is included, the same for every adapter).
 // Usage: node bench/phase-probe.js [adapters=this,raw] [workers=4] [tasks=10000] [rounds=2] [gapMs=0]
 const names = (process.argv[2] || 'this,raw').split(',');
 const W = Number(process.argv[3] || 4);
@@ -28,6 +30,7 @@ function summary(a) {
         const total = new Float64Array(N);
         const out = new Float64Array(N);
         const back = new Float64Array(N);
+        const cpu0 = process.cpuUsage();
         for (let i = 0; i < N; i++) {
           const t0 = process.hrtime.bigint();
           const tw = BigInt(await h.run('stamp', { i }));
@@ -37,7 +40,11 @@ function summary(a) {
           back[i] = Number(t1 - tw) / 1000;
           if (GAP_MS > 0) await pause();
         }
-        console.log(`${name.padEnd(12)} ${W} workers${GAP_MS > 0 ? `, ${GAP_MS} ms apart` : ''}  total [${summary(total)}]  out [${summary(out)}]  back [${summary(back)}]`);
+        const cpu = process.cpuUsage(cpu0);
+        const cpuPerTask = ((cpu.user + cpu.system) / N).toFixed(1);
+        console.log(
+          `${name.padEnd(12)} ${W} workers${GAP_MS > 0 ? `, ${GAP_MS} ms apart` : ''}  total [${summary(total)}]  out [${summary(out)}]  back [${summary(back)}]  parent CPU ${cpuPerTask} µs/task`,
+        );
       } finally {
         await h.close();
       }
