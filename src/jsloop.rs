@@ -267,8 +267,6 @@ thread_local! {
     /// Inside `Pool::pump` on this (JS) thread.
     static IN_PUMP: Cell<bool> = const { Cell::new(false) };
     static LOOP_WATCH: RefCell<Option<Box<LoopWatch>>> = const { RefCell::new(None) };
-    /// When this thread last read from a worker's channel (see `SPIN_WARM_WINDOW`).
-    static LAST_READ: Cell<Option<std::time::Instant>> = const { Cell::new(None) };
     /// The channels `spin_for_replies` polls (kept to avoid an allocation per loop turn).
     static SPIN_FDS: RefCell<(Vec<c_int>, Vec<libc::pollfd>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
@@ -311,13 +309,6 @@ unsafe extern "C" fn on_prepare(h: *mut c_void) {
     spin_for_replies(&*(*(h as *mut *const LoopWatch)));
 }
 
-/// The spin pays only while replies keep coming: for a task sent within this long of
-/// the last reply this thread read (a stream of tasks, one after another). A task that
-/// comes after a pause finds the CPUs idle; spinning for its reply then cost more than
-/// it saved, measured with tasks 1 ms apart (4 workers, 2 vCPUs): p99 700-870 µs with
-/// the spin against 350 without, p50 +10-15 µs.
-const SPIN_WARM_WINDOW: std::time::Duration = std::time::Duration::from_micros(500);
-
 /// Just before the loop sleeps: if a reply is due within the pool's spin budget (see
 /// `Pool::spin_budget`) and the loop has nothing else to run, poll the channels for
 /// it instead of sleeping, so its arrival costs no wake-up. Anything else the loop
@@ -325,9 +316,6 @@ const SPIN_WARM_WINDOW: std::time::Duration = std::time::Duration::from_micros(5
 /// (see the loop), so it never stands between a worker and the CPU it was woken on.
 fn spin_for_replies(lw: &LoopWatch) {
     if lw.cpus < 2 {
-        return;
-    }
-    if LAST_READ.with(|t| t.get()).is_none_or(|at| at.elapsed() > SPIN_WARM_WINDOW) {
         return;
     }
     SPIN_FDS.with(|cell| {
@@ -536,7 +524,6 @@ unsafe extern "C" fn on_readable(h: *mut c_void, status: c_int, _events: c_int) 
     IN_PUMP.with(|c| c.set(true));
     let r = if status < 0 { Pumped::Closed } else { (*ctx).pool.pump(&(*ctx).ch) };
     IN_PUMP.with(|c| c.set(false));
-    LAST_READ.with(|t| t.set(Some(std::time::Instant::now())));
     if r == Pumped::Closed {
         close_poll(ctx);
     }

@@ -258,78 +258,6 @@ impl Sink {
     }
 }
 
-/// The core's alarm clock: a timerfd that any thread may set, without waking the
-/// thread that waits for it. The timer loop sleeps until it rings. A tokio sleep could
-/// only be moved earlier by waking the loop's thread first, and a task dispatched to an
-/// idle pool moves it (its reply backstop is due in `POLLER_BACKSTOP`): that wake came
-/// once per task arriving alone, on another CPU at the moment the worker needed one
-/// (strace: 1.5 `epoll_wait` returns of the core's thread per task sent 1 ms apart).
-pub(crate) struct WakeTimer {
-    // Declared first, so deregistered before the descriptor closes.
-    watch: AsyncFd<WakeTimerFd>,
-    _fd: OwnedFd,
-}
-
-/// The descriptor of a `WakeTimer`, for an `AsyncFd` that must not close it.
-struct WakeTimerFd(RawFd);
-
-impl AsRawFd for WakeTimerFd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0
-    }
-}
-
-impl WakeTimer {
-    /// A timer that has not been set. Call inside the core's runtime (it registers).
-    pub(crate) fn new() -> io::Result<WakeTimer> {
-        // SAFETY: no pointers; the new descriptor is owned from here on.
-        let raw = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a descriptor we just opened and nobody else owns.
-        let fd: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(raw) };
-        // SAFETY: `fd` keeps the descriptor open for as long as `watch` lives.
-        let watch = unsafe { AsyncFd::register_with_interest(WakeTimerFd(raw), Interest::READABLE) }.map_err(|e| e.into_parts().1)?;
-        Ok(WakeTimer { watch, _fd: fd })
-    }
-
-    /// Rings at `at` (at once if that has passed), replacing any earlier setting.
-    pub(crate) fn set(&self, at: Instant) {
-        // A zero value would disarm the timer: 1 ns is "now".
-        let d = at.saturating_duration_since(Instant::now()).max(std::time::Duration::from_nanos(1));
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
-            it_value: libc::timespec {
-                tv_sec: d.as_secs() as libc::time_t,
-                tv_nsec: d.subsec_nanos() as libc::c_long,
-            },
-        };
-        // SAFETY: a valid itimerspec; CLOCK_MONOTONIC is the clock of `Instant`.
-        unsafe { libc::timerfd_settime(self.watch.get_ref().0, 0, &spec, std::ptr::null_mut()) };
-    }
-
-    /// Waits until the timer rings (and consumes the ring).
-    pub(crate) async fn rung(&self) {
-        loop {
-            let Ok(mut guard) = self.watch.readable().await else {
-                // Not expected (the reactor is gone); a short sleep keeps the caller
-                // from spinning on it.
-                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-                return;
-            };
-            let mut expirations = [0u8; 8];
-            // SAFETY: reads at most 8 bytes into a buffer of 8.
-            let n = unsafe { libc::read(self.watch.get_ref().0, expirations.as_mut_ptr().cast(), expirations.len()) };
-            if n == 8 {
-                return;
-            }
-            // EAGAIN: set again (later) since it was seen readable.
-            guard.clear_ready();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,38 +309,5 @@ mod tests {
         ch.detach_poller();
         assert!(!ch.left_to_poller());
         assert!(!ch.check_stalled(t0 + Duration::from_secs(10), true, stall));
-    }
-
-    #[test]
-    fn the_wake_timer_rings_when_set_and_any_thread_can_move_it_either_way() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            let timer = Arc::new(WakeTimer::new().unwrap());
-            let t0 = Instant::now();
-            timer.set(t0 + Duration::from_millis(30));
-            timer.rung().await;
-            assert!(t0.elapsed() >= Duration::from_millis(30));
-            // Moved later by another thread before it rang.
-            let t1 = Instant::now();
-            timer.set(t1 + Duration::from_millis(5));
-            let other = timer.clone();
-            std::thread::spawn(move || other.set(Instant::now() + Duration::from_millis(60)))
-                .join()
-                .unwrap();
-            timer.rung().await;
-            assert!(t1.elapsed() >= Duration::from_millis(60));
-            // Moved earlier by another thread: rings then, not an hour from now.
-            timer.set(Instant::now() + Duration::from_secs(3600));
-            let other = timer.clone();
-            std::thread::spawn(move || other.set(Instant::now())).join().unwrap();
-            tokio::time::timeout(Duration::from_secs(10), timer.rung())
-                .await
-                .expect("rang once moved earlier");
-            // A time already past rings at once.
-            timer.set(t0);
-            tokio::time::timeout(Duration::from_secs(10), timer.rung())
-                .await
-                .expect("rang for a time already past");
-        });
     }
 }

@@ -46,13 +46,14 @@ use state::{PendingOp, Phase, State};
 
 use crate::config::PoolConfig;
 use crate::error::{Code, CoreError, CoreResult};
-use crate::fdio::{Channel, WakeTimer};
+use crate::fdio::Channel;
 use crate::process;
 use crate::queue::{Now, TaskData};
 use crate::runtime;
 use serde_json::Value;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 
 /// Receives batches of events as a JSON array text.
 pub trait EventSink: Send + Sync + 'static {
@@ -93,8 +94,7 @@ impl TaskData for PoolTask {
 
 pub struct Inner {
     state: Mutex<State>,
-    /// When the timer loop wakes next (`State::clock.next_wake`), set under the lock.
-    timer: WakeTimer,
+    wake: Notify,
     sink: Box<dyn EventSink>,
 }
 
@@ -115,17 +115,13 @@ impl Pool {
                 ));
             }
         }
-        let rt = runtime::handle();
-        let timer = {
-            let _in_runtime = rt.enter();
-            WakeTimer::new().map_err(|e| CoreError::new(Code::Internal, format!("Could not create the pool's timer: {e}")))?
-        };
         let inner = Arc::new(Inner {
             state: Mutex::new(State::new(cfg)),
-            timer,
+            wake: Notify::new(),
             sink,
         });
         let pool = Pool { inner };
+        let rt = runtime::handle();
         let p = pool.clone();
         rt.spawn(async move { p.timer_loop().await });
         Ok(pool)
@@ -147,13 +143,7 @@ impl Pool {
         st.maybe_close();
         st.forward_queue_and_health_events();
         let spawns = std::mem::take(&mut st.effects.spawn_requests);
-        if st.take_alarm_moved() {
-            // A deadline earlier than the timer loop's next wake: move its alarm (no
-            // thread wake now; the loop wakes when it is due).
-            if let Some(at) = st.clock.next_wake {
-                self.inner.timer.set(at);
-            }
-        }
+        let wake = st.take_wake_hint();
         let batch = st.take_events();
         if !batch.is_empty() {
             // Delivered under the lock so batches reach JS in the order they were made;
@@ -161,6 +151,9 @@ impl Pool {
             self.inner.sink.deliver(batch);
         }
         drop(st);
+        if wake {
+            self.inner.wake.notify_one();
+        }
         for slot in spawns {
             let p = self.clone();
             runtime::handle().spawn(async move { p.spawn_worker(slot) });

@@ -210,10 +210,8 @@ impl State {
         if !entry.abandoned {
             w.tasks_executed += 1;
         }
-        match w.head_deadline {
-            Some(d) => self.note_deadline(d),
-            None if w.polled_channel().is_some() => self.backstop_maybe_done(),
-            None => {}
+        if let Some(d) = w.head_deadline {
+            self.note_deadline(d);
         }
         Some(Answered {
             abandoned: entry.abandoned,

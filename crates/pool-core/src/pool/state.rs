@@ -336,9 +336,6 @@ pub(super) struct InitFailure {
 pub(super) struct Timers {
     /// When the timer loop sleeps until (None while it is awake).
     pub(super) next_wake: Option<Instant>,
-    /// When the timer loop last judged the clock (`on_timers`): it runs again at most
-    /// `MAX_TIMER_SLEEP` (or the health-check interval) later, whoever moves its alarm.
-    pub(super) last_run: Instant,
     pub(super) last_health: Instant,
     pub(super) next_autoscale: Option<Instant>,
     pub(super) scale_cooldown_until: Option<Instant>,
@@ -353,8 +350,8 @@ pub(super) struct Effects {
     pub(super) task_events: bool,
     /// Slots to start a worker for.
     pub(super) spawn_requests: Vec<SlotNo>,
-    /// `clock.next_wake` changed outside the timer loop: set its alarm to it.
-    pub(super) alarm_moved: bool,
+    /// A deadline moved earlier than the timer loop's sleep: wake it.
+    pub(super) wake_hint: bool,
 }
 
 impl State {
@@ -390,7 +387,6 @@ impl State {
             },
             clock: Timers {
                 next_wake: None,
-                last_run: now,
                 last_health: now,
                 next_autoscale: None,
                 scale_cooldown_until: None,
@@ -399,7 +395,7 @@ impl State {
                 ev: String::new(),
                 task_events: false,
                 spawn_requests: Vec::new(),
-                alarm_moved: false,
+                wake_hint: false,
             },
             metrics: Metrics::default(),
         }

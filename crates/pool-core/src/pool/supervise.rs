@@ -31,7 +31,7 @@ const POLLER_STALL: Duration = Duration::from_millis(2);
 impl Pool {
     pub(super) async fn timer_loop(self) {
         loop {
-            {
+            let next = {
                 let mut st = self.lock();
                 // Ends once the pool is shut down, or was dropped unused by JavaScript
                 // (then this loop holds the only reference).
@@ -41,10 +41,12 @@ impl Pool {
                 }
                 let n = st.compute_next_wake();
                 st.clock.next_wake = Some(n);
-                // Under the lock: a thread that notes an earlier deadline sets it after.
-                self.inner.timer.set(n);
+                n
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(next.into()) => {}
+                _ = self.inner.wake.notified() => {}
             }
-            self.inner.timer.rung().await;
             self.backstop_polled_channels();
             self.with(|st| st.on_timers(Instant::now()));
         }
@@ -103,29 +105,12 @@ impl State {
     pub(super) fn note_deadline(&mut self, at: Instant) {
         if self.clock.next_wake.is_none_or(|n| at < n) {
             self.clock.next_wake = Some(at);
-            self.effects.alarm_moved = true;
+            self.effects.wake_hint = true;
         }
     }
 
-    /// A worker on a channel the JS thread polls went idle. When no such worker has a
-    /// task left, the backstop's tick (`POLLER_BACKSTOP`) is not needed any more: the
-    /// alarm goes back to the next real deadline, instead of waking the core's thread
-    /// for nothing once per task that arrives alone.
-    pub(super) fn backstop_maybe_done(&mut self) {
-        let now = Instant::now();
-        if self.clock.next_wake.is_none_or(|n| n > now + POLLER_BACKSTOP) {
-            return;
-        }
-        let n = self.compute_next_wake();
-        // Still a tick away: other tasks are in flight (or a deadline is that close).
-        if n > now + POLLER_BACKSTOP {
-            self.clock.next_wake = Some(n);
-            self.effects.alarm_moved = true;
-        }
-    }
-
-    pub(super) fn take_alarm_moved(&mut self) -> bool {
-        std::mem::take(&mut self.effects.alarm_moved)
+    pub(super) fn take_wake_hint(&mut self) -> bool {
+        std::mem::take(&mut self.effects.wake_hint)
     }
 
     fn health_due(&self, now: Instant) -> bool {
@@ -133,13 +118,10 @@ impl State {
     }
 
     /// When the timer loop must wake next: the earliest deadline of any kind, at most
-    /// `MAX_TIMER_SLEEP` (or the health-check interval) after its last run. Anchored
-    /// to that run, not to now, so that moving the alarm from outside the loop
-    /// (`backstop_maybe_done`) never puts off its periodic run (health checks, idle
-    /// retirement) however often it happens.
+    /// `MAX_TIMER_SLEEP` (or the health-check interval) away.
     fn compute_next_wake(&self) -> Instant {
         let now = Instant::now();
-        let cap = self.clock.last_run + Duration::from_millis(self.cfg.health_check_interval).min(MAX_TIMER_SLEEP);
+        let cap = now + Duration::from_millis(self.cfg.health_check_interval).min(MAX_TIMER_SLEEP);
         let pool = [self.queue.next_retry_at(), self.ops.shutdown_deadline, self.clock.next_autoscale];
         let workers = self.roster.workers.values().flat_map(|w| {
             [
@@ -164,7 +146,6 @@ impl State {
     /// graceful shutdown's limit, the autoscaler, the health check.
     fn on_timers(&mut self, now: Instant) {
         self.clock.next_wake = None;
-        self.clock.last_run = now;
         if self.queue.promote_due(now) > 0 {
             self.dispatch();
         }
@@ -396,24 +377,6 @@ mod tests {
         // A deadline already passed means now, not a time in the past.
         let past = now - Duration::from_millis(5);
         assert_eq!(next_wake(now, ms(1000), [Some(past)]), now);
-    }
-
-    #[test]
-    fn moving_the_alarm_from_outside_the_loop_never_puts_off_its_periodic_run() {
-        let mut st = State::new(crate::PoolConfig::from_json(&serde_json::Value::Null, "node", "worker.js").unwrap());
-        let now = Instant::now();
-        st.clock.last_run = now - Duration::from_millis(900);
-        let due = st.clock.last_run + MAX_TIMER_SLEEP;
-        assert!(st.compute_next_wake() <= due, "anchored to the last run, not to now");
-        // The last reply came in while only the backstop's tick was pending: the alarm
-        // goes back to the periodic run, not a full period from now.
-        st.clock.next_wake = Some(now + POLLER_BACKSTOP);
-        st.backstop_maybe_done();
-        assert!(st.take_alarm_moved());
-        assert!(st.clock.next_wake.is_some_and(|n| n <= due && n > now + POLLER_BACKSTOP));
-        // Nothing to move when the alarm is not the backstop's tick.
-        st.backstop_maybe_done();
-        assert!(!st.take_alarm_moved());
     }
 
     #[test]
