@@ -53,4 +53,4 @@ class PoolBackend {
   }
 }
 
-module.exports = { StandaloneBackend, PoolBackend, emitAll };
+module.exports = { StandaloneBackend, PoolBackend };
