@@ -48,11 +48,15 @@ const VARIANTS = {
   // (reading our job format), and BullMQ's producer (adding jobs exactly as our codec
   // writes them) with this package's pool.
   'thisprod-inline': { label: 'createQueueClient → BullMQ inline', consumer: 'inline-cortex', pools: 1, producer: 'this' },
+  'bullprod-inline': { label: 'BullMQ Queue (our job format) → BullMQ inline', consumer: 'inline-cortex', pools: 1, producer: 'bullmq', cortexFormat: true },
   'bullprod-this1': { label: 'BullMQ Queue (our job format) → 1 pool', consumer: 'this', pools: 1, producer: 'bullmq', cortexFormat: true },
   // Diagnosis: the pool without its reply spin (spinWaitUs: 0).
   'this1-nospin': { label: 'this package, 1 pool, spinWaitUs 0', consumer: 'this-nospin', pools: 1, producer: 'this' },
   // Diagnosis: BullMQ inline with every job prioritized (as this package adds them: priority = ours + 1).
   'inline-prio': { label: 'BullMQ inline, priority 1', consumer: 'inline', pools: 1, producer: 'bullmq', priority: 1 },
+  // Diagnosis: BullMQ inline split into one process per unit of concurrency (a Worker of
+  // concurrency 1 in each): the ceiling of a design where each worker process fetches its own jobs.
+  'inline-split': { label: 'BullMQ inline, 1 process per slot', consumer: 'inline', pools: 'each', producer: 'bullmq' },
 };
 const DEFAULT_ONLY = ['inline', 'sandboxed', 'this1', 'this2'];
 
@@ -285,7 +289,7 @@ async function runCell(redis, variant, concurrency, opts, cellNo) {
   const v = VARIANTS[variant];
   const queueName = `bench-${cellNo}`;
   await redis.client.flushall();
-  const consumers = await startConsumers(v.consumer, v.pools, concurrency, redis.url, queueName);
+  const consumers = await startConsumers(v.consumer, v.pools === 'each' ? concurrency : v.pools, concurrency, redis.url, queueName);
   let producer = null;
   try {
     producer = v.producer === 'bullmq' ? await bullProducer(redis.url, queueName, v.priority, v.cortexFormat) : await thisProducer(redis.url, queueName);
