@@ -56,6 +56,8 @@ const VARIANTS = {
   'inline-prio': { label: 'BullMQ inline, priority 1', consumer: 'inline', pools: 1, producer: 'bullmq', priority: 1 },
   // Diagnosis: BullMQ inline split into one process per unit of concurrency (a Worker of
   // concurrency 1 in each): the ceiling of a design where each worker process fetches its own jobs.
+  // Diagnosis: BullMQ inline in 2 processes (the workers split as this2's are).
+  inline2: { label: 'BullMQ inline, 2 processes', consumer: 'inline', pools: 2, producer: 'bullmq' },
   'inline-split': { label: 'BullMQ inline, 1 process per slot', consumer: 'inline', pools: 'each', producer: 'bullmq' },
 };
 const DEFAULT_ONLY = ['inline', 'sandboxed', 'this1', 'this2'];
