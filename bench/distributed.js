@@ -54,10 +54,10 @@ const VARIANTS = {
   'this1-nospin': { label: 'this package, 1 pool, spinWaitUs 0', consumer: 'this-nospin', pools: 1, producer: 'this' },
   // Diagnosis: BullMQ inline with every job prioritized (as this package adds them: priority = ours + 1).
   'inline-prio': { label: 'BullMQ inline, priority 1', consumer: 'inline', pools: 1, producer: 'bullmq', priority: 1 },
-  // Diagnosis: BullMQ inline split into one process per unit of concurrency (a Worker of
-  // concurrency 1 in each): the ceiling of a design where each worker process fetches its own jobs.
   // Diagnosis: BullMQ inline in 2 processes (the workers split as this2's are).
   inline2: { label: 'BullMQ inline, 2 processes', consumer: 'inline', pools: 2, producer: 'bullmq' },
+  // Diagnosis: BullMQ inline split into one process per unit of concurrency (a Worker of
+  // concurrency 1 in each): the ceiling of a design where each worker process fetches its own jobs.
   'inline-split': { label: 'BullMQ inline, 1 process per slot', consumer: 'inline', pools: 'each', producer: 'bullmq' },
 };
 const DEFAULT_ONLY = ['inline', 'sandboxed', 'this1', 'this2'];
@@ -78,7 +78,6 @@ function usage() {
 
 function parseArgs(argv) {
   const o = { burst: null, latency: null, rounds: 1, quick: false, conc: [4, 16], only: DEFAULT_ONLY, json: null };
-  const list = listArg;
   eachFlag(argv, (flag, val, a) => {
     const int = (v, what) => {
       const n = Number(v);
@@ -89,8 +88,8 @@ function parseArgs(argv) {
       case '--burst': o.burst = int(val(), '--burst'); break;
       case '--latency': o.latency = int(val(), '--latency'); break;
       case '--rounds': o.rounds = int(val(), '--rounds'); break;
-      case '--concurrency': o.conc = list(val()).map((c) => int(c, '--concurrency')); break;
-      case '--only': o.only = list(val()); break;
+      case '--concurrency': o.conc = listArg(val()).map((c) => int(c, '--concurrency')); break;
+      case '--only': o.only = listArg(val()); break;
       case '--quick': o.quick = true; break;
       case '--json': o.json = val(); break;
       case '-h': case '--help': process.stdout.write(usage()); process.exit(0); break;

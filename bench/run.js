@@ -50,13 +50,12 @@ function usage() {
 
 function parseArgs(argv) {
   const o = { rounds: null, quick: false, only: null, scenario: null, json: null, memory: false, baseline: 'this', memoryChild: null };
-  const list = listArg;
   eachFlag(argv, (flag, val, a) => {
     switch (flag) {
       case '--rounds': o.rounds = Number(val()); if (!(o.rounds >= 1)) throw new Error('--rounds must be >= 1'); break;
       case '--quick': o.quick = true; break;
-      case '--only': o.only = list(val()); break;
-      case '--scenario': case '--scenarios': o.scenario = list(val()); break;
+      case '--only': o.only = listArg(val()); break;
+      case '--scenario': case '--scenarios': o.scenario = listArg(val()); break;
       case '--json': o.json = val(); break;
       case '--memory': o.memory = true; break;
       case '--baseline': o.baseline = val(); break;
