@@ -291,16 +291,44 @@ describe('producers and shutdown', () => {
     assert.equal((await settle(producer.scaleUp(1))).error.code, 'ERR_NOT_SUPPORTED');
   });
 
+  test('a client read in flight when close() is called, or made after it, rejects ERR_POOL_SHUTDOWN', async (t) => {
+    const c = client(t, qname());
+    await c.getQueueMetrics();
+    const reads = Array.from({ length: 20 }, () => settle(c.getQueueMetrics()));
+    await c.close();
+    // Each read takes several round trips and close() quits within a few microtasks, so
+    // reads are cut; one answered before the connection closed would be fine too.
+    const cut = (await Promise.all(reads)).filter((r) => !r.ok);
+    assert.ok(cut.length > 0, 'close() cut no read short');
+    for (const r of cut) assert.equal(r.error.code, 'ERR_POOL_SHUTDOWN', r.error.message);
+    for (const call of [() => c.getQueueMetrics(), () => c.getDeadLetterQueue(), () => c.requeueDeadLetter(), () => c.clearDeadLetterQueue()]) {
+      const r = await settle(call());
+      assert.equal(r.error?.code, 'ERR_POOL_SHUTDOWN');
+      assert.match(r.error.message, /closed/);
+    }
+  });
+
   test('a serving pool follows scaleUp/scaleDown with its concurrency', async (t) => {
     const name = qname();
     const pool = await machine(t, name, { poolSize: 1, minWorkers: 1, maxWorkers: 4 });
     const c = client(t, name);
     const many = (n) => Promise.all(Array.from({ length: n }, () => c.submitTask({ type: 'sleep', payload: { ms: 400 } })));
+    // Samples the active count one read at a time until stopped; stop() waits for the
+    // read in flight, so none outlives the test (and the client it reads through).
     let maxActive = 0;
-    const watch = setInterval(async () => {
-      maxActive = Math.max(maxActive, (await c.getQueueMetrics()).active);
-    }, 50);
-    t.after(() => clearInterval(watch));
+    let watching = true;
+    const watcher = (async () => {
+      while (watching) {
+        maxActive = Math.max(maxActive, (await c.getQueueMetrics()).active);
+        await sleep(50);
+      }
+    })();
+    watcher.catch(() => {}); // awaited below; a test that failed before that closes the client under it
+    const stop = () => {
+      watching = false;
+      return watcher;
+    };
+    t.after(() => stop().catch(() => {}));
     const first = many(4);
     await sleep(300);
     assert.ok(maxActive <= 1, `one worker holds at most one job (saw ${maxActive})`);
@@ -308,6 +336,7 @@ describe('producers and shutdown', () => {
     await pool.scaleUp(3);
     maxActive = 0;
     await many(8);
+    await stop();
     assert.ok(maxActive >= 2 && maxActive <= 4, `four workers hold 2..4 jobs at once (saw ${maxActive})`);
   });
 

@@ -315,7 +315,11 @@ class SharedQueueProducer {
    * Job counts of every queue of this name (base and capability sets) and the number
    * of live serving pools, read in one round trip from BullMQ's keys.
    */
-  async counts() {
+  counts() {
+    return this.#read(() => this.#counts());
+  }
+
+  async #counts() {
     await this.ready();
     const names = await this.#queueNames();
     const prefix = this.#opts.prefix;
@@ -358,13 +362,21 @@ class SharedQueueProducer {
   }
 
   /** The shared failed set (every queue of this name) as dead-letter records, oldest first. */
-  async deadLetters() {
+  deadLetters() {
+    return this.#read(() => this.#deadLetters());
+  }
+
+  async #deadLetters() {
     const lists = await this.#withQueues((queue) => queue.getFailed(0, -1));
     return lists.flat().filter(Boolean).map(codec.deadLetterRecord).sort((a, b) => (a.failedAt ?? 0) - (b.failedAt ?? 0));
   }
 
   /** Empties the shared failed set; resolves with the number of jobs removed. */
-  async clearDeadLetters() {
+  clearDeadLetters() {
+    return this.#read(() => this.#clearDeadLetters());
+  }
+
+  async #clearDeadLetters() {
     const removed = await this.#withQueues((queue) => queue.clean(0, 0, 'failed'));
     return removed.reduce((n, ids) => n + ids.length, 0);
   }
@@ -373,8 +385,12 @@ class SharedQueueProducer {
    * Runs failed jobs again (all, or the one with `jobId`), with their attempts reset;
    * resolves with a promise per requeued job, settled like a submitted task's.
    */
-  async requeueDeadLetters(jobId) {
-    if (jobId !== undefined && typeof jobId !== 'string') throw invalidArgument('taskId', 'a task id string', jobId);
+  requeueDeadLetters(jobId) {
+    if (jobId !== undefined && typeof jobId !== 'string') return Promise.reject(invalidArgument('taskId', 'a task id string', jobId));
+    return this.#read(() => this.#requeueDeadLetters(jobId));
+  }
+
+  async #requeueDeadLetters(jobId) {
     const failed = (await this.#withQueues((queue) => queue.getFailed(0, -1).then((jobs) => jobs.map((j) => [queue, j])))).flat();
     const promises = [];
     for (const [queue, j] of failed) {
@@ -423,6 +439,21 @@ class SharedQueueProducer {
 
   #hurried = false;
 
+  /**
+   * Runs a read or an edit of the queue. Once close() has begun it rejects with
+   * ERR_POOL_SHUTDOWN, also when close() cut it off midway, instead of with whatever
+   * ioredis says about its closed connection.
+   */
+  async #read(fn) {
+    if (this.#closed) throw closedError('read');
+    try {
+      return await fn();
+    } catch (e) {
+      if (this.#closed) throw closedError('read');
+      throw e;
+    }
+  }
+
   /** Ends a graceful close()'s wait for pending outcomes (an immediate shutdown follows a graceful one). */
   hurry() {
     this.#hurried = true;
@@ -445,7 +476,8 @@ function parseReturnValue(text) {
   }
 }
 
-function closedError() {
+function closedError(what = 'task') {
+  if (what === 'read') return withCode(CODES.ERR_POOL_SHUTDOWN, 'The shared-queue connection is closed: the queue can no longer be read or changed from here');
   return withCode(CODES.ERR_POOL_SHUTDOWN, 'The shared-queue producer was closed before the task finished (its job stays in the shared queue)');
 }
 
