@@ -440,16 +440,16 @@ class SharedQueueProducer {
   #hurried = false;
 
   /**
-   * Runs a read or an edit of the queue. Once close() has begun it rejects with
-   * ERR_POOL_SHUTDOWN, also when close() cut it off midway, instead of with whatever
-   * ioredis says about its closed connection.
+   * Runs a read or an edit of the queue. Once close() is past its graceful wait this
+   * rejects with ERR_POOL_SHUTDOWN, also when close() cut it off midway, instead of
+   * with whatever ioredis says about its closed connection.
    */
   async #read(fn) {
-    if (this.#closed) throw closedError('read');
+    if (this.#closed) throw closedReadError();
     try {
       return await fn();
     } catch (e) {
-      if (this.#closed) throw closedError('read');
+      if (this.#closed) throw closedReadError();
       throw e;
     }
   }
@@ -476,9 +476,12 @@ function parseReturnValue(text) {
   }
 }
 
-function closedError(what = 'task') {
-  if (what === 'read') return withCode(CODES.ERR_POOL_SHUTDOWN, 'The shared-queue connection is closed: the queue can no longer be read or changed from here');
+function closedError() {
   return withCode(CODES.ERR_POOL_SHUTDOWN, 'The shared-queue producer was closed before the task finished (its job stays in the shared queue)');
+}
+
+function closedReadError() {
+  return withCode(CODES.ERR_POOL_SHUTDOWN, 'The shared-queue connection is closed: the queue can no longer be read or changed from here');
 }
 
 function removedError(jobId) {
