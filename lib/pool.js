@@ -120,9 +120,8 @@ class WorkerPoolManager extends EventEmitter {
   #openShared(queueOpts, userConfig) {
     const { SharedQueueMode } = require('./distributed');
     this.#shared = new SharedQueueMode(queueOpts, this.config, {
-      run: (t) => this.#submitLocal(t),
-      workers: () => this.#servingWorkers(),
-      log: (level, message) => this.#log({ level, component: 'SharedQueue', message, timestamp: Date.now() }),
+      native: this.#native,
+      op: (start) => this.#op(start),
       onIdleChange: () => this.#refresh(),
     });
     const { url, redis, display, ...shown } = queueOpts;
@@ -131,11 +130,6 @@ class WorkerPoolManager extends EventEmitter {
     // The server's concurrency follows the workers that can take a job.
     const follow = () => this.#shared.refresh();
     for (const ev of ['pool-initialized', 'pool-scaled-up', 'pool-scaled-down', 'worker-exited']) this.on(ev, follow);
-  }
-
-  /** Workers that can take a job (all but those on their way out). */
-  #servingWorkers() {
-    return JSON.parse(this.#native.allWorkers()).filter((w) => w.state !== 'shutting-down');
   }
 
   #updateInterest(adding, name) {
