@@ -127,6 +127,9 @@ class WorkerPoolManager extends EventEmitter {
     const { url, redis, display, ...shown } = queueOpts;
     this.config.queue = { url: display, ...shown };
     if (this.#producerOnly) this.config.poolSize = userConfig.poolSize ?? 0;
+    // Every task of a serving pool is a job the core runs for the shared queue: the core
+    // reads the replies itself, so the JS thread does no work per job.
+    else this.#native.setCoreReads(true);
     // The server's concurrency follows the workers that can take a job.
     const follow = () => this.#shared.refresh();
     for (const ev of ['pool-initialized', 'pool-scaled-up', 'pool-scaled-down', 'worker-exited']) this.on(ev, follow);

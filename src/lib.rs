@@ -99,6 +99,13 @@ impl NativePool {
         Ok(())
     }
 
+    /// Worker replies are read by the core's threads only (a pool that serves the shared
+    /// queue: its tasks are the core's own). Call before `initialize`.
+    #[napi]
+    pub fn set_core_reads(&self, on: bool) {
+        self.pool.set_core_reads(on);
+    }
+
     /// The pool's workers changed: the shared queue's serving side looks for room again.
     #[napi]
     pub fn shared_refresh(&self) {

@@ -135,7 +135,6 @@ impl SharedServer {
             capsets: format!("{base}capsets"),
             control: format!("{base}control"),
         };
-        pool.set_core_reads(true);
         let inner = Arc::new(Inner {
             pool,
             cfg,
