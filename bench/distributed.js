@@ -50,6 +50,8 @@ const VARIANTS = {
   'thisprod-inline': { label: 'createQueueClient → BullMQ inline', consumer: 'inline-cortex', pools: 1, producer: 'this' },
   'bullprod-inline': { label: 'BullMQ Queue (our job format) → BullMQ inline', consumer: 'inline-cortex', pools: 1, producer: 'bullmq', cortexFormat: true },
   'bullprod-this1': { label: 'BullMQ Queue (our job format) → 1 pool', consumer: 'this', pools: 1, producer: 'bullmq', cortexFormat: true },
+  // Before and after: this package from another checkout (BENCH_OTHER_ROOT=DIR, built).
+  'this1-old': { label: 'this package at BENCH_OTHER_ROOT, 1 pool', consumer: 'this-old', pools: 1, producer: 'this' },
   // Diagnosis: the pool without its reply spin (spinWaitUs: 0).
   'this1-nospin': { label: 'this package, 1 pool, spinWaitUs 0', consumer: 'this-nospin', pools: 1, producer: 'this' },
   // Diagnosis: BullMQ inline with every job prioritized (as this package adds them: priority = ours + 1).

@@ -85,8 +85,8 @@ function checkKeys(obj, allowed, field) {
   }
 }
 
-const CLIENT_KEYS = ['url', 'name', 'prefix', 'connectTimeoutMs'];
-const POOL_KEYS = [...CLIENT_KEYS, 'serve', 'concurrency', 'lockDurationMs', 'stalledIntervalMs', 'commandTimeoutMs'];
+const CLIENT_KEYS = ['url', 'name', 'prefix', 'connectTimeoutMs', 'commandTimeoutMs'];
+const POOL_KEYS = [...CLIENT_KEYS, 'serve', 'concurrency', 'lockDurationMs', 'stalledIntervalMs'];
 
 /** createQueueClient()'s options, resolved: `{ url, redis, display, name, prefix, connectTimeoutMs }`. */
 function resolveClientOptions(opts, field = 'options', keys = CLIENT_KEYS) {
@@ -102,6 +102,7 @@ function resolveClientOptions(opts, field = 'options', keys = CLIENT_KEYS) {
     name: checkName(opts.name, `${field}.name`, DEFAULTS.name),
     prefix: checkName(opts.prefix, `${field}.prefix`, DEFAULTS.prefix),
     connectTimeoutMs: checkInt(opts.connectTimeoutMs, `${field}.connectTimeoutMs`, DEFAULTS.connectTimeoutMs, 100, 600000),
+    commandTimeoutMs: checkInt(opts.commandTimeoutMs, `${field}.commandTimeoutMs`, DEFAULTS.commandTimeoutMs, 100, 600000),
   };
 }
 

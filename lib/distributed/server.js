@@ -36,10 +36,9 @@ class SharedQueueServer {
     return this.#id;
   }
 
-  /** Jobs this pool holds right now. */
-  get held() {
-    const s = JSON.parse(this.#native.sharedStatus());
-    return s ? s.held : 0;
+  /** `{ held, queues, connected, since }` of the core's serving side, or null before it starts. */
+  get status() {
+    return JSON.parse(this.#native.sharedStatus());
   }
 
   /** Connects and starts serving; rejects ERR_QUEUE_UNAVAILABLE (Redis unreachable, or a bullmq whose scripts this build does not speak). */

@@ -217,10 +217,12 @@ impl Worker {
 
     fn report<P: Processor>(&self, p: &P, doing: &'static str, error: &Error) {
         self.failing.store(true, Ordering::Relaxed);
+        self.conn.failed(error);
         p.event(&self.opts.queue, WorkerEvent::Error { doing, error });
     }
 
     fn ok<P: Processor>(&self, p: &P) {
+        self.conn.succeeded();
         if self.failing.swap(false, Ordering::Relaxed) {
             p.event(&self.opts.queue, WorkerEvent::Recovered);
         }
@@ -459,6 +461,7 @@ impl Worker {
             }
             match ops::extend_locks(&mut self.conn.cmd(), &self.scripts, &self.keys, &jobs, self.opts.lock_duration_ms).await {
                 Ok(lost) => {
+                    self.ok(&*p);
                     let still: Vec<String> = {
                         let held = self.lock_held();
                         lost.into_iter().filter(|id| held.contains_key(id)).collect()

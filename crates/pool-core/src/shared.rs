@@ -197,14 +197,17 @@ impl SharedServer {
         let _ = tokio::time::timeout(Duration::from_secs(1), forget.query_async::<()>(&mut con)).await;
     }
 
-    /// `{ held, queues, connected }`: what the pool's metrics show of its serving side.
+    /// `{ held, queues, connected, since }`: what the pool's metrics show of its
+    /// serving side; `since` is when commands started failing (ms since the epoch).
     pub fn status(&self) -> Value {
         let workers = self.inner.lock_workers();
         let held: usize = workers.values().map(|(w, _)| w.held()).sum();
+        let down = self.inner.conn.down_since();
         json!({
             "held": held,
             "queues": workers.keys().collect::<Vec<_>>(),
-            "connected": self.inner.connected.load(Ordering::Relaxed),
+            "connected": down.is_none(),
+            "since": down,
         })
     }
 }
@@ -290,8 +293,12 @@ impl Inner {
             if self.stopping() {
                 break;
             }
-            if let Err(e) = self.heartbeat().await {
-                self.log("warn", &format!("Shared queue: registry heartbeat failed: {e}"));
+            match self.heartbeat().await {
+                Ok(()) => self.conn.succeeded(),
+                Err(e) => {
+                    self.conn.failed(&e);
+                    self.log("warn", &format!("Shared queue: registry heartbeat failed: {e}"));
+                }
             }
             since_discover += HEARTBEAT;
             if since_discover >= CAPSETS_POLL {
@@ -323,16 +330,27 @@ impl Inner {
                 _ = self.stop.notified() => return,
             };
             match ps {
-                Ok(mut ps) => {
-                    let mut messages = ps.on_message();
+                Ok(ps) => {
+                    // A PING every heartbeat on the subscribed connection: one that went
+                    // silent is replaced within a heartbeat and the command timeout.
+                    let (mut sink, mut messages) = ps.split();
+                    let limit = Duration::from_millis(self.cfg.command_timeout_ms);
+                    let mut tick = tokio::time::interval(HEARTBEAT);
                     loop {
-                        let msg = tokio::select! {
-                            m = messages.next() => m,
+                        tokio::select! {
+                            m = messages.next() => {
+                                let Some(msg) = m else { break };
+                                if let Ok(text) = msg.get_payload::<String>() {
+                                    self.on_control(&text);
+                                }
+                            }
+                            _ = tick.tick() => {
+                                let pong = tokio::time::timeout(limit, sink.ping::<redis::Value>()).await;
+                                if !matches!(pong, Ok(Ok(_))) {
+                                    break;
+                                }
+                            }
                             _ = self.stop.notified() => return,
-                        };
-                        let Some(msg) = msg else { break };
-                        if let Ok(text) = msg.get_payload::<String>() {
-                            self.on_control(&text);
                         }
                     }
                 }
