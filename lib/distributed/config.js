@@ -27,6 +27,7 @@ function parseRedisUrl(url, field = 'queue.url') {
   if (typeof url !== 'string' || url.length === 0) {
     throw invalidConfig(field, 'a Redis URL like "redis://host:6379" (or rediss:// for TLS)', url);
   }
+  if (/^rediss?-sentinel:/i.test(url)) return parseSentinelUrl(url, field);
   let u;
   try {
     u = new URL(url);
@@ -34,7 +35,7 @@ function parseRedisUrl(url, field = 'queue.url') {
     throw withCode(CODES.ERR_INVALID_CONFIG, `Invalid option "${field}": expected a Redis URL like "redis://host:6379", got ${JSON.stringify(redactUrl(url))}`);
   }
   if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
-    throw withCode(CODES.ERR_INVALID_CONFIG, `Invalid option "${field}": expected a redis:// or rediss:// URL, got ${JSON.stringify(redactUrl(url))}`);
+    throw withCode(CODES.ERR_INVALID_CONFIG, `Invalid option "${field}": expected a redis://, rediss:// or redis-sentinel:// URL, got ${JSON.stringify(redactUrl(url))}`);
   }
   if (!u.hostname) {
     throw withCode(CODES.ERR_INVALID_CONFIG, `Invalid option "${field}": the URL names no host, got ${JSON.stringify(redactUrl(url))}`);
@@ -50,6 +51,44 @@ function parseRedisUrl(url, field = 'queue.url') {
   if (u.password) options.password = decodeURIComponent(u.password);
   if (u.protocol === 'rediss:') options.tls = { servername: options.host };
   return { options, display: redactUrl(url) };
+}
+
+const SENTINEL_FORM = 'redis-sentinel://[[user]:password@]host:port[,host:port...][/db]#masterName';
+
+/**
+ * `redis-sentinel://[[user]:password@]host:port[,host:port...][/db]#masterName` (the form
+ * Lettuce uses; `rediss-sentinel://` for TLS): the sentinels (port 26379 by default) and
+ * the master's name; user, password and database are the master's. Returns ioredis'
+ * Sentinel options and `sentinel` for the core.
+ */
+function parseSentinelUrl(url, field) {
+  const bad = (why) => withCode(CODES.ERR_INVALID_CONFIG, `Invalid option "${field}": ${why}; expected ${SENTINEL_FORM}, got ${JSON.stringify(redactUrl(url))}`);
+  const m = /^(rediss?)-sentinel:\/\/(?:(.*)@)?([^@/#]+)(?:\/([^#]*))?#(.+)$/i.exec(url);
+  if (!m) throw bad('a sentinel URL names its sentinels and, after "#", the master');
+  const [, scheme, auth, hostList, dbText = '', master] = m;
+  const sentinels = hostList.split(',').map((h) => {
+    const hm = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(h.trim());
+    if (!hm) throw bad(`"${h}" is not host[:port]`);
+    const port = hm[2] === undefined ? 26379 : Number(hm[2]);
+    if (!(port > 0 && port < 65536)) throw bad(`the port of "${h}" is not a port`);
+    return { host: hm[1].replace(/^\[|\]$/g, ''), port };
+  });
+  const db = dbText === '' ? 0 : Number(dbText);
+  if (!Number.isInteger(db) || db < 0) throw bad(`the database must be an integer >= 0 (got ${JSON.stringify(dbText)})`);
+  let username;
+  let password;
+  if (auth !== undefined) {
+    const i = auth.indexOf(':');
+    username = decodeURIComponent(i < 0 ? auth : auth.slice(0, i)) || undefined;
+    password = i < 0 ? undefined : decodeURIComponent(auth.slice(i + 1));
+  }
+  const masterName = decodeURIComponent(master);
+  const tls = scheme.toLowerCase() === 'rediss';
+  const options = { sentinels, name: masterName, db };
+  if (username) options.username = username;
+  if (password) options.password = password;
+  if (tls) Object.assign(options, { tls: {}, enableTLSForSentinelMode: true });
+  return { options, display: redactUrl(url), sentinel: { sentinels: sentinels.map((s) => [s.host, s.port]), masterName, username, password, db, tls } };
 }
 
 /** The URL with its password replaced by "***" (for messages and logs), whatever its scheme. */
@@ -94,11 +133,12 @@ function resolveClientOptions(opts, field = 'options', keys = CLIENT_KEYS) {
     throw invalidConfig(field, 'an object like { url: "redis://host:6379" }', opts);
   }
   checkKeys(opts, keys, field);
-  const { options: redis, display } = parseRedisUrl(opts.url, `${field}.url`);
+  const { options: redis, display, sentinel } = parseRedisUrl(opts.url, `${field}.url`);
   return {
     url: opts.url,
     redis,
     display,
+    sentinel: sentinel ?? null,
     name: checkName(opts.name, `${field}.name`, DEFAULTS.name),
     prefix: checkName(opts.prefix, `${field}.prefix`, DEFAULTS.prefix),
     connectTimeoutMs: checkInt(opts.connectTimeoutMs, `${field}.connectTimeoutMs`, DEFAULTS.connectTimeoutMs, 100, 600000),

@@ -17,6 +17,9 @@ const POOL_TTL_MS = 5 * HEARTBEAT_MS;
 // Reconnect quickly at first, then every 2 s, forever: a Redis restart must not lose
 // a producer or a server, and a command waits in ioredis' offline queue meanwhile.
 const retryStrategy = (times) => Math.min(50 * times, 2000);
+// A server that became a replica (a failover, an old primary demoted) answers writes
+// with READONLY: connect again (to the master, through Sentinel) and resend.
+const reconnectOnError = (err) => (/READONLY/.test(err.message) ? 2 : false);
 
 function keys(prefix, name) {
   const base = `${prefix}:${name}:_cortex:`;
@@ -43,6 +46,8 @@ function connect(resolved, label = 'shared queue') {
     enableReadyCheck: true,
     connectTimeout: Math.min(resolved.connectTimeoutMs, 10000),
     retryStrategy,
+    sentinelRetryStrategy: retryStrategy,
+    reconnectOnError,
     lazyConnect: false,
     // A connection that never got through must not keep the process alive for
     // ioredis' default 2 s after disconnect().
@@ -89,6 +94,8 @@ function bullConnection(resolved, { blocking = false } = {}) {
     ...resolved.redis,
     maxRetriesPerRequest: null,
     retryStrategy,
+    sentinelRetryStrategy: retryStrategy,
+    reconnectOnError,
     connectTimeout: Math.min(resolved.connectTimeoutMs, 10000),
     disconnectTimeout: DISCONNECT_TIMEOUT_MS,
     ...(blocking ? {} : { commandTimeout: resolved.commandTimeoutMs }),

@@ -45,7 +45,8 @@ class SharedQueueServer {
   async start() {
     const o = this.#opts;
     const config = {
-      url: o.url,
+      url: o.sentinel ? '' : o.url,
+      sentinel: o.sentinel,
       display: o.display,
       name: o.name,
       prefix: o.prefix,

@@ -14,10 +14,91 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Where Redis is.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A `redis://` (or `rediss://`) URL, user, password and database included.
+    Url(String),
+    /// Redis behind Sentinel: the sentinels are asked for the current master of
+    /// `master`, at the start and again each time the connection is replaced (a
+    /// failover, a lost connection, a `READONLY` answer).
+    Sentinel {
+        sentinels: Vec<(String, u16)>,
+        master: String,
+        username: Option<String>,
+        password: Option<String>,
+        db: i64,
+        tls: bool,
+    },
+}
+
+impl Target {
+    /// A client for the server to talk to now (for Sentinel: the master the sentinels name).
+    async fn client(&self, connect_timeout: Duration) -> Result<redis::Client> {
+        match self {
+            Target::Url(u) => Ok(redis::Client::open(u.as_str())?),
+            Target::Sentinel {
+                sentinels,
+                master,
+                username,
+                password,
+                db,
+                tls,
+            } => {
+                let (host, port) = ask_sentinels(sentinels, master, connect_timeout).await?;
+                let auth = match (username, password) {
+                    (u, Some(p)) => format!("{}:{}@", enc(u.as_deref().unwrap_or("")), enc(p)),
+                    (Some(u), None) => format!("{}@", enc(u)),
+                    (None, None) => String::new(),
+                };
+                let host = if host.contains(':') { format!("[{host}]") } else { host };
+                let scheme = if *tls { "rediss" } else { "redis" };
+                Ok(redis::Client::open(format!("{scheme}://{auth}{host}:{port}/{db}").as_str())?)
+            }
+        }
+    }
+}
+
+/// The address the first sentinel that answers gives for `master`.
+async fn ask_sentinels(sentinels: &[(String, u16)], master: &str, limit: Duration) -> Result<(String, u16)> {
+    let mut last = None;
+    for (host, port) in sentinels {
+        let asked = async {
+            let host = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+            let c = redis::Client::open(format!("redis://{host}:{port}").as_str())?;
+            let mut con = c.get_multiplexed_async_connection().await?;
+            redis::cmd("SENTINEL")
+                .arg("get-master-addr-by-name")
+                .arg(master)
+                .query_async::<Option<(String, u16)>>(&mut con)
+                .await
+        };
+        match tokio::time::timeout(limit, asked).await {
+            Ok(Ok(Some(addr))) => return Ok(addr),
+            Ok(Ok(None)) => last = Some(format!("sentinel {host}:{port} knows no master named {master:?}")),
+            Ok(Err(e)) => last = Some(format!("sentinel {host}:{port}: {e}")),
+            Err(_) => last = Some(format!("sentinel {host}:{port} did not answer")),
+        }
+    }
+    Err(Error::Reply(last.unwrap_or_else(|| "no sentinel given".into())))
+}
+
+/// Percent-encodes a URL's user or password.
+fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[derive(Debug, Clone)]
 pub struct ConnOptions {
-    /// A `redis://` (or `rediss://`) URL, user, password and database included.
-    pub url: String,
+    pub target: Target,
     /// A command that has no answer within this time fails, and its connection is
     /// replaced: a silent connection is noticed within this bound.
     pub command_timeout: Duration,
@@ -25,9 +106,9 @@ pub struct ConnOptions {
 }
 
 struct Shared {
-    client: redis::Client,
     opts: ConnOptions,
-    current: Mutex<ConnectionManager>,
+    /// The server talked to now (replaced with the command connection), and the command connection.
+    current: Mutex<(redis::Client, ConnectionManager)>,
     replacing: AtomicBool,
     /// Since when (ms since the epoch) commands fail; 0 while they succeed.
     down_since: AtomicI64,
@@ -49,13 +130,11 @@ fn manager_config(opts: &ConnOptions) -> ConnectionManagerConfig {
 
 impl Conn {
     pub async fn connect(opts: ConnOptions) -> Result<Conn> {
-        let client = redis::Client::open(opts.url.as_str())?;
-        let manager = client.get_connection_manager_with_config(manager_config(&opts)).await?;
+        let (client, manager) = open(&opts).await?;
         Ok(Conn {
             shared: Arc::new(Shared {
-                client,
                 opts,
-                current: Mutex::new(manager),
+                current: Mutex::new((client, manager)),
                 replacing: AtomicBool::new(false),
                 down_since: AtomicI64::new(0),
             }),
@@ -65,11 +144,12 @@ impl Conn {
     /// The multiplexed connection for commands (cheap to clone; commands from many
     /// tasks are pipelined on it).
     pub fn cmd(&self) -> ConnectionManager {
-        self.shared.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared.current.lock().unwrap_or_else(|e| e.into_inner()).1.clone()
     }
 
-    pub fn client(&self) -> &redis::Client {
-        &self.shared.client
+    /// A client for the server talked to now.
+    pub fn client(&self) -> redis::Client {
+        self.shared.current.lock().unwrap_or_else(|e| e.into_inner()).0.clone()
     }
 
     pub fn options(&self) -> &ConnOptions {
@@ -99,13 +179,8 @@ impl Conn {
         tokio::spawn(async move {
             let mut delay = Duration::from_millis(50);
             loop {
-                let fresh = tokio::time::timeout(
-                    shared.opts.connect_timeout,
-                    shared.client.get_connection_manager_with_config(manager_config(&shared.opts)),
-                )
-                .await;
-                if let Ok(Ok(m)) = fresh {
-                    *shared.current.lock().unwrap_or_else(|e| e.into_inner()) = m;
+                if let Ok(fresh) = open(&shared.opts).await {
+                    *shared.current.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
                     break;
                 }
                 tokio::time::sleep(delay).await;
@@ -129,12 +204,26 @@ impl Conn {
         let cfg = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.shared.opts.connect_timeout))
             .set_response_timeout(None);
+        let client = self.client();
         let c = tokio::time::timeout(
             self.shared.opts.connect_timeout + Duration::from_millis(100),
-            self.shared.client.get_multiplexed_async_connection_with_config(&cfg),
+            client.get_multiplexed_async_connection_with_config(&cfg),
         )
         .await
         .map_err(|_| Error::Redis(redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))))??;
         Ok(c)
     }
+}
+
+/// Finds the server (asking the sentinels, for Sentinel) and opens a command connection to it.
+async fn open(opts: &ConnOptions) -> Result<(redis::Client, ConnectionManager)> {
+    let limit = opts.connect_timeout;
+    let work = async {
+        let client = opts.target.client(limit).await?;
+        let manager = client.get_connection_manager_with_config(manager_config(opts)).await?;
+        Ok::<_, Error>((client, manager))
+    };
+    tokio::time::timeout(limit + Duration::from_millis(100), work)
+        .await
+        .map_err(|_| Error::Redis(redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))))?
 }

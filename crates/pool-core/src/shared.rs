@@ -17,7 +17,7 @@
 
 use crate::error::{Code, CoreError, CoreResult};
 use crate::pool::{Pool, PoolTask, Settled};
-use bullmq::{Conn, ConnOptions, Failure, Job, Outcome, Processor, Scripts, Worker, WorkerEvent, WorkerOptions};
+use bullmq::{Conn, ConnOptions, Failure, Job, Outcome, Processor, Scripts, Target, Worker, WorkerEvent, WorkerOptions};
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
@@ -50,7 +50,12 @@ const DEFAULT_MAX_BACKOFF_MS: u64 = 30_000;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SharedConfig {
+    /// A `redis://` or `rediss://` URL (unless `sentinel` is given).
+    #[serde(default)]
     pub url: String,
+    /// Redis behind Sentinel (a `redis-sentinel://` URL, parsed in JS).
+    #[serde(default)]
+    pub sentinel: Option<SentinelConfig>,
     /// The URL without its password, for messages.
     pub display: String,
     pub name: String,
@@ -66,6 +71,36 @@ pub struct SharedConfig {
     /// This pool's id in the registry.
     pub pool_id: String,
     pub host: String,
+}
+
+/// The sentinels and the master's name, and how to talk to the master.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SentinelConfig {
+    pub sentinels: Vec<(String, u16)>,
+    pub master_name: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    #[serde(default)]
+    pub db: i64,
+    #[serde(default)]
+    pub tls: bool,
+}
+
+impl SharedConfig {
+    fn target(&self) -> Target {
+        match &self.sentinel {
+            Some(s) => Target::Sentinel {
+                sentinels: s.sentinels.clone(),
+                master: s.master_name.clone(),
+                username: s.username.clone(),
+                password: s.password.clone(),
+                db: s.db,
+                tls: s.tls,
+            },
+            None => Target::Url(self.url.clone()),
+        }
+    }
 }
 
 struct Registry {
@@ -113,7 +148,7 @@ impl SharedServer {
     pub async fn start(pool: Pool, cfg: SharedConfig) -> CoreResult<SharedServer> {
         let scripts = Scripts::load(&cfg.bullmq_dir).map_err(|e| CoreError::new(Code::QueueUnavailable, e.to_string()))?;
         let opts = ConnOptions {
-            url: cfg.url.clone(),
+            target: cfg.target(),
             command_timeout: Duration::from_millis(cfg.command_timeout_ms),
             connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
         };
