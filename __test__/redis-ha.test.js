@@ -10,7 +10,7 @@ const { after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { spawn } = require('node:child_process');
+const { spawn, spawnSync } = require('node:child_process');
 const { createQueueClient, createWorkerPool } = require('..');
 const { request } = require('../lib/control-client');
 const { ROOT, fixture, test, waitFor, within, settle, assertGone, tempDir, daemonEnv, sleep } = require('./helpers');
@@ -143,6 +143,87 @@ test('a server that turns into a replica (READONLY) is left for the master: the 
     'tasks after the failover',
   );
   results.forEach((r, i) => assert.deepEqual(r, { i }));
+});
+
+/** Six nodes (three masters, three replicas) made one cluster by redis-cli; its seed URL. */
+async function cluster() {
+  const nodes = [];
+  for (let i = 0; i < 6; i++) {
+    nodes.push(await redis({ extra: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '1000'] }));
+  }
+  const created = spawnSync(
+    'redis-cli',
+    ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '1', '--cluster-yes'],
+    { encoding: 'utf8', timeout: 60000 },
+  );
+  assert.equal(created.status, 0, created.stdout + created.stderr);
+  // Ok on every node, and every replica in sync (one that never synced cannot take over).
+  await waitFor(
+    async () => {
+      for (const n of nodes) {
+        if (!/cluster_state:ok/.test(await command(n.port, 'CLUSTER INFO'))) return false;
+        const repl = await command(n.port, 'INFO replication');
+        if (/role:slave/.test(repl) && !/master_link_status:up/.test(repl)) return false;
+      }
+      return true;
+    },
+    60000,
+    'the cluster to be ok on every node, its replicas in sync',
+  );
+  return { nodes, url: `redis-cluster://${nodes.slice(0, 3).map((n) => `127.0.0.1:${n.port}`).join(',')}` };
+}
+
+/** The master node serving `key`'s slot. */
+async function masterOf(nodes, key) {
+  const slot = Number(/:(\d+)/.exec(await command(nodes[0].port, `CLUSTER KEYSLOT ${key}`))[1]);
+  const table = await command(nodes[0].port, 'CLUSTER NODES');
+  for (const line of table.split('\n')) {
+    const f = line.trim().split(' ');
+    if (!f[2] || !f[2].includes('master')) continue;
+    const port = Number(f[1].split('@')[0].split(':')[1]);
+    for (const range of f.slice(8)) {
+      const [lo, hi = lo] = range.split('-').map(Number);
+      if (slot >= lo && slot <= hi) return nodes.find((n) => n.port === port);
+    }
+  }
+  throw new Error(`no master for slot ${slot}`);
+}
+
+test('Redis Cluster: a pool and a client serve 100 tasks; the master of the queue\'s slot is SIGKILLed under load; every task settles once', async (t) => {
+  const { nodes, url } = await cluster();
+  const name = qname();
+  const pool = await createWorkerPool({
+    poolSize: 2,
+    workerScript: fixture('queue-worker.js'),
+    logLevel: 'silent',
+    queue: { url, name, lockDurationMs: 3000, stalledIntervalMs: 1000 },
+  });
+  for (const pid of pool.getWorkerPids()) workerPids.add(pid);
+  t.after(() => within(pool.shutdown(false), 30000, 'pool shutdown'));
+  assert.equal(pool.config.queue.prefix, '{bull}');
+  const client = createQueueClient({ url, name });
+  t.after(() => client.close());
+
+  let done = 0;
+  const settled = Array.from({ length: 100 }, (_, i) =>
+    settle(client.submitTask({ type: 'echo', payload: { i } })).then((r) => {
+      done++;
+      return r;
+    }),
+  );
+  await waitFor(() => done >= 25, 60000, 'the first 25 tasks');
+  const victim = await masterOf(nodes, '{bull}');
+  await victim.kill();
+  const outcomes = await within(Promise.all(settled), 120000, 'every task to settle');
+  assert.deepEqual(outcomes.filter((o) => o.error).map((o) => `${o.error.code}: ${o.error.message}`), []);
+  outcomes.forEach((o, i) => assert.deepEqual(o.value, { i }));
+  assert.deepEqual(await within(client.submitTask({ type: 'echo', payload: 'after' }), 30000, 'a task after the failover'), 'after');
+
+  // A prefix without a hash tag would put a queue's keys in many slots.
+  const bad = await settle(createWorkerPool({ poolSize: 1, workerScript: fixture('queue-worker.js'), queue: { url, name, prefix: 'bull' } }));
+  assert.equal(bad.error.code, 'ERR_INVALID_CONFIG');
+  assert.match(bad.error.message, /CROSSSLOT/);
+  assert.match(bad.error.message, /\{bull\}/);
 });
 
 test('no worker process started by this file is left', async () => {

@@ -56,6 +56,9 @@ pub struct SharedConfig {
     /// Redis behind Sentinel (a `redis-sentinel://` URL, parsed in JS).
     #[serde(default)]
     pub sentinel: Option<SentinelConfig>,
+    /// Redis Cluster (a `redis-cluster://` URL, parsed in JS).
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
     /// The URL without its password, for messages.
     pub display: String,
     pub name: String,
@@ -87,8 +90,27 @@ pub struct SentinelConfig {
     pub tls: bool,
 }
 
+/// The seed nodes of a Redis Cluster, and how to talk to its nodes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterConfig {
+    pub nodes: Vec<(String, u16)>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    #[serde(default)]
+    pub tls: bool,
+}
+
 impl SharedConfig {
     fn target(&self) -> Target {
+        if let Some(c) = &self.cluster {
+            return Target::Cluster {
+                nodes: c.nodes.clone(),
+                username: c.username.clone(),
+                password: c.password.clone(),
+                tls: c.tls,
+            };
+        }
         match &self.sentinel {
             Some(s) => Target::Sentinel {
                 sentinels: s.sentinels.clone(),
@@ -223,11 +245,7 @@ impl SharedServer {
             w.idle_within(left).await;
         }
         let reg = &self.inner.reg;
-        let forget = redis::pipe()
-            .atomic()
-            .zrem(&reg.pools, &self.inner.cfg.pool_id)
-            .del(&reg.pool)
-            .to_owned();
+        let forget = redis::pipe().zrem(&reg.pools, &self.inner.cfg.pool_id).del(&reg.pool).to_owned();
         let mut con = self.inner.conn.cmd();
         let _ = tokio::time::timeout(Duration::from_secs(1), forget.query_async::<()>(&mut con)).await;
     }
@@ -293,8 +311,9 @@ impl Inner {
         });
         let now = bullmq::ops::now_ms();
         let mut con = self.conn.cmd();
+        // Not MULTI: on a cluster each command is routed by its key (the registry's keys
+        // share the prefix's hash tag, so they live on one node anyway).
         redis::pipe()
-            .atomic()
             .zadd(&self.reg.pools, &self.cfg.pool_id, now)
             .cmd("SET")
             .arg(&self.reg.pool)
