@@ -29,6 +29,8 @@
 
 mod dispatch;
 mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 mod io;
 mod lifecycle;
 mod replies;
