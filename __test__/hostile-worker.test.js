@@ -11,7 +11,7 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { fixture, openPool, settle, within, waitFor, assertGone } = require('./helpers');
+const { fixture, openPool, settle, within, waitFor, assertGone, mulberry32 } = require('./helpers');
 
 const SEED = process.env.HOSTILE_SEED !== undefined ? Number(process.env.HOSTILE_SEED) : 24;
 const MAX_MESSAGE_BYTES = 64 * 1024;
@@ -28,17 +28,6 @@ const EXPECT = {
   newlines: { code: null, replaced: false },
   hang: { code: 'ERR_TASK_TIMEOUT', replaced: true },
 };
-
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Every attack once in a seeded order, `hang` last (as the issue has it), then two more. */
 function plan(rnd) {

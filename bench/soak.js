@@ -10,12 +10,13 @@
 //   control socket  a steady stream of tasks of every outcome: completed, failed
 //                   (dead-lettered), retried then dead-lettered, timed out, no handler,
 //                   refused as invalid; a worker crash every 15 s; scale up and down
-//                   every 20 s; the dead letters requeued every 30 s
+//                   every 20 s; the dead letters requeued every 45 s and cleared
+//                   15 s after each requeue
 //   dashboard       a client opens the event stream every 3 s, reads it for 1-2 s and
 //                   leaves; /api/status is read each time
-// Every 10 s it samples the daemon's RSS, open descriptors and threads (/proc) and,
-// through bench/lib/soak-probe.js preloaded into the daemon, its live heap (after a
-// full GC) and event-loop delay. It fails if any of them grows without bound: the
+// Every 10 s it samples the daemon's RSS (total and anonymous), open descriptors and
+// threads (/proc) and, through bench/lib/soak-probe.js preloaded into the daemon, its
+// live heap (after a full GC) and event-loop delay. It fails if any of them grows without bound: the
 // least-squares slope over the second half of the run (the first half is warm-up:
 // caches, JIT, the dashboard's 10-minute history filling) above its limit (LIMITS).
 // Writes <out>.csv (every sample) and <out>.svg (a plot, the fitted slopes drawn).
@@ -27,6 +28,8 @@ const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { spawn } = require('node:child_process');
+// The daemon is set up as the tests set it up (its files in a temp dir, the echo worker).
+const { daemonEnv, listeningPort } = require('../__test__/helpers');
 
 const ROOT = path.join(__dirname, '..');
 const SAMPLE_MS = 10000;
@@ -37,9 +40,13 @@ const MB = 1024 * 1024;
 // - heap: 4 MB/h. A per-task leak of 50 bytes (one small object per task) is
 //   25 × 3600 × 50 B = 4.5 MB/h. The heap is read after a full GC, so its noise is
 //   well under 1 MB over a run.
-// - RSS: 16 MB/h. The allocator keeps freed pages, so RSS is noisier than the heap;
-//   a leak in the core (Rust) or in buffers outside the heap shows only here, and one
-//   of 200 bytes per task already exceeds this.
+// - anonymous RSS: 16 MB/h. The resident memory that is the process's own (RssAnon:
+//   the JS heap, the core's and node's malloc, buffers); the allocator keeps freed
+//   pages, so it is noisier than the heap. A leak in the core (Rust) or in buffers
+//   outside the heap shows only here, and one of 200 bytes per task exceeds this.
+//   The total RSS is recorded too but not judged: its file-backed part is the node
+//   binary's and the addon's code pages, paged in as code is first run and out when
+//   the machine needs the memory, which says nothing about the daemon.
 // - descriptors: 30/h. One descriptor per worker crash is 240/h, per dashboard visit
 //   1,200/h, per scale step 180/h; a sample that catches a dashboard visit or a worker
 //   restarting in progress is off by a few, which this absorbs.
@@ -48,7 +55,7 @@ const MB = 1024 * 1024;
 // - event-loop delay p99: 20 ms/h. A structure that grows and is scanned on every
 //   tick or task would show here before it shows anywhere else.
 const LIMITS = {
-  rssMb: { perHour: 16, label: 'RSS (MB)' },
+  anonMb: { perHour: 16, label: 'anonymous RSS (MB)' },
   heapMb: { perHour: 4, label: 'live heap after GC (MB)' },
   fds: { perHour: 30, label: 'open descriptors' },
   threads: { perHour: 10, label: 'threads' },
@@ -75,13 +82,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function startDaemon(dir) {
   const probeFile = path.join(dir, 'probe.ndjson');
-  const env = {
-    ...process.env,
-    PID_FILE: path.join(dir, 'pool.pid'),
-    SOCKET_PATH: path.join(dir, 'pool.sock'),
-    LOG_DIR: path.join(dir, 'logs'),
-    FIFO_DIR: path.join(dir, 'fifo'),
-    POOL_SIZE: '2',
+  const env = daemonEnv(dir, {
     MIN_WORKERS: '1',
     MAX_WORKERS: '4',
     WORKER_SCRIPT: path.join(ROOT, '__test__', 'fixtures', 'echo-worker.js'),
@@ -90,30 +91,13 @@ function startDaemon(dir) {
     LOG_LEVEL: 'error',
     SOAK_PROBE_FILE: probeFile,
     SOAK_PROBE_MS: String(SAMPLE_MS),
-  };
-  delete env.NODE_OPTIONS;
+  });
   delete env.METRICS_HOST;
   const args = ['--expose-gc', '--require', path.join(__dirname, 'lib', 'soak-probe.js'), path.join(ROOT, 'scripts', 'daemon.js')];
   const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   for (const s of [child.stdout, child.stderr]) s.setEncoding('utf8').on('data', (d) => { output = (output + d).slice(-20000); });
   return { child, socket: env.SOCKET_PATH, probeFile, output: () => output };
-}
-
-/** The TCP port `pid` listens on (from its socket inodes and /proc/net/tcp). */
-function listeningPort(pid) {
-  const inodes = new Set();
-  for (const f of fs.readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${f}`));
-      if (m) inodes.add(m[1]);
-    } catch { /* closed meanwhile */ }
-  }
-  for (const line of fs.readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
-    const c = line.trim().split(/\s+/);
-    if (c.length > 9 && c[3] === '0A' && inodes.has(c[9])) return parseInt(c[1].split(':')[1], 16);
-  }
-  return null;
 }
 
 // ---------------------------------------------------------------- the control socket
@@ -199,7 +183,12 @@ function dashboardVisit(port, stayMs) {
 function procSample(pid) {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
   const field = (name) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)[1]);
-  return { rssMb: field('VmRSS') / 1024, threads: field('Threads'), fds: fs.readdirSync(`/proc/${pid}/fd`).length };
+  return {
+    rssMb: field('VmRSS') / 1024,
+    anonMb: field('RssAnon') / 1024,
+    threads: field('Threads'),
+    fds: fs.readdirSync(`/proc/${pid}/fd`).length,
+  };
 }
 
 /** Least-squares slope of y over x. */
@@ -313,7 +302,15 @@ async function main() {
     const loops = [
       every(15000, async () => { await ctl.send({ cmd: 'submit', task: { type: 'crash', payload: { code: 7 }, maxRetries: 0 } }); counts.crashes = (counts.crashes || 0) + 1; }),
       every(20000, async () => { await ctl.send({ cmd: 'scale', direction: up ? 'up' : 'down', count: 1 }); up = !up; counts.scales = (counts.scales || 0) + 1; }),
-      every(30000, async () => { const r = await ctl.send({ cmd: 'dlq-requeue' }); counts.requeued = (counts.requeued || 0) + (r.ok ? r.result.requeued : 0); }),
+      // Requeued, a dead letter fails again: cleared in between, each requeue takes the
+      // ~30 s of failures since the clear, and the load stays steady.
+      every(30000, async () => {
+        const r = await ctl.send({ cmd: 'dlq-requeue' });
+        counts.requeued = (counts.requeued || 0) + (r.ok ? r.result.requeued : 0);
+        await sleep(15000);
+        const c = await ctl.send({ cmd: 'dlq-clear' });
+        counts.cleared = (counts.cleared || 0) + (c.ok ? c.result.cleared : 0);
+      }),
       every(3000, async () => { await dashboardVisit(port, 1000 + Math.random() * 1000); counts.dashboardVisits = (counts.dashboardVisits || 0) + 1; }),
     ];
 
@@ -337,14 +334,14 @@ async function main() {
       };
       if (Number.isNaN(s.heapMb)) continue; // before the probe's first line
       samples.push(s);
-      console.log(`soak: t=${s.tS.toFixed(0)}s rss=${s.rssMb.toFixed(1)}MB heap=${s.heapMb.toFixed(1)}MB fds=${s.fds} threads=${s.threads} eld99=${s.eldP99Ms.toFixed(1)}ms completed=${s.completed} failed=${s.failed}`);
+      console.log(`soak: t=${s.tS.toFixed(0)}s rss=${s.rssMb.toFixed(1)}MB anon=${s.anonMb.toFixed(1)}MB heap=${s.heapMb.toFixed(1)}MB fds=${s.fds} threads=${s.threads} eld99=${s.eldP99Ms.toFixed(1)}ms completed=${s.completed} failed=${s.failed}`);
     }
     stopped = true;
     await Promise.all([submitter, ...loops]);
 
     const fits = verdicts(samples);
     fs.mkdirSync(path.dirname(opts.out), { recursive: true });
-    const cols = ['tS', 'rssMb', 'heapMb', 'fds', 'threads', 'eldP50Ms', 'eldP99Ms', 'completed', 'failed'];
+    const cols = ['tS', 'rssMb', 'anonMb', 'heapMb', 'fds', 'threads', 'eldP50Ms', 'eldP99Ms', 'completed', 'failed'];
     fs.writeFileSync(`${opts.out}.csv`, `${cols.join(',')}\n${samples.map((s) => cols.map((c) => (Number.isInteger(s[c]) ? s[c] : s[c].toFixed(3))).join(',')).join('\n')}\n`);
     const title = `Daemon soak, ${(opts.seconds / 60).toFixed(0)} min: ${s0(counts.completed)} tasks completed, ${s0(counts.crashes)} crashes, ${s0(counts.scales)} scale steps, ${s0(counts.dashboardVisits)} dashboard visits`;
     fs.writeFileSync(`${opts.out}.svg`, svgPlot(samples, fits, title));
