@@ -12,7 +12,7 @@
 // runs added there (not committed). A finding is written to fuzz/artifacts/<target>/;
 // replay it with `cargo +nightly fuzz run <target> <file>` in fuzz/.
 
-const { spawn } = require('node:child_process');
+const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 
@@ -36,7 +36,9 @@ function parseArgs(argv) {
 function run(target, seconds) {
   const corpus = path.join(FUZZ, 'corpus', target);
   fs.mkdirSync(corpus, { recursive: true });
-  const args = ['+nightly', 'fuzz', 'run', '-O', target, corpus, '--',
+  // cargo fuzz's default build: optimized, with debug assertions and overflow checks
+  // (an arithmetic overflow is a finding too; `-O` would turn them off).
+  const args = ['+nightly', 'fuzz', 'run', target, corpus, '--',
     `-max_total_time=${seconds}`, '-print_final_stats=1', '-max_len=65536', '-rss_limit_mb=2048'];
   return new Promise((resolve, reject) => {
     const child = spawn('cargo', args, { cwd: FUZZ, stdio: ['ignore', 'inherit', 'pipe'] });
@@ -65,6 +67,10 @@ function run(target, seconds) {
 
 async function main() {
   const { seconds, targets } = parseArgs(process.argv.slice(2));
+  const probe = spawnSync('cargo', ['+nightly', 'fuzz', '--version'], { encoding: 'utf8' });
+  if (probe.status !== 0) {
+    throw new Error(`cargo fuzz is not available (${(probe.stderr || probe.error || '').toString().trim()}): install the nightly toolchain and run \`cargo install cargo-fuzz\``);
+  }
   const results = [];
   for (const t of targets) {
     console.log(`\n=== ${t}: ${seconds} s`);
