@@ -169,8 +169,9 @@ pub(super) fn split_messages(buf: &[u8], scanned: &mut usize, max: usize, framed
 }
 
 /// Drops the `consumed` bytes of handled messages from a read buffer, and gives
-/// back the room a large message needed. Also when the bytes held no message at all
-/// (empty lines): kept, a stream of bare newlines grew the buffer without bound.
+/// back the room a large message needed. `pump` calls it after every read, also when
+/// the bytes held only empty lines: kept, a stream of bare newlines would grow the
+/// buffer without bound and be split again on every read.
 pub(super) fn after_split(buf: &mut Vec<u8>, scanned: &mut usize, consumed: usize) {
     buf.drain(..consumed);
     *scanned = scanned.saturating_sub(consumed);

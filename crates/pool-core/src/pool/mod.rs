@@ -18,6 +18,7 @@
 //! | `shutdown.rs`  | graceful and immediate shutdown                                      |
 //! | `supervise.rs` | the timer loop, deadlines, the poller backstop, health checks        |
 //! | `report.rs`    | worker status, metrics JSON, Prometheus text, `call` verbs           |
+//! | `fuzzing.rs`   | the private parsers and encoders, for the fuzz targets in `fuzz/`    |
 //!
 //! Locking: the JS thread takes the lock to submit, query, and handle the worker
 //! messages it reads itself (`Pool::pump`); the core's own threads take it for exits,
