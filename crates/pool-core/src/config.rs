@@ -464,10 +464,12 @@ fn autoscale_option(r: &Reader<'_>) -> CoreResult<Option<AutoScale>> {
 }
 
 fn parse_groups(v: &Value, script: &str, env: &BTreeMap<String, String>) -> CoreResult<Vec<WorkerGroup>> {
-    let arr = v.as_array().filter(|a| !a.is_empty()).ok_or_else(|| {
+    // `[]` is no groups, as `pool.config` reports a pool without them: the resolved
+    // options read back as options resolve to themselves.
+    let arr = v.as_array().ok_or_else(|| {
         CoreError::config(
             "workerGroups",
-            "a non-empty array of { size, workerScript?, capabilities?, env? }",
+            "an array of { size, workerScript?, capabilities?, env? }",
             describe(v),
         )
     })?;
@@ -607,5 +609,20 @@ mod tests {
         assert_eq!(c.worker_groups[1].worker_script, "/x.js");
         let e = parse(json!({ "workerGroups": [ { "size": 0 } ] })).unwrap_err();
         assert!(e.message.contains("workerGroups[0].size"), "{}", e.message);
+    }
+
+    /// `pool.config` given back as options resolves to itself (found by the `config`
+    /// fuzz target: `"workerGroups": []` was refused).
+    #[test]
+    fn resolved_options_resolve_to_themselves() {
+        let groups = json!({ "workerGroups": [ { "size": 2, "capabilities": ["gpu"] } ], "autoScale": true, "maxQueueSize": 9 });
+        for opts in [Value::Null, json!({ "poolSize": 3, "transport": "fifo" }), groups] {
+            let c = parse(opts).unwrap();
+            let again = parse(serde_json::from_str(&c.to_json()).unwrap()).unwrap();
+            assert_eq!(again.to_json(), c.to_json());
+        }
+        assert!(parse(json!({ "workerGroups": [] })).unwrap().worker_groups.is_empty());
+        let e = parse(json!({ "workerGroups": 5 })).unwrap_err();
+        assert!(e.message.contains("\"workerGroups\": expected an array"), "{}", e.message);
     }
 }

@@ -19,6 +19,7 @@
 //! | `supervise.rs` | the timer loop, deadlines, the poller backstop, health checks        |
 //! | `report.rs`    | worker status, metrics JSON, Prometheus text, `call` verbs           |
 //! | `owned.rs`     | core-owned tasks (the shared queue's jobs), settled to a channel     |
+//! | `fuzzing.rs`   | the private parsers and encoders, for the fuzz targets in `fuzz/`    |
 //!
 //! Locking: the JS thread takes the lock to submit, query, and handle the worker
 //! messages it reads itself (`Pool::pump`); the core's own threads take it for exits,
@@ -30,6 +31,8 @@
 
 mod dispatch;
 mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 mod io;
 mod lifecycle;
 mod owned;
