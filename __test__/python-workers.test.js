@@ -13,7 +13,7 @@ const path = require('node:path');
 const { execFileSync } = require('node:child_process');
 const { createPool, createWorkerPool, createQueueClient } = require('..');
 const { startRedis } = require('./redis-harness');
-const { fixture, test, openPool, finalGoneTest, settle, waitFor, within, isAlive } = require('./helpers');
+const { ROOT, fixture, test, openPool, finalGoneTest, settle, waitFor, within, isAlive, run } = require('./helpers');
 
 const PY_ROOT = path.join(__dirname, '..', 'python');
 const PY_WORKER = fixture('python-worker.py');
@@ -336,6 +336,16 @@ describe('the shared queue', () => {
     assert.equal(r.error.code, 'ERR_TASK_FAILED');
     assert.equal(r.error.message, 'shared ☃');
   });
+});
+
+test('examples/python-pool.js runs to the end and exits 0', async () => {
+  const r = await run(process.execPath, [path.join(ROOT, 'examples', 'python-pool.js')], { timeoutMs: 60000 });
+  assert.equal(r.code, 0, `stdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
+  assert.match(r.stdout, /word-count: \{"words":6,"distinct":5\}/);
+  assert.match(r.stdout, /TaskError -> ERR_TASK_FAILED \(E_BAD_TEXT\)/);
+  assert.match(r.stdout, /timeout -> ERR_TASK_TIMEOUT/);
+  assert.match(r.stdout, /abort -> ABORT_ERR/);
+  assert.match(r.stdout, /1000 tasks/);
 });
 
 test('after shutdown() no Python worker process is left', async (t) => {
