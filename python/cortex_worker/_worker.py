@@ -359,7 +359,7 @@ class Worker:
     # --------------------------------------------------------------- the tasks
 
     def _run_task(self, raw: Any, batch: bool) -> None:
-        task_id = raw.get("id") if type(raw) is dict else None
+        task_id: Any = raw.get("id") if type(raw) is dict else None
         if not _valid_id(task_id):
             self._log("warning", "Task without a valid id ignored", None)
             return
