@@ -222,6 +222,9 @@ class Worker:
         self._closing = False
         self._exiting = threading.Lock()
         self._last_memory_warning = -HIGH_MEMORY_WARNING_INTERVAL_S
+        # The pool's process, taken as early as possible: once this changes, the pool
+        # is gone (we were reparented).
+        self._parent = os.getppid()
 
     # ----------------------------------------------------------------- handlers
 
@@ -595,7 +598,7 @@ class Worker:
     def _watch(self) -> None:
         channel = self._channel
         assert channel is not None
-        parent = os.getppid()
+        parent = self._parent
         beat_every = self.heartbeat_interval / 1000.0
         next_beat = time.monotonic() + beat_every
         next_parent_check = time.monotonic() + PARENT_CHECK_S

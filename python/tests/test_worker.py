@@ -362,6 +362,39 @@ class ProtocolTest(unittest.TestCase):
         peer.send({"type": "execute-task", "task": task("f", "fail", {"message": "over fifo"})})
         self.assertEqual(peer.recv("task-failed")["error"]["message"], "over fifo")
 
+    def test_a_fifo_worker_exits_once_its_parent_is_gone(self):
+        # The FIFOs never report end of file: the worker notices it was reparented.
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d, True)
+        inp, out = os.path.join(d, "in.fifo"), os.path.join(d, "out.fifo")
+        os.mkfifo(inp, 0o600)
+        os.mkfifo(out, 0o600)
+        keep = [os.open(inp, os.O_RDWR), os.open(out, os.O_RDWR)]
+        self.addCleanup(lambda: [os.close(fd) for fd in keep])
+        env = dict(os.environ, PYTHONPATH=PY_ROOT, WORKER_TRANSPORT="fifo", WORKER_FIFO_IN=inp, WORKER_FIFO_OUT=out)
+        env.pop("NODE_CHANNEL_FD", None)
+        middle = (
+            "import subprocess, sys; "
+            "p = subprocess.Popen([sys.executable, '-c', sys.argv[1]], "
+            "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); print(p.pid, flush=True); "
+            # Alive while the worker starts, as a pool is.
+            "import time; time.sleep(1.5)"
+        )
+        r = subprocess.run([sys.executable, "-c", middle, WORKER_SCRIPT], env=env, capture_output=True, timeout=30)
+        pid = int(r.stdout.split()[0])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return
+            time.sleep(0.05)
+        os.kill(pid, 9)
+        self.fail("the worker outlived its parent by 10 s")
+
     def test_without_a_channel_it_says_so_and_exits_1(self):
         env = dict(os.environ, PYTHONPATH=PY_ROOT)
         env.pop("NODE_CHANNEL_FD", None)
