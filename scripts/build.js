@@ -21,10 +21,12 @@ function walk(dir, out) {
 }
 
 function sourceHash() {
-  const files = [
-    'Cargo.toml', 'Cargo.lock', 'build.rs', 'crates/pool-core/Cargo.toml',
-  ].map((f) => path.join(root, f)).filter((f) => fs.existsSync(f));
-  files.push(...walk(path.join(root, 'src'), []), ...walk(path.join(root, 'crates/pool-core/src'), []));
+  const files = ['Cargo.toml', 'Cargo.lock', 'build.rs'].map((f) => path.join(root, f)).filter((f) => fs.existsSync(f));
+  files.push(...walk(path.join(root, 'src'), []));
+  // Every crate of the workspace (its manifest and sources; not its tests).
+  for (const c of fs.readdirSync(path.join(root, 'crates'))) {
+    files.push(path.join(root, 'crates', c, 'Cargo.toml'), ...walk(path.join(root, 'crates', c, 'src'), []));
+  }
   const h = crypto.createHash('sha256');
   for (const f of files.sort()) {
     h.update(path.relative(root, f));

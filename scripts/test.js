@@ -14,7 +14,7 @@ const tsc = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc');
 const steps = [
   ['cargo fmt', 'cargo', ['fmt', '--all', '--', '--check']],
   ['cargo clippy', 'cargo', ['clippy', '--workspace', '--release', '--all-targets', '--', '-D', 'warnings']],
-  ['cargo test (core)', 'cargo', ['test', '--release', '-p', 'pool-core']],
+  ['cargo test (core, bullmq)', 'cargo', ['test', '--release', '-p', 'pool-core', '-p', 'bullmq']],
   ['typecheck index.d.ts', process.execPath, [tsc, '-p', 'tsconfig.json']],
   ['python unittest (cortex_worker)', 'python3', ['-m', 'unittest', 'discover', '-s', 'python/tests', '-t', 'python']],
   ['node --test', process.execPath, ['--test', '--test-timeout=180000', ...testFiles()]],

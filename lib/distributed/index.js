@@ -27,7 +27,7 @@ class SharedQueueMode {
   #snapshot = { ...EMPTY_COUNTS, updatedAt: null };
   #snapshotTimer = null;
 
-  /** `hooks`: { run(task), workers(), log(level, message), onIdleChange(busy) }. */
+  /** `hooks`: { native, op(start) } of the pool (the core serves), and onIdleChange(busy). */
   constructor(opts, poolConfig, hooks) {
     this.#opts = opts;
     this.#producer = new SharedQueueProducer(

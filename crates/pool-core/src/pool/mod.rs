@@ -31,6 +31,7 @@ mod dispatch;
 mod events;
 mod io;
 mod lifecycle;
+mod owned;
 mod replies;
 mod report;
 mod scale;
@@ -42,6 +43,7 @@ mod tasks;
 
 pub use events::append_batch;
 pub use io::Pumped;
+pub use owned::Settled;
 use state::{PendingOp, Phase, State};
 
 use crate::config::PoolConfig;
