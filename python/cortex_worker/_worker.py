@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import inspect
+import itertools
 import json
 import os
 import select
@@ -323,9 +324,7 @@ class Worker:
             if type(tasks) is not list:
                 self._log("warning", "execute-batch without a tasks array ignored", None)
                 return
-            append = self._inbox.append
-            for t in tasks:
-                append((t, True))
+            self._inbox.extend(zip(tasks, itertools.repeat(True)))
         elif kind == "execute-task":
             self._inbox.append((msg.get("task"), False))
         elif kind == "cancel-task":
