@@ -51,7 +51,7 @@ Handler = Callable[[Any, "Task"], Any]
 F = TypeVar("F", bound=Callable[..., Any])
 
 # NaN and Infinity are not JSON (the pool would take the line for a protocol error).
-# No circular check: it costs about a sixth of encoding a small result, and a circular
+# No circular check: it costs about a seventh of encoding a small result, and a circular
 # result still fails its task (RecursionError).
 _encode = json.JSONEncoder(allow_nan=False, separators=(",", ":"), check_circular=False).encode
 _decode = json.JSONDecoder().decode
