@@ -193,6 +193,20 @@ describe('supervision', () => {
     assert.ok(samples.some((s) => s.heapUsed > 1024 * 1024 && s.heapTotal >= s.heapUsed), JSON.stringify(samples.at(-1)));
   });
 
+  test('a Python worker over workerMemoryLimitMB (RSS from /proc) is recycled after its task', async (t) => {
+    const { pool } = await pyPool(t, { workerMemoryLimitMB: 100, healthCheckInterval: 50 });
+    const exits = [];
+    pool.on('worker-exited', (e) => exits.push(e));
+    const [before] = pool.getWorkerPids();
+    assert.deepEqual(await pool.submitTask({ type: 'leak', payload: { mb: 150 } }), { retainedMB: 150 });
+    await waitFor(() => exits.length === 1, 15000, 'the worker over its limit to be recycled');
+    assert.equal(exits[0].pid, before);
+    assert.equal(exits[0].code, 0, 'recycled through a graceful shutdown');
+    const who = await within(pool.submitTask({ type: 'whoami' }), 20000, 'a task on the replacement');
+    assert.notEqual(who.pid, before);
+    assert.ok(pool.healthMonitor.getAlerts().some((a) => a.type === 'high-memory'));
+  });
+
   test('a burst of 3,000 tasks over 3 Python workers: every result right', async (t) => {
     const { pool } = await pyPool(t, { poolSize: 3 }, { initSize: 3 });
     const results = await within(
