@@ -1,8 +1,9 @@
 'use strict';
 // Workers in Python (workerCommand + the cortex_worker runtime in python/), started
 // by a real pool with a real python3: results, every failure's code, timeouts and
-// cancellation, crashes, heartbeats under CPU load, bursts, the FIFO transport, a
-// pool with a Node group and a Python group, and no Python process left behind.
+// cancellation, crashes, heartbeats under CPU load, memory limits, bursts, the FIFO
+// transport, a pool with a Node group and a Python group, the shared queue, options,
+// the example, and no Python process left behind.
 // Run: node --test __test__/python-workers.test.js
 
 const { describe, before, after } = require('node:test');
