@@ -353,7 +353,10 @@ class Worker:
             atask = self._atask
             loop = self._loop
             if atask is not None and loop is not None:
-                loop.call_soon_threadsafe(atask.cancel)
+                try:
+                    loop.call_soon_threadsafe(atask.cancel)
+                except RuntimeError:
+                    pass  # the loop was closed: run() is returning
             return
         # Not running: it may wait in the inbox (it is answered when its turn comes).
         self._cancelled[task_id] = why
