@@ -112,15 +112,7 @@ pub struct Pool {
 
 impl Pool {
     pub fn new(cfg: PoolConfig, sink: Box<dyn EventSink>) -> CoreResult<Pool> {
-        for script in std::iter::once(&cfg.worker_script).chain(cfg.worker_groups.iter().map(|g| &g.worker_script)) {
-            if !std::path::Path::new(script).is_file() {
-                return Err(CoreError::config(
-                    "workerScript",
-                    "the path of an existing file",
-                    format!("\"{script}\" (no such file)"),
-                ));
-            }
-        }
+        spawn::check_programs(&cfg)?;
         let inner = Arc::new(Inner {
             state: Mutex::new(State::new(cfg)),
             wake: Notify::new(),
