@@ -45,6 +45,15 @@ const JOB_FORMAT: i64 = 1;
 /// The backoff type our producers set: min(delay · 2^(n−1), data.maxBackoffMs).
 const BACKOFF_TYPE: &str = "cortex";
 const DEFAULT_MAX_BACKOFF_MS: u64 = 30_000;
+/// Jobs held per worker that can run them, while short jobs run: the one it runs and
+/// one waiting for it, so that a worker that finishes starts its next job without
+/// waiting for a Redis round trip. Otherwise one per worker: a long job's successor
+/// would wait here while another machine's idle workers could run it. Jobs are held
+/// only when there are jobs (a drained queue leaves nothing to hold).
+const HOLD_PER_WORKER: usize = 2;
+/// "Short": every running job is predicted (from its type's history) to end within
+/// this many ms; a held job then waits here no longer than that.
+const HOLD_AHEAD_MAX_MS: f64 = 20.0;
 
 /// The serving side's configuration (from the pool's `queue` option, resolved in JS).
 #[derive(Debug, Clone, Deserialize)]
@@ -533,7 +542,12 @@ impl Processor for Proc {
             .filter(|(q, _)| q.as_str() != queue)
             .map(|(_, (w, _))| w.held())
             .sum();
-        held < inner.pool.capable_workers(caps) && others + held < inner.pool.live_workers()
+        let per = if inner.pool.running_short(HOLD_AHEAD_MAX_MS) {
+            HOLD_PER_WORKER
+        } else {
+            1
+        };
+        held < per * inner.pool.capable_workers(caps) && others + held < per * inner.pool.live_workers()
     }
 
     fn process(&self, _queue: &str, job: Job, _token: String) -> BoxFuture<'static, Outcome> {

@@ -86,6 +86,24 @@ impl Pool {
         sets
     }
 
+    /// Whether some worker runs a task and every running task is predicted (from its
+    /// type's history) to end within `limit_ms` of its start.
+    pub fn running_short(&self, limit_ms: f64) -> bool {
+        let st = self.lock();
+        let mut busy = false;
+        for w in st.roster.workers.values() {
+            if let Some(head) = w.in_flight.front() {
+                busy = true;
+                // An unknown type predicts infinity (and NaN never passes).
+                let short = head.pred <= limit_ms;
+                if !short {
+                    return false;
+                }
+            }
+        }
+        busy
+    }
+
     /// Live workers, in all.
     pub fn live_workers(&self) -> usize {
         self.capable_workers(&[])
