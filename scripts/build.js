@@ -18,14 +18,19 @@ const fs = require('node:fs');
 const path = require('node:path');
 const zigTools = require('./zig-tools');
 const { maxGlibcNeeded, compareVersions } = require('./elf-glibc');
+const { platformName } = require('../lib/addon-loader');
 
 const root = path.resolve(__dirname, '..');
 const stampFile = path.join(root, '.build-stamp');
-const PLATFORM = 'linux-x64-gnu';
-const addonName = `worker-pool.${PLATFORM}.node`;
+// The one platform with a prebuilt (and a package in npm/); elsewhere the plain build
+// makes the host's own binary, named as the loader looks for it.
+const PREBUILT = 'linux-x64-gnu';
+const host = platformName();
+const addonName = `worker-pool.${host}.node`;
 const addon = path.join(root, addonName);
-const platformPackageAddon = path.join(root, 'npm', PLATFORM, addonName);
+const platformPackageAddon = path.join(root, 'npm', PREBUILT, addonName);
 const GLIBC_FLOOR = '2.17';
+const targetDir = path.resolve(root, process.env.CARGO_TARGET_DIR || 'target');
 
 function walk(dir, out) {
   if (!fs.existsSync(dir)) return out;
@@ -74,11 +79,17 @@ function napi(args, extraPath) {
   if (extraPath) env.PATH = [...extraPath, env.PATH].join(path.delimiter);
   // Built into a staging directory and renamed into place: tests running meanwhile may
   // have the old binary mapped, and overwriting it in place would crash them.
-  const staging = path.join(root, 'target', 'napi-out');
+  const staging = path.join(targetDir, 'napi-out');
   fs.rmSync(staging, { recursive: true, force: true });
   const common = ['build', '--platform', '--release', '--no-js', '--output-dir', staging, '--dts', 'binding.d.ts'];
   execFileSync(process.execPath, [cli, ...common, ...args], { cwd: root, stdio: 'inherit', env });
-  for (const f of [addonName, 'binding.d.ts']) fs.renameSync(path.join(staging, f), path.join(root, f));
+  for (const f of [addonName, 'binding.d.ts']) replaceFile(path.join(staging, f), path.join(root, f));
+}
+
+/** Copies beside `dest` and renames over it (a rename keeps a mapped old file intact). */
+function replaceFile(src, dest) {
+  fs.copyFileSync(src, `${dest}.tmp`);
+  fs.renameSync(`${dest}.tmp`, dest);
 }
 
 function build(flavor, toolDirs) {
@@ -86,7 +97,7 @@ function build(flavor, toolDirs) {
   if (flavor === 'zig') {
     // Its own target directory: cargo fingerprints the linker, so the two flavours sharing
     // one would rebuild every dependency at each switch.
-    napi(['-x', '--target', `x86_64-unknown-linux-gnu.${GLIBC_FLOOR}`, '--target-dir', path.join('target', 'zig')], toolDirs);
+    napi(['-x', '--target', `x86_64-unknown-linux-gnu.${GLIBC_FLOOR}`, '--target-dir', path.join(targetDir, 'zig')], toolDirs);
   } else {
     napi([]);
   }
@@ -101,10 +112,10 @@ function main() {
   const fresh = !force && stamp && stamp.hash === hash && (!release || stamp.flavor === 'zig');
 
   if (!fresh) {
-    const hostFits = process.platform === 'linux' && process.arch === 'x64';
+    const hostFits = host === PREBUILT;
     let toolDirs = hostFits ? zigTools.findTools() : null;
     if (release && !toolDirs) {
-      if (!hostFits) throw new Error(`the release build links linux-x64-gnu on a Linux x64 host; this is ${process.platform}-${process.arch}`);
+      if (!hostFits) throw new Error(`the release build makes the ${PREBUILT} binary on a ${PREBUILT} host; this is ${host}`);
       toolDirs = zigTools.fetchTools((m) => console.log(m));
     }
     const flavor = toolDirs ? 'zig' : 'plain';
@@ -117,9 +128,8 @@ function main() {
     if (needed && compareVersions(needed, GLIBC_FLOOR) > 0) {
       throw new Error(`${addonName} needs GLIBC_${needed}, above the ${GLIBC_FLOOR} floor; rebuild with \`node scripts/build.js --release --force\``);
     }
-    fs.copyFileSync(addon, `${platformPackageAddon}.tmp`);
-    fs.renameSync(`${platformPackageAddon}.tmp`, platformPackageAddon);
-    console.log(`[build] ${addonName} needs glibc >= ${needed}; copied into npm/${PLATFORM}/`);
+    replaceFile(addon, platformPackageAddon);
+    console.log(`[build] ${addonName} needs glibc >= ${needed}; copied into npm/${PREBUILT}/`);
   }
 }
 
