@@ -142,6 +142,13 @@ test('the tarballs: the main one carries the prebuilt and the Rust sources, no b
   }
   const stray = files.filter((f) => /(^|\/)target\/|\.build-stamp$|binding\.js$/.test(f));
   assert.deepEqual(stray, [], 'build output in the tarball');
+  // The example images in deploy/docker/ start files the tarball must carry.
+  const dockerDir = path.join(ROOT, 'deploy', 'docker');
+  for (const f of fs.readdirSync(dockerDir).filter((n) => n.startsWith('Dockerfile'))) {
+    const used = [...fs.readFileSync(path.join(dockerDir, f), 'utf8').matchAll(/node_modules\/cortex-worker-pool\/([\w./-]+)/g)];
+    assert.ok(used.length > 0, `${f} starts something from the package`);
+    for (const [, p] of used) assert.ok(files.includes(`package/${p}`), `${f} uses ${p}, which the tarball lacks`);
+  }
   const mb = fs.statSync(mainTgz).size / 1e6;
   assert.ok(mb < 5, `the tarball is ${mb.toFixed(2)} MB`);
 

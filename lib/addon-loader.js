@@ -7,6 +7,8 @@ const fs = require('node:fs');
 const path = require('node:path');
 
 const PACKAGE = 'cortex-worker-pool';
+/** The platforms with a prebuilt binary (each also a package under npm/). */
+const PREBUILT = { 'linux-x64-gnu': 'Linux x64 with glibc >= 2.17' };
 const root = path.join(__dirname, '..');
 const { version } = require('../package.json');
 
@@ -51,7 +53,7 @@ function candidates(platform) {
       try {
         manifest = require.resolve(`${pkg}/package.json`);
       } catch {
-        throw new Error('not installed (the optional dependency with the prebuilt for this platform)');
+        throw new Error(`not installed (an optional dependency; prebuilt packages exist for ${Object.keys(PREBUILT).join(', ')})`);
       }
       const found = require(manifest).version;
       if (found !== version) throw new Error(`version ${found} installed, ${version} needed`);
@@ -67,21 +69,20 @@ function reason(what, e) {
 }
 
 function notBuiltError(platform, family, tried) {
-  const libc = family === 'glibc' ? `glibc ${glibcVersion() || '(version unknown)'}` : family || 'no libc (not Linux)';
+  const libc = family === 'glibc' ? `, glibc ${glibcVersion() || '(version unknown)'}` : family ? `, ${family}` : '';
   const lines = [
-    `cortex-worker-pool: no native addon loads on this machine (${process.platform} ${process.arch}, ${libc}; looked for ${platform}).`,
+    `cortex-worker-pool: no native addon loads on this machine (${process.platform} ${process.arch}${libc}; looked for ${platform}).`,
     'Tried:',
     ...tried.map(([what, e]) => `  - ${what}: ${reason(what, e)}`),
   ];
-  if (process.platform !== 'linux') {
-    lines.push('The core runs on Linux only (it reads /proc and gives each worker a parent-death signal).');
-  }
   lines.push(
-    'Either:',
+    process.platform === 'linux'
+      ? 'Either:'
+      : 'The core runs on Linux only (it reads /proc and gives each worker a parent-death signal). On Linux, either:',
     '  1. build it from the Rust sources the package carries: put a Rust toolchain on PATH ' +
       '(cargo; on Alpine `apk add cargo`, elsewhere rustup) and run `npm rebuild cortex-worker-pool` ' +
       '(CORTEX_WORKER_POOL_BUILD_FROM_SOURCE=1 forces a source build even where a prebuilt exists); or',
-    '  2. run where a prebuilt fits: Linux x64 with glibc >= 2.17 (e.g. node:20-slim, not Alpine), ' +
+    `  2. run where a prebuilt fits: ${Object.values(PREBUILT).join('; ')} (e.g. node:20-slim, not Alpine), ` +
       'with optional dependencies installed.',
   );
   const err = new Error(lines.join('\n'));
