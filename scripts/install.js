@@ -12,32 +12,33 @@ const path = require('node:path');
 const root = path.resolve(__dirname, '..');
 const log = (m) => console.error(`[cortex-worker-pool] ${m}`);
 
-function hostTriple() {
+function rustHost() {
   const r = spawnSync('rustc', ['-vV'], { encoding: 'utf8' });
   const m = r.status === 0 && /^host: (\S+)$/m.exec(r.stdout);
-  return m ? m[1] : null;
+  return m ? m[1] : '';
 }
 
-/** `cargo build` of the addon's crate; returns the path of the built shared object. */
+/** `cargo build` of the addon's crate for the host; returns the built shared object. */
 function cargoBuild() {
-  const triple = hostTriple();
   // A CARGO_TARGET_DIR from the environment is kept (and reused by the next build);
   // the default one inside the package is removed afterwards, as it holds hundreds of MB.
   const ownTarget = !process.env.CARGO_TARGET_DIR;
   const targetDir = process.env.CARGO_TARGET_DIR || path.join(root, 'target');
   const env = { ...process.env, CARGO_TARGET_DIR: targetDir };
   // rustup's musl targets link statically by default, which cannot produce a cdylib.
-  if (triple && triple.includes('musl') && !/crt-static/.test(env.RUSTFLAGS || '')) {
+  if (rustHost().includes('musl') && !/crt-static/.test(env.RUSTFLAGS || '')) {
     env.RUSTFLAGS = `${env.RUSTFLAGS || ''} -C target-feature=-crt-static`.trim();
   }
+  // No --target: the host build lands in <target>/release, where a shared target dir's
+  // `cargo test --release` units are found and reused.
   const args = ['build', '--release', '--locked', '--lib', '-p', 'cortex-worker-pool'];
-  if (triple) args.push('--target', triple);
   log(`compiling the addon from source: cargo ${args.join(' ')} (a few minutes)`);
   const t0 = Date.now();
   const r = spawnSync('cargo', args, { cwd: root, env, stdio: ['ignore', 'inherit', 'inherit'] });
   if (r.status !== 0) throw new Error(`cargo build failed (${r.error ? r.error.message : `exit ${r.status}`}); its output is above`);
-  const built = path.join(targetDir, ...(triple ? [triple] : []), 'release', 'libcortex_worker_pool.so');
   log(`compiled in ${((Date.now() - t0) / 1000).toFixed(0)}s`);
+  const built = path.join(targetDir, 'release', 'libcortex_worker_pool.so');
+  if (!fs.existsSync(built)) throw new Error(`cargo build succeeded but left no ${built} (is a build target set in CARGO_BUILD_TARGET or a cargo config?)`);
   return { built, cleanup: ownTarget ? () => fs.rmSync(targetDir, { recursive: true, force: true }) : () => {} };
 }
 
