@@ -134,10 +134,17 @@ async function listTarball(tgz) {
 
 test('the tarballs: the main one carries the prebuilt and the Rust sources, no build output; a few MB', { skip }, async () => {
   const files = await listTarball(mainTgz);
-  const crates = fs.readdirSync(path.join(ROOT, 'crates')).filter((c) => fs.existsSync(path.join(ROOT, 'crates', c, 'Cargo.toml')));
-  assert.ok(crates.length > 0);
-  for (const f of ['Cargo.toml', 'Cargo.lock', 'build.rs', 'rustfmt.toml', 'src/lib.rs', ADDON, 'scripts/install.js',
-    ...crates.map((c) => `crates/${c}/Cargo.toml`), ...crates.map((c) => `crates/${c}/src/lib.rs`)]) {
+  // Every workspace crate, whole: its manifest and every source file.
+  const crateFiles = [];
+  for (const c of fs.readdirSync(path.join(ROOT, 'crates'))) {
+    if (!fs.existsSync(path.join(ROOT, 'crates', c, 'Cargo.toml'))) continue;
+    crateFiles.push(`crates/${c}/Cargo.toml`);
+    for (const f of fs.readdirSync(path.join(ROOT, 'crates', c, 'src'), { recursive: true })) {
+      if (fs.statSync(path.join(ROOT, 'crates', c, 'src', f)).isFile()) crateFiles.push(`crates/${c}/src/${f}`);
+    }
+  }
+  assert.ok(crateFiles.length > 1);
+  for (const f of ['Cargo.toml', 'Cargo.lock', 'build.rs', 'rustfmt.toml', 'src/lib.rs', ADDON, 'scripts/install.js', ...crateFiles]) {
     assert.ok(files.includes(`package/${f}`), `the tarball lacks ${f}`);
   }
   const stray = files.filter((f) => /(^|\/)target\/|\.build-stamp$|binding\.js$/.test(f));
