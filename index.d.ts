@@ -198,6 +198,11 @@ export interface QueueClientOptions {
   prefix?: string;
   /** How long the first connection may take before ERR_QUEUE_UNAVAILABLE, ms. @default 5000 */
   connectTimeoutMs?: number;
+  /**
+   * A Redis command unanswered this long fails and its connection is replaced (a silent
+   * connection), ms. @default 5000 for a client; min(5000, lockDurationMs / 2) for a pool
+   */
+  commandTimeoutMs?: number;
 }
 
 /** The pool's `queue` option. */
@@ -218,6 +223,7 @@ export interface ResolvedSharedQueueConfig {
   name: string;
   prefix: string;
   connectTimeoutMs: number;
+  commandTimeoutMs: number;
   serve: boolean;
   concurrency: number | undefined;
   lockDurationMs: number;
@@ -234,6 +240,16 @@ export interface SharedQueueCounts {
   prioritized: number;
   /** Pools whose heartbeat is recent (they serve the queue). */
   servingPools: number;
+}
+
+/** This pool's link to the shared queue (`getPoolMetrics().queue.shared`). */
+export interface SharedQueueConnection {
+  /** False while the serving side's Redis commands fail (or the producer's connection is down). */
+  connected: boolean;
+  /** When it went down (ms since the epoch), or null while connected. */
+  since: number | null;
+  /** Jobs this pool holds (fetched, running or about to). */
+  held: number;
 }
 
 /** `pool.taskQueue`'s dead-letter methods on a pool with `queue` set (Redis is remote). */
@@ -436,7 +452,7 @@ export interface PoolMetrics {
   };
   health: HealthSummary;
   /** `shared`: the shared queue's counts (latest snapshot, read every second), when `queue` is set. */
-  queue: QueueStats & { shared?: SharedQueueCounts & { updatedAt: number | null } };
+  queue: QueueStats & { shared?: SharedQueueCounts & SharedQueueConnection & { updatedAt: number | null } };
 }
 
 // ---------------------------------------------------------------------------- pool events

@@ -33,7 +33,7 @@ const os = require('os');
 const { freePort } = require('../__test__/redis-harness');
 const path = require('path');
 const { fork, spawn, spawnSync } = require('child_process');
-const { eachFlag, listArg, now, sleep, median, percentileSorted, withTimeout, descendants, procCpuMs, machine } = require('./lib/util');
+const { eachFlag, listArg, now, sleep, median, percentileSorted, withTimeout, descendants, procCpuMs, threadCpuMs, machine } = require('./lib/util');
 
 const ROOT = path.join(__dirname, '..');
 const CONSUMER = path.join(__dirname, 'workers', 'queue-consumer.js');
@@ -50,6 +50,8 @@ const VARIANTS = {
   'thisprod-inline': { label: 'createQueueClient → BullMQ inline', consumer: 'inline-cortex', pools: 1, producer: 'this' },
   'bullprod-inline': { label: 'BullMQ Queue (our job format) → BullMQ inline', consumer: 'inline-cortex', pools: 1, producer: 'bullmq', cortexFormat: true },
   'bullprod-this1': { label: 'BullMQ Queue (our job format) → 1 pool', consumer: 'this', pools: 1, producer: 'bullmq', cortexFormat: true },
+  // Before and after: this package from another checkout (BENCH_OTHER_ROOT=DIR, built).
+  'this1-old': { label: 'this package at BENCH_OTHER_ROOT, 1 pool', consumer: 'this-old', pools: 1, producer: 'this' },
   // Diagnosis: the pool without its reply spin (spinWaitUs: 0).
   'this1-nospin': { label: 'this package, 1 pool, spinWaitUs 0', consumer: 'this-nospin', pools: 1, producer: 'this' },
   // Diagnosis: BullMQ inline with every job prioritized (as this package adds them: priority = ours + 1).
@@ -306,6 +308,7 @@ async function runCell(redis, variant, concurrency, opts, cellNo) {
     const cmdBefore = await redis.commands();
     const mains = consumers.mainPids();
     const cpu0 = cpuOf(pids);
+    const threads0 = mains.map(threadCpuMs);
     const redis0 = procCpuMs(redis.pid);
     const self0 = process.cpuUsage();
     const t0 = now();
@@ -313,6 +316,12 @@ async function runCell(redis, variant, concurrency, opts, cellNo) {
     const ms = now() - t0;
     const self = process.cpuUsage(self0);
     const cpu1 = cpuOf([...consumers.pids(), redis.pid]);
+    // The consumer processes' CPU by thread: the JS thread, this package's core threads, the rest.
+    const threads = { js: 0, core: 0, other: 0 };
+    mains.forEach((pid, i) => {
+      const t1 = threadCpuMs(pid);
+      for (const k of Object.keys(threads)) threads[k] += t1[k] - threads0[i][k];
+    });
     const redisCpu = procCpuMs(redis.pid) - redis0;
     const cmdAfter = await redis.commands();
     check(results, burst);
@@ -349,6 +358,7 @@ async function runCell(redis, variant, concurrency, opts, cellNo) {
       p50Ms: percentileSorted(lat, 50),
       p99Ms: percentileSorted(lat, 99),
       cpuMsPerJob: { total: (producerCpu + allOthers) / opts.burst, producer: producerCpu / opts.burst, consumers: consumerCpu / opts.burst, consumerMain: mainCpu / opts.burst, consumerChildren: (consumerCpu - mainCpu) / opts.burst, redis: redisCpu / opts.burst },
+      threadUsPerJob: { js: (threads.js * 1000) / opts.burst, core: (threads.core * 1000) / opts.burst, other: (threads.other * 1000) / opts.burst },
       redisCmdsPerJob: cmdTotal / opts.burst,
       topCommands: Object.entries(cmds).sort((a, b) => b[1] - a[1]).slice(0, 12).map(([k, n]) => [k, +(n / opts.burst).toFixed(2)]),
     };
@@ -372,8 +382,10 @@ function render(opts, mach, redisVersion, medians, samples, elapsedS) {
   L.push('- **Concurrency** is the total: BullMQ `concurrency`, or workers (2 pools share them: 2+2, 8+8). Every consumer runs in processes of its own; the producer is the benchmark process.');
   L.push('- **CPU ms/job** = CPU time (from `/proc`, 10 ms ticks; `process.cpuUsage()` for the producer) of the producer + the consumer processes (the BullMQ Worker or the pool) + their children (sandboxed processors, pool workers) + redis-server during the burst ÷ jobs. **Redis cmds/job**: `INFO commandstats` around the burst, including the commands run inside BullMQ\'s Lua scripts (`evalsha` is one round trip each).');
   L.push('');
-  L.push('| Concurrency | Consumer | burst jobs/s ↑ | vs inline | vs sandboxed | p50 ms ↓ | p99 ms ↓ | CPU ms/job ↓ | producer | consumer process(es) | their children | redis-server | Redis cmds/job |');
-  L.push('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  L.push('- **By thread** (µs/job, the consumer processes only, from `/proc/<pid>/task/*/stat`): the JS (main) thread, this package\'s core threads (`worker-pool-core`), and the rest (V8, libuv).');
+  L.push('');
+  L.push('| Concurrency | Consumer | burst jobs/s ↑ | vs inline | vs sandboxed | p50 ms ↓ | p99 ms ↓ | CPU ms/job ↓ | producer | consumer process(es) | their children | redis-server | JS thread µs/job | core threads µs/job | other threads µs/job | Redis cmds/job |');
+  L.push('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const c of opts.conc) {
     const base = medians[c] || {};
     for (const variant of opts.only) {
@@ -382,7 +394,8 @@ function render(opts, mach, redisVersion, medians, samples, elapsedS) {
       const vs = (ref) => (ref && ref !== m ? `${(m.jobsPerSec / ref.jobsPerSec).toFixed(2)}×` : '');
       L.push(
         `| ${c} | ${VARIANTS[variant].label} | ${fmtInt(m.jobsPerSec)} | ${vs(base.inline)} | ${vs(base.sandboxed)} | ${fmt2(m.p50Ms)} | ${fmt2(m.p99Ms)} | ` +
-          `${fmt3(m.cpu.total)} | ${fmt3(m.cpu.producer)} | ${fmt3(m.cpu.consumerMain)} | ${fmt3(m.cpu.consumerChildren)} | ${fmt3(m.cpu.redis)} | ${fmt2(m.redisCmdsPerJob)} |`,
+          `${fmt3(m.cpu.total)} | ${fmt3(m.cpu.producer)} | ${fmt3(m.cpu.consumerMain)} | ${fmt3(m.cpu.consumerChildren)} | ${fmt3(m.cpu.redis)} | ` +
+          `${fmtInt(m.threads.js)} | ${fmtInt(m.threads.core)} | ${fmtInt(m.threads.other)} | ${fmt2(m.redisCmdsPerJob)} |`,
       );
     }
   }
@@ -455,6 +468,7 @@ async function main() {
           consumerChildren: med((x) => x.cpuMsPerJob.consumerChildren),
           redis: med((x) => x.cpuMsPerJob.redis),
         },
+        threads: { js: med((x) => x.threadUsPerJob.js), core: med((x) => x.threadUsPerJob.core), other: med((x) => x.threadUsPerJob.other) },
         redisCmdsPerJob: med((x) => x.redisCmdsPerJob),
       };
     }

@@ -125,6 +125,9 @@ function renderStatus(socketPath, ping, m, workers) {
   const shared = m.queue && m.queue.shared;
   if (shared) {
     out.push(`shared:      ${servingText(shared.servingPools)}; ${sharedCounts(shared)}`);
+    if (shared.connected === false) {
+      out.push(`             DISCONNECTED from the shared queue since ${new Date(shared.since).toISOString()} (not serving; reconnecting)`);
+    }
   }
   out.push('');
   if (!workers.length) {

@@ -26,10 +26,11 @@ const CORE_CODES = Object.freeze([
   'ERR_NO_CAPABLE_WORKER',
   'ERR_NOT_SUPPORTED',
   'ERR_INTERNAL',
+  'ERR_QUEUE_UNAVAILABLE',
 ]);
 
-/** Codes only the JS side raises (the shared queue's connection lives in lib/distributed). */
-const JS_CODES = Object.freeze(['ERR_QUEUE_UNAVAILABLE']);
+/** Codes only the JS side raises (none left: the shared queue's serving side is the core's). */
+const JS_CODES = Object.freeze([]);
 
 /** `ErrorCodes`: each code keyed by itself. */
 const CODES = Object.freeze(Object.fromEntries([...CORE_CODES, ...JS_CODES].map((c) => [c, c])));

@@ -120,22 +120,19 @@ class WorkerPoolManager extends EventEmitter {
   #openShared(queueOpts, userConfig) {
     const { SharedQueueMode } = require('./distributed');
     this.#shared = new SharedQueueMode(queueOpts, this.config, {
-      run: (t) => this.#submitLocal(t),
-      workers: () => this.#servingWorkers(),
-      log: (level, message) => this.#log({ level, component: 'SharedQueue', message, timestamp: Date.now() }),
+      native: this.#native,
+      op: (start) => this.#op(start),
       onIdleChange: () => this.#refresh(),
     });
     const { url, redis, display, ...shown } = queueOpts;
     this.config.queue = { url: display, ...shown };
     if (this.#producerOnly) this.config.poolSize = userConfig.poolSize ?? 0;
+    // Every task of a serving pool is a job the core runs for the shared queue: the core
+    // reads the replies itself, so the JS thread does no work per job.
+    else this.#native.setCoreReads(true);
     // The server's concurrency follows the workers that can take a job.
     const follow = () => this.#shared.refresh();
     for (const ev of ['pool-initialized', 'pool-scaled-up', 'pool-scaled-down', 'worker-exited']) this.on(ev, follow);
-  }
-
-  /** Workers that can take a job (all but those on their way out). */
-  #servingWorkers() {
-    return JSON.parse(this.#native.allWorkers()).filter((w) => w.state !== 'shutting-down');
   }
 
   #updateInterest(adding, name) {

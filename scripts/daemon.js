@@ -93,6 +93,7 @@ function queueEnv() {
     concurrency: intEnv('QUEUE_CONCURRENCY'),
     lockDurationMs: intEnv('QUEUE_LOCK_MS', { min: 100 }),
     stalledIntervalMs: intEnv('QUEUE_STALLED_MS', { min: 100 }),
+    commandTimeoutMs: intEnv('QUEUE_COMMAND_TIMEOUT_MS', { min: 100 }),
   };
   for (const k of Object.keys(q)) if (q[k] === undefined) delete q[k];
   return q;

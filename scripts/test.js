@@ -13,7 +13,7 @@ const tsc = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc');
 const steps = [
   ['cargo fmt', 'cargo', ['fmt', '--all', '--', '--check']],
   ['cargo clippy', 'cargo', ['clippy', '--workspace', '--release', '--all-targets', '--', '-D', 'warnings']],
-  ['cargo test (core)', 'cargo', ['test', '--release', '-p', 'pool-core']],
+  ['cargo test (core, bullmq)', 'cargo', ['test', '--release', '-p', 'pool-core', '-p', 'bullmq']],
   ['typecheck index.d.ts', process.execPath, [tsc, '-p', 'tsconfig.json']],
   ['node --test', process.execPath, ['--test', '--test-timeout=180000', ...testFiles()]],
 ];

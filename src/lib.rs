@@ -5,6 +5,7 @@ mod jsloop;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
+use pool_core::shared::{SharedConfig, SharedServer};
 use pool_core::standalone::{StandaloneHealth, StandaloneQueue};
 use pool_core::{CoreError, Pool, PoolConfig};
 use serde_json::Value;
@@ -49,6 +50,8 @@ pub fn call_verbs() -> String {
 #[napi]
 pub struct NativePool {
     pool: Pool,
+    /// The shared queue's serving side, once `serveShared` has connected.
+    shared: Arc<Mutex<Option<SharedServer>>>,
 }
 
 #[napi]
@@ -73,7 +76,76 @@ impl NativePool {
             .build_callback(move |_ctx| Ok(side.on_wake()))?;
         let _ = shared.wake.set(wake);
         let pool = Pool::new(cfg, Box::new(jsloop::JsSink(shared))).map_err(to_napi_error)?;
-        Ok(NativePool { pool })
+        Ok(NativePool {
+            pool,
+            shared: Arc::default(),
+        })
+    }
+
+    /// Starts serving the shared queue (config: `pool_core::shared::SharedConfig` as
+    /// JSON); operation `op` ends once connected, or with ERR_QUEUE_UNAVAILABLE.
+    #[napi]
+    pub fn serve_shared(&self, config_json: String, op: u32) -> Result<()> {
+        let cfg: SharedConfig = serde_json::from_str(&config_json)
+            .map_err(|e| to_napi_error(CoreError::new(pool_core::Code::InvalidConfig, format!("shared queue config: {e}"))))?;
+        let (pool, slot) = (self.pool.clone(), self.shared.clone());
+        pool_core::runtime::handle().spawn(async move {
+            let result = SharedServer::start(pool.clone(), cfg).await.map(|server| {
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(server);
+                Value::Null
+            });
+            pool.finish_op(op as u64, result);
+        });
+        Ok(())
+    }
+
+    /// Worker replies are read by the core's threads only (a pool that serves the shared
+    /// queue: its tasks are the core's own). Call before `initialize`.
+    #[napi]
+    pub fn set_core_reads(&self, on: bool) {
+        self.pool.set_core_reads(on);
+    }
+
+    /// The pool's workers changed: the shared queue's serving side looks for room again.
+    #[napi]
+    pub fn shared_refresh(&self) {
+        if let Some(s) = self.shared_server() {
+            s.refresh();
+        }
+    }
+
+    /// Stops taking jobs from the shared queue.
+    #[napi]
+    pub fn stop_serving(&self) {
+        if let Some(s) = self.shared_server() {
+            s.stop();
+        }
+    }
+
+    /// Stops serving, waits for the outcomes of the jobs held to be written, leaves the
+    /// registry; operation `op` ends then.
+    #[napi]
+    pub fn close_shared(&self, op: u32) {
+        let server = self.shared.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let pool = self.pool.clone();
+        pool_core::runtime::handle().spawn(async move {
+            if let Some(s) = server {
+                s.close().await;
+            }
+            pool.finish_op(op as u64, Ok(Value::Null));
+        });
+    }
+
+    /// `{ held, queues, connected }` of the serving side, or `null`.
+    #[napi]
+    pub fn shared_status(&self) -> String {
+        self.shared_server()
+            .map(|s| s.status().to_string())
+            .unwrap_or_else(|| "null".into())
+    }
+
+    fn shared_server(&self) -> Option<SharedServer> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     #[napi]

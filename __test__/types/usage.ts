@@ -311,17 +311,21 @@ function workerUsage(): void {
 async function sharedQueueUsage(): Promise<void> {
   const pool = await createWorkerPool({
     poolSize: 4,
-    queue: { url: 'redis://:pw@redis:6379/0', name: 'cortex', prefix: 'bull', serve: true, lockDurationMs: 30000, stalledIntervalMs: 30000 },
+    queue: { url: 'redis://:pw@redis:6379/0', name: 'cortex', prefix: 'bull', serve: true, lockDurationMs: 30000, stalledIntervalMs: 30000, commandTimeoutMs: 2000 },
   });
   const r: number = await pool.submitTask<number>({ type: 'analysis', payload: { file: 'a.js' }, priority: 1, requires: ['gpu'] });
   const shared: SharedQueueCounts | undefined = pool.getPoolMetrics().queue.shared;
+  const link = pool.getPoolMetrics().queue.shared;
+  const down: number | null | undefined = link?.connected === false ? link.since : null;
+  const held: number | undefined = link?.held;
+  void [down, held];
   const served: boolean | undefined = pool.config.queue?.serve;
   const dlq = pool.taskQueue as unknown as SharedDeadLetters;
   const failed = await dlq.getDeadLetterQueue();
   const again: Array<Promise<any>> = await dlq.requeueDeadLetter(failed[0]?.id);
   const cleared: number = await dlq.clearDeadLetterQueue();
   const producerOnly = await createWorkerPool({ poolSize: 0, queue: { url: 'redis://redis:6379', serve: false } });
-  const client: QueueClient = createQueueClient({ url: 'rediss://redis:6380', name: 'cortex' });
+  const client: QueueClient = createQueueClient({ url: 'rediss://redis:6380', name: 'cortex', commandTimeoutMs: 1000 });
   const counts: SharedQueueCounts = await client.getQueueMetrics();
   const out: string = await client.submitTask<string>({ type: 'echo', payload: 'x' }, { signal: AbortSignal.timeout(1000) });
   const records = await client.getDeadLetterQueue();

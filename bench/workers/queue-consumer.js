@@ -9,6 +9,7 @@
 //              own child processes, `concurrency` of them)
 //   this       this package: a pool of <concurrency> workers serving the queue
 //   this-nospin  the same with spinWaitUs: 0 (the JS thread never polls for a reply)
+//   this-old   `this` from another checkout (BENCH_OTHER_ROOT, e.g. an older commit)
 //
 // Tells its parent { ready: true } over IPC once it serves; on 'stop' it closes and exits.
 const path = require('path');
@@ -25,8 +26,10 @@ function bullConnection() {
 }
 
 async function start() {
-  if (kind === 'this' || kind === 'this-nospin') {
-    const { createWorkerPool } = require(ROOT);
+  if (kind === 'this' || kind === 'this-nospin' || kind === 'this-old') {
+    const root = kind === 'this-old' ? process.env.BENCH_OTHER_ROOT : ROOT;
+    if (!root) throw new Error('this-old needs BENCH_OTHER_ROOT (another checkout, built)');
+    const { createWorkerPool } = require(root);
     const pool = await createWorkerPool({
       poolSize: concurrency,
       minWorkers: 1,

@@ -12,6 +12,7 @@ const DEFAULTS = Object.freeze({
   lockDurationMs: 30000,
   stalledIntervalMs: 30000,
   connectTimeoutMs: 5000,
+  commandTimeoutMs: 5000,
 });
 
 // BullMQ keeps queue names and key prefixes inside Redis key names separated by ':'.
@@ -84,7 +85,7 @@ function checkKeys(obj, allowed, field) {
   }
 }
 
-const CLIENT_KEYS = ['url', 'name', 'prefix', 'connectTimeoutMs'];
+const CLIENT_KEYS = ['url', 'name', 'prefix', 'connectTimeoutMs', 'commandTimeoutMs'];
 const POOL_KEYS = [...CLIENT_KEYS, 'serve', 'concurrency', 'lockDurationMs', 'stalledIntervalMs'];
 
 /** createQueueClient()'s options, resolved: `{ url, redis, display, name, prefix, connectTimeoutMs }`. */
@@ -101,6 +102,7 @@ function resolveClientOptions(opts, field = 'options', keys = CLIENT_KEYS) {
     name: checkName(opts.name, `${field}.name`, DEFAULTS.name),
     prefix: checkName(opts.prefix, `${field}.prefix`, DEFAULTS.prefix),
     connectTimeoutMs: checkInt(opts.connectTimeoutMs, `${field}.connectTimeoutMs`, DEFAULTS.connectTimeoutMs, 100, 600000),
+    commandTimeoutMs: checkInt(opts.commandTimeoutMs, `${field}.commandTimeoutMs`, DEFAULTS.commandTimeoutMs, 100, 600000),
   };
 }
 
@@ -116,6 +118,15 @@ function resolveQueueOption(opts) {
     concurrency: checkInt(opts.concurrency, 'queue.concurrency', undefined, 1, 100000),
     lockDurationMs,
     stalledIntervalMs: checkInt(opts.stalledIntervalMs, 'queue.stalledIntervalMs', DEFAULTS.stalledIntervalMs, 100, 24 * 3600 * 1000),
+    // A command unanswered this long fails and its connection is replaced: well under
+    // the lock, so a silent connection is replaced before the locks it renews expire.
+    commandTimeoutMs: checkInt(
+      opts.commandTimeoutMs,
+      'queue.commandTimeoutMs',
+      Math.min(DEFAULTS.commandTimeoutMs, Math.max(100, Math.floor(lockDurationMs / 2))),
+      100,
+      600000,
+    ),
   };
 }
 

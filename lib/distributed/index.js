@@ -27,7 +27,7 @@ class SharedQueueMode {
   #snapshot = { ...EMPTY_COUNTS, updatedAt: null };
   #snapshotTimer = null;
 
-  /** `hooks`: { run(task), workers(), log(level, message), onIdleChange(busy) }. */
+  /** `hooks`: { native, op(start) } of the pool (the core serves), and onIdleChange(busy). */
   constructor(opts, poolConfig, hooks) {
     this.#opts = opts;
     this.#producer = new SharedQueueProducer(
@@ -72,10 +72,22 @@ class SharedQueueMode {
     return this.#producer.submit(t);
   }
 
-  /** The latest shared counts (see SNAPSHOT_MS). */
+  /**
+   * The latest shared counts (see SNAPSHOT_MS), and this pool's connection to the queue:
+   * `connected` (false while the serving side's commands fail, or the producer's
+   * connection is not ready), `since` (when it went down, ms since the epoch) and `held`
+   * (jobs this pool holds).
+   */
   get counts() {
-    return this.#snapshot;
+    const serving = this.#server ? this.#server.status : null;
+    const producerUp = this.#producer.connected;
+    const connected = (serving ? serving.connected : true) && producerUp;
+    if (connected) this.#downSince = null;
+    else this.#downSince ??= (serving && serving.since) || Date.now();
+    return { ...this.#snapshot, connected, since: this.#downSince, held: serving ? serving.held : 0 };
   }
+
+  #downSince = null;
 
   /** Prometheus lines for the shared counts. */
   prometheus() {
@@ -142,7 +154,7 @@ class QueueClient {
   constructor(options) {
     const opts = resolveClientOptions(options);
     this.#producer = new SharedQueueProducer(opts, DEFAULT_RETRY);
-    this.options = { url: opts.display, name: opts.name, prefix: opts.prefix, connectTimeoutMs: opts.connectTimeoutMs };
+    this.options = { url: opts.display, name: opts.name, prefix: opts.prefix, connectTimeoutMs: opts.connectTimeoutMs, commandTimeoutMs: opts.commandTimeoutMs };
   }
 
   /** Same task shape, validation and error codes as pool.submitTask(). */

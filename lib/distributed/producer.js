@@ -11,7 +11,7 @@
 const crypto = require('node:crypto');
 const { CODES, withCode, abortError, invalidArgument } = require('../errors');
 const codec = require('./codec');
-const { keys, connect, bullConnection, closeBull, settlesWithin, quit, isUp, livePools } = require('./redis');
+const { keys, connect, bullConnection, reconnectIfSilent, closeBull, settlesWithin, quit, isUp, livePools } = require('./redis');
 
 // The sweep runs every SWEEP_MS and looks up a job first when it has been pending for
 // SWEEP_AFTER_MS, then again each time its age has doubled (at most every
@@ -61,12 +61,17 @@ class SharedQueueProducer {
     return this.#pending.size;
   }
 
+  /** Whether this producer's own connection to Redis is up (true before it first connects). */
+  get connected() {
+    return this.#client === null || isUp(this.#client);
+  }
+
   /** Connects (once); rejects ERR_QUEUE_UNAVAILABLE when Redis cannot be reached. */
   ready() {
     if (!this.#ready) {
       this.#ready = (async () => {
         this.#client = await connect(this.#opts);
-        this.#sweepTimer = setInterval(() => this.#sweep().catch(() => {}), SWEEP_MS);
+        this.#sweepTimer = setInterval(() => this.#sweep().catch((e) => reconnectIfSilent(this.#client, e)), SWEEP_MS);
         this.#sweepTimer.unref();
       })();
       // A failed connection is not cached: the next call tries again.
@@ -104,7 +109,7 @@ class SharedQueueProducer {
       // so that no outcome falls between "now" and the reader's first XREAD.
       const last = await this.#client.xrevrange(`${prefix}:${queueName}:events`, '+', '-', 'COUNT', 1);
       const lastEventId = last.length ? last[0][0] : '0-0';
-      q.events = new QueueEvents(queueName, { connection: bullConnection(this.#opts), prefix, lastEventId, blockingTimeout: 5000 });
+      q.events = new QueueEvents(queueName, { connection: bullConnection(this.#opts, { blocking: true }), prefix, lastEventId, blockingTimeout: 5000 });
       q.events.on('error', () => {});
       q.events.on('completed', ({ jobId, returnvalue }) => this.#settle(jobId, true, returnvalue));
       q.events.on('failed', ({ jobId, failedReason }) => this.#settle(jobId, false, codec.errorFromReason(failedReason)));
@@ -180,6 +185,8 @@ class SharedQueueProducer {
       },
       (e) => {
         if (!this.#closed && isConnectionError(e)) {
+          // BullMQ 6 keeps the Queue's ioredis client behind its backend.
+          Promise.resolve(queue.backend && queue.backend.queue.client).then((c) => reconnectIfSilent(c, e), () => {});
           const t = setTimeout(() => this.#add(queue, specs, tries + 1), Math.min(100 * 2 ** tries, 2000));
           t.unref();
           return;
@@ -450,6 +457,7 @@ class SharedQueueProducer {
       return await fn();
     } catch (e) {
       if (this.#closed) throw closedReadError();
+      reconnectIfSilent(this.#client, e);
       throw e;
     }
   }
@@ -461,7 +469,7 @@ class SharedQueueProducer {
 }
 
 // ioredis' words for a command cut off by a lost connection.
-const CONNECTION_ERROR = /connection|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|writeable|LOADING|Connection is closed/i;
+const CONNECTION_ERROR = /connection|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|writeable|LOADING|Connection is closed|timed out|READONLY/i;
 
 function isConnectionError(e) {
   return Boolean(e) && CONNECTION_ERROR.test(String(e.message));

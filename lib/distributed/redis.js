@@ -47,6 +47,9 @@ function connect(resolved, label = 'shared queue') {
     // A connection that never got through must not keep the process alive for
     // ioredis' default 2 s after disconnect().
     disconnectTimeout: DISCONNECT_TIMEOUT_MS,
+    // A command unanswered this long fails (a silent connection); the caller then
+    // replaces the connection (reconnectIfSilent).
+    commandTimeout: resolved.commandTimeoutMs,
   });
   return new Promise((resolve, reject) => {
     let lastError = null;
@@ -76,15 +79,31 @@ function connect(resolved, label = 'shared queue') {
   });
 }
 
-/** Connection options for BullMQ's own connections (each Queue, QueueEvents and Worker owns its own). */
-function bullConnection(resolved) {
+/**
+ * Connection options for BullMQ's own connections (each Queue and QueueEvents owns its
+ * own). `blocking`: for a QueueEvents, whose blocking read must not have a command
+ * timeout (BullMQ bounds it with a watchdog of its own and replaces the connection).
+ */
+function bullConnection(resolved, { blocking = false } = {}) {
   return {
     ...resolved.redis,
     maxRetriesPerRequest: null,
     retryStrategy,
     connectTimeout: Math.min(resolved.connectTimeoutMs, 10000),
     disconnectTimeout: DISCONNECT_TIMEOUT_MS,
+    ...(blocking ? {} : { commandTimeout: resolved.commandTimeoutMs }),
   };
+}
+
+/**
+ * After a command failed: when it timed out (a connection that went silent: no bytes,
+ * no FIN, no RST), drops the connection so that ioredis makes a new one. ioredis
+ * itself only reconnects when the socket reports an error, which a silent one never does.
+ */
+function reconnectIfSilent(client, err) {
+  if (client && err && /timed out/i.test(String(err.message)) && client.status === 'ready') {
+    client.disconnect(true);
+  }
 }
 
 /** Resolves true when `promise` settles within `ms`, false otherwise. */
@@ -152,4 +171,4 @@ async function livePools(client, k) {
   return out;
 }
 
-module.exports = { HEARTBEAT_MS, POOL_TTL_MS, keys, connect, bullConnection, closeBull, settlesWithin, quit, isUp, livePools };
+module.exports = { HEARTBEAT_MS, POOL_TTL_MS, keys, connect, bullConnection, reconnectIfSilent, closeBull, settlesWithin, quit, isUp, livePools };

@@ -48,6 +48,7 @@ codes! {
     NoCapableWorker => "ERR_NO_CAPABLE_WORKER",
     NotSupported => "ERR_NOT_SUPPORTED",
     Internal => "ERR_INTERNAL",
+    QueueUnavailable => "ERR_QUEUE_UNAVAILABLE",
 }
 
 impl Serialize for Code {

@@ -13,6 +13,7 @@ pub mod process;
 pub mod protocol;
 pub mod queue;
 pub mod runtime;
+pub mod shared;
 pub mod standalone;
 pub mod util;
 pub mod verbs;

@@ -63,6 +63,10 @@ impl State {
     }
 
     pub(super) fn log(&mut self, level: &str, message: &str) {
+        self.log_as("PoolManager", level, message);
+    }
+
+    pub(super) fn log_as(&mut self, component: &str, level: &str, message: &str) {
         match level {
             "error" => tracing::error!(target: "worker_pool", "{message}"),
             "warn" => tracing::warn!(target: "worker_pool", "{message}"),
@@ -72,7 +76,7 @@ impl State {
         let mut frag = String::with_capacity(96 + message.len());
         let _ = write!(
             frag,
-            "{{\"k\":\"log\",\"level\":\"{level}\",\"component\":\"PoolManager\",\"timestamp\":{},\"message\":",
+            "{{\"k\":\"log\",\"level\":\"{level}\",\"component\":\"{component}\",\"timestamp\":{},\"message\":",
             epoch_ms() as u64
         );
         json_str(&mut frag, message);
@@ -81,6 +85,9 @@ impl State {
     }
 
     pub(super) fn settle_ok(&mut self, seq: u64, raw: &str) {
+        if self.settle_owned(seq, || Ok(raw.to_string())) {
+            return;
+        }
         self.ev_sep();
         let _ = write!(self.effects.ev, "{{\"k\":\"ok\",\"s\":{seq},\"r\":");
         self.effects.ev.push_str(raw);
@@ -88,6 +95,9 @@ impl State {
     }
 
     pub(super) fn settle_err(&mut self, seq: u64, err: &CoreError) {
+        if self.settle_owned(seq, || Err(err.clone())) {
+            return;
+        }
         let frag = format!("{{\"k\":\"err\",\"s\":{seq},\"e\":{}}}", err.to_json());
         self.push_ev(&frag);
     }

@@ -207,7 +207,9 @@ impl Pool {
         if let Some(w) = self.lock().roster.workers.get_mut(&WorkerNo(ch.num)) {
             w.chan = Some(ch.clone());
         }
-        self.inner.sink.watch(self, ch.clone());
+        if !self.lock().core_reads {
+            self.inner.sink.watch(self, ch.clone());
+        }
         let p = self.clone();
         tokio::spawn(async move { p.reader(ch, ends).await });
     }

@@ -18,6 +18,7 @@
 //! | `shutdown.rs`  | graceful and immediate shutdown                                      |
 //! | `supervise.rs` | the timer loop, deadlines, the poller backstop, health checks        |
 //! | `report.rs`    | worker status, metrics JSON, Prometheus text, `call` verbs           |
+//! | `owned.rs`     | core-owned tasks (the shared queue's jobs), settled to a channel     |
 //!
 //! Locking: the JS thread takes the lock to submit, query, and handle the worker
 //! messages it reads itself (`Pool::pump`); the core's own threads take it for exits,
@@ -31,6 +32,7 @@ mod dispatch;
 mod events;
 mod io;
 mod lifecycle;
+mod owned;
 mod replies;
 mod report;
 mod scale;
@@ -42,6 +44,7 @@ mod tasks;
 
 pub use events::append_batch;
 pub use io::Pumped;
+pub use owned::Settled;
 use state::{PendingOp, Phase, State};
 
 use crate::config::PoolConfig;

@@ -281,6 +281,11 @@ pub(super) struct State {
     pub(super) clock: Timers,
     pub(super) effects: Effects,
     pub(super) metrics: Metrics,
+    /// Core-owned tasks (`owned.rs`): where each one's outcome goes.
+    pub(super) owned: FastMap<u64, tokio::sync::oneshot::Sender<super::owned::Settled>>,
+    pub(super) next_owned: u64,
+    /// Only the core's threads read worker replies (`Pool::set_core_reads`).
+    pub(super) core_reads: bool,
 }
 
 /// The workers and the slots they fill: `spawn.rs` adds workers, `lifecycle.rs`
@@ -398,6 +403,9 @@ impl State {
                 wake_hint: false,
             },
             metrics: Metrics::default(),
+            owned: FastMap::default(),
+            next_owned: super::owned::OWNED_SEQ_BASE,
+            core_reads: false,
         }
     }
 }

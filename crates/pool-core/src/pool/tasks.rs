@@ -182,10 +182,10 @@ impl State {
 /// absent.
 #[derive(Debug)]
 pub(super) struct SubmitLine {
-    priority: f64,
-    timeout_ms: Option<u64>,
-    max_retries: Option<u32>,
-    task: PoolTask,
+    pub(super) priority: f64,
+    pub(super) timeout_ms: Option<u64>,
+    pub(super) max_retries: Option<u32>,
+    pub(super) task: PoolTask,
 }
 
 /// Decodes one submit line, the counterpart of `encodeSubmitLine` in lib/wire.js:

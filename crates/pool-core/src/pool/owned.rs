@@ -1,0 +1,110 @@
+//! Tasks the core submits itself (the shared queue's jobs, `crate::shared`): they run
+//! like any task, but their outcome goes to a Rust channel instead of an event record
+//! for JavaScript, so the JS thread does no work for them at all.
+//!
+//! Their sequence numbers come from a range JavaScript never uses (it numbers its
+//! tasks from 1 up to 2^53 − 1), so settling looks them up only when they can be one.
+
+use super::state::State;
+use super::{Pool, PoolTask};
+use crate::balance;
+use crate::error::{CoreError, CoreResult};
+use crate::queue::Now;
+use tokio::sync::oneshot;
+
+/// The first sequence number of a core-owned task.
+pub(super) const OWNED_SEQ_BASE: u64 = 1 << 60;
+
+/// A settled owned task: the handler's result as raw JSON text, or the error.
+pub type Settled = Result<String, CoreError>;
+
+impl State {
+    /// Sends a settled owned task's outcome to its owner; false when `seq` is not one.
+    pub(super) fn settle_owned(&mut self, seq: u64, outcome: impl FnOnce() -> Settled) -> bool {
+        if seq < OWNED_SEQ_BASE {
+            return false;
+        }
+        match self.owned.remove(&seq) {
+            Some(tx) => {
+                // The owner may have gone (it stopped waiting): nothing to tell then.
+                let _ = tx.send(outcome());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Live workers (not on their way out) that have every capability in `caps`.
+    pub(super) fn capable_workers(&self, caps: &[String]) -> usize {
+        self.roster
+            .workers
+            .values()
+            .filter(|w| w.retiring.is_none() && balance::can_serve(caps, &w.capabilities))
+            .count()
+    }
+}
+
+impl Pool {
+    /// Submits a task whose outcome is sent to `done` (never to JavaScript); returns
+    /// its sequence number (for `cancel`). `timeout_ms` `None` is `taskTimeout`; the
+    /// task is tried once (`maxRetries` 0): its owner decides about retries.
+    pub fn submit_owned(&self, task: PoolTask, priority: f64, timeout_ms: Option<u64>, done: oneshot::Sender<Settled>) -> CoreResult<u64> {
+        self.with(|st| {
+            st.require_running()?;
+            let seq = st.next_owned;
+            st.next_owned += 1;
+            let line = Ok(super::tasks::SubmitLine {
+                priority,
+                timeout_ms,
+                max_retries: Some(0),
+                task,
+            });
+            st.submit_line(seq, line, Now::read())?;
+            st.owned.insert(seq, done);
+            st.dispatch();
+            Ok(seq)
+        })
+    }
+
+    /// How many live workers could run a task requiring `caps`.
+    pub fn capable_workers(&self, caps: &[String]) -> usize {
+        self.lock().capable_workers(caps)
+    }
+
+    /// The capability sets of the live workers (each sorted, without repeats).
+    pub fn capability_sets(&self) -> Vec<Vec<String>> {
+        let st = self.lock();
+        let mut sets: Vec<Vec<String>> = Vec::new();
+        for w in st.roster.workers.values().filter(|w| w.retiring.is_none()) {
+            let mut caps = w.capabilities.clone();
+            caps.sort();
+            caps.dedup();
+            if !sets.contains(&caps) {
+                sets.push(caps);
+            }
+        }
+        sets
+    }
+
+    /// Live workers, in all.
+    pub fn live_workers(&self) -> usize {
+        self.capable_workers(&[])
+    }
+
+    /// The worker replies are read by the core's own threads only (not also by the JS
+    /// thread's event loop): for a pool whose tasks are the core's own. Takes effect
+    /// for workers started afterwards.
+    pub fn set_core_reads(&self, on: bool) {
+        self.lock().core_reads = on;
+    }
+
+    /// Ends an operation JavaScript waits for (an `op` record).
+    pub fn finish_op(&self, op: u64, result: Result<serde_json::Value, CoreError>) {
+        self.with(|st| st.op_done(op, result));
+    }
+
+    /// A log line of the pool from `component` (a `log` record for JavaScript, and tracing).
+    pub fn log(&self, component: &str, level: &str, message: &str) {
+        self.with(|st| st.log_as(component, level, message));
+    }
+}

@@ -1,0 +1,677 @@
+//! The shared queue, served by the core: the pool's side of BullMQ's worker protocol
+//! (the `bullmq` crate), on the core's own threads.
+//!
+//! BullMQ's rules (fetching, locks, attempts, backoff, stalled jobs) are the `bullmq`
+//! crate's; this file holds ours: which queues a pool serves (the base queue and each
+//! capability set one of its workers has), how many jobs it holds (no more than the
+//! workers that could start them), how a job becomes a task (`decode_job`) and an
+//! attempt's outcome a job outcome (`outcome_of`), the registry of serving pools, and
+//! cancels from producers. Each job runs as a core-owned task (`Pool::submit_owned`):
+//! the JS thread does nothing for it, and its lock is renewed for as long as it runs.
+//!
+//! Registry keys, beside BullMQ's own, under `<prefix>:<name>:_cortex:`:
+//!   pools       sorted set: pool id → last heartbeat (ms since the epoch)
+//!   pool:<id>   JSON { host, pid, capabilitySets, workers, held }, expires
+//!   capsets     set of the capability sets producers have used (JSON arrays)
+//!   control     pub/sub channel: { cancel: jobId, reason } and { capset: [...] }
+
+use crate::error::{Code, CoreError, CoreResult};
+use crate::pool::{Pool, PoolTask, Settled};
+use bullmq::{Conn, ConnOptions, Failure, Job, Outcome, Processor, Scripts, Worker, WorkerEvent, WorkerOptions};
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, Notify};
+
+const HEARTBEAT: Duration = Duration::from_millis(2000);
+/// A pool whose heartbeat is older than this is not counted as serving.
+const POOL_TTL_MS: u64 = 10_000;
+/// Capability sets announced by producers are re-read this often (the control
+/// channel usually tells sooner).
+const CAPSETS_POLL: Duration = Duration::from_millis(5000);
+/// A cancel for a job this pool does not hold (yet) is remembered this long.
+const CANCEL_MEMORY: Duration = Duration::from_secs(60);
+/// How long closing waits for the outcomes of the jobs held to be written.
+const CLOSE_WAIT: Duration = Duration::from_millis(5000);
+/// The job format this package writes (`{ cortex: 1, type, payload, ... }`).
+const JOB_FORMAT: i64 = 1;
+/// The backoff type our producers set: min(delay · 2^(n−1), data.maxBackoffMs).
+const BACKOFF_TYPE: &str = "cortex";
+const DEFAULT_MAX_BACKOFF_MS: u64 = 30_000;
+
+/// The serving side's configuration (from the pool's `queue` option, resolved in JS).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SharedConfig {
+    pub url: String,
+    /// The URL without its password, for messages.
+    pub display: String,
+    pub name: String,
+    pub prefix: String,
+    pub lock_duration_ms: u64,
+    pub stalled_interval_ms: u64,
+    /// Jobs held at once per queue; `None` follows the workers that can take them.
+    pub concurrency: Option<usize>,
+    pub connect_timeout_ms: u64,
+    pub command_timeout_ms: u64,
+    /// The installed bullmq package (its scripts are loaded from there).
+    pub bullmq_dir: PathBuf,
+    /// This pool's id in the registry.
+    pub pool_id: String,
+    pub host: String,
+}
+
+struct Registry {
+    pools: String,
+    pool: String,
+    capsets: String,
+    control: String,
+}
+
+/// Queue name → its worker and the capability set it carries.
+type Served = HashMap<String, (Arc<Worker>, Vec<String>)>;
+
+struct Inner {
+    pool: Pool,
+    cfg: SharedConfig,
+    conn: Conn,
+    scripts: Arc<Scripts>,
+    reg: Registry,
+    workers: Mutex<Served>,
+    /// Job id → the sequence number of the task running it here.
+    running: Mutex<HashMap<String, u64>>,
+    /// Job id → when a cancel came for it while it was not running here.
+    cancelled: Mutex<HashMap<String, Instant>>,
+    stopping: AtomicBool,
+    stop: Notify,
+    connected: AtomicBool,
+}
+
+/// A pool serving the shared queue. Dropping it does not stop it: call `close`.
+#[derive(Clone)]
+pub struct SharedServer {
+    inner: Arc<Inner>,
+}
+
+fn unavailable(display: &str, why: impl std::fmt::Display) -> CoreError {
+    CoreError::new(
+        Code::QueueUnavailable,
+        format!("The shared queue at {display} is unavailable: {why}"),
+    )
+}
+
+impl SharedServer {
+    /// Loads bullmq's scripts, connects, and starts serving the base queue (and every
+    /// capability set announced so far that a worker of the pool has).
+    pub async fn start(pool: Pool, cfg: SharedConfig) -> CoreResult<SharedServer> {
+        let scripts = Scripts::load(&cfg.bullmq_dir).map_err(|e| CoreError::new(Code::QueueUnavailable, e.to_string()))?;
+        let opts = ConnOptions {
+            url: cfg.url.clone(),
+            command_timeout: Duration::from_millis(cfg.command_timeout_ms),
+            connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
+        };
+        let limit = Duration::from_millis(cfg.connect_timeout_ms);
+        let conn = match tokio::time::timeout(limit, Conn::connect(opts)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(unavailable(&cfg.display, e)),
+            Err(_) => {
+                return Err(unavailable(
+                    &cfg.display,
+                    format!("no connection within {} ms", cfg.connect_timeout_ms),
+                ))
+            }
+        };
+        let base = format!("{}:{}:_cortex:", cfg.prefix, cfg.name);
+        let reg = Registry {
+            pools: format!("{base}pools"),
+            pool: format!("{base}pool:{}", cfg.pool_id),
+            capsets: format!("{base}capsets"),
+            control: format!("{base}control"),
+        };
+        let inner = Arc::new(Inner {
+            pool,
+            cfg,
+            conn,
+            scripts: Arc::new(scripts),
+            reg,
+            workers: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
+            cancelled: Mutex::new(HashMap::new()),
+            stopping: AtomicBool::new(false),
+            stop: Notify::new(),
+            connected: AtomicBool::new(true),
+        });
+        inner.serve(Vec::new());
+        inner.heartbeat().await.map_err(|e| unavailable(&inner.cfg.display, e))?;
+        let _ = inner.discover().await;
+        let i = inner.clone();
+        tokio::spawn(async move { i.control_loop().await });
+        let i = inner.clone();
+        tokio::spawn(async move { i.timer_loop().await });
+        Ok(SharedServer { inner })
+    }
+
+    /// The pool's workers changed: look for room again.
+    pub fn refresh(&self) {
+        for (w, _) in self.inner.lock_workers().values() {
+            w.wake();
+        }
+    }
+
+    /// Stops taking jobs. The jobs held finish (or are given back, as the pool's
+    /// shutdown decides) and their outcomes are written.
+    pub fn stop(&self) {
+        if !self.inner.stopping.swap(true, Ordering::SeqCst) {
+            for (w, _) in self.inner.lock_workers().values() {
+                w.stop();
+            }
+            self.inner.stop.notify_waiters();
+        }
+    }
+
+    /// Stops, waits (at most 5 s) for the outcomes of the jobs held to be written, and
+    /// leaves the registry. Never waits for a Redis that does not answer: a job whose
+    /// outcome could not be written runs again elsewhere once its lock expires.
+    pub async fn close(&self) {
+        self.stop();
+        let workers: Vec<Arc<Worker>> = self.inner.lock_workers().values().map(|(w, _)| w.clone()).collect();
+        let deadline = Instant::now() + CLOSE_WAIT;
+        for w in workers {
+            let left = deadline.saturating_duration_since(Instant::now());
+            w.idle_within(left).await;
+        }
+        let reg = &self.inner.reg;
+        let forget = redis::pipe()
+            .atomic()
+            .zrem(&reg.pools, &self.inner.cfg.pool_id)
+            .del(&reg.pool)
+            .to_owned();
+        let mut con = self.inner.conn.cmd();
+        let _ = tokio::time::timeout(Duration::from_secs(1), forget.query_async::<()>(&mut con)).await;
+    }
+
+    /// `{ held, queues, connected, since }`: what the pool's metrics show of its
+    /// serving side; `since` is when commands started failing (ms since the epoch).
+    pub fn status(&self) -> Value {
+        let workers = self.inner.lock_workers();
+        let held: usize = workers.values().map(|(w, _)| w.held()).sum();
+        let down = self.inner.conn.down_since();
+        json!({
+            "held": held,
+            "queues": workers.keys().collect::<Vec<_>>(),
+            "connected": down.is_none(),
+            "since": down,
+        })
+    }
+}
+
+impl Inner {
+    fn lock_workers(&self) -> std::sync::MutexGuard<'_, Served> {
+        self.workers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    fn log(&self, level: &str, message: &str) {
+        self.pool.log("SharedQueue", level, message);
+    }
+
+    /// Starts a worker for the queue of capability set `caps` (sorted), unless there
+    /// is one, or no worker of the pool has every capability in it.
+    fn serve(self: &Arc<Self>, caps: Vec<String>) {
+        if self.stopping() {
+            return;
+        }
+        let queue = queue_name_for(&self.cfg.name, &caps);
+        let mut workers = self.lock_workers();
+        if workers.contains_key(&queue) || (!caps.is_empty() && self.pool.capable_workers(&caps) == 0) {
+            return;
+        }
+        let mut o = WorkerOptions::new(&self.cfg.prefix, &queue);
+        o.lock_duration_ms = self.cfg.lock_duration_ms;
+        o.stalled_interval_ms = self.cfg.stalled_interval_ms;
+        o.max_stalled_count = 1;
+        o.name = Some(self.cfg.pool_id.clone());
+        let w = Worker::new(self.conn.clone(), self.scripts.clone(), o, format!("{}:{queue}", self.cfg.pool_id));
+        w.start(Arc::new(Proc(self.clone())));
+        workers.insert(queue, (w, caps));
+    }
+
+    /// Registers this pool as serving (every `HEARTBEAT`; the entry expires).
+    async fn heartbeat(&self) -> bullmq::Result<()> {
+        let held: usize = self.lock_workers().values().map(|(w, _)| w.held()).sum();
+        let info = json!({
+            "host": self.cfg.host,
+            "pid": std::process::id(),
+            "capabilitySets": self.pool.capability_sets(),
+            "workers": self.pool.live_workers(),
+            "held": held,
+        });
+        let now = bullmq::ops::now_ms();
+        let mut con = self.conn.cmd();
+        redis::pipe()
+            .atomic()
+            .zadd(&self.reg.pools, &self.cfg.pool_id, now)
+            .cmd("SET")
+            .arg(&self.reg.pool)
+            .arg(info.to_string())
+            .arg("PX")
+            .arg(POOL_TTL_MS)
+            .query_async::<()>(&mut con)
+            .await?;
+        Ok(())
+    }
+
+    /// Serves every capability set producers have announced that a worker here has.
+    async fn discover(self: &Arc<Self>) -> bullmq::Result<()> {
+        let mut con = self.conn.cmd();
+        let sets: Vec<String> = redis::cmd("SMEMBERS").arg(&self.reg.capsets).query_async(&mut con).await?;
+        for text in sets {
+            if let Ok(caps) = serde_json::from_str::<Vec<String>>(&text) {
+                self.serve(caps);
+            }
+        }
+        Ok(())
+    }
+
+    async fn timer_loop(self: Arc<Self>) {
+        let mut since_discover = Duration::ZERO;
+        while !self.stopping() {
+            tokio::select! {
+                _ = tokio::time::sleep(HEARTBEAT) => {}
+                _ = self.stop.notified() => break,
+            }
+            if self.stopping() {
+                break;
+            }
+            match self.heartbeat().await {
+                Ok(()) => self.conn.succeeded(),
+                Err(e) => {
+                    self.conn.failed(&e);
+                    self.log("warn", &format!("Shared queue: registry heartbeat failed: {e}"));
+                }
+            }
+            since_discover += HEARTBEAT;
+            if since_discover >= CAPSETS_POLL {
+                since_discover = Duration::ZERO;
+                let _ = self.discover().await;
+            }
+            let now = Instant::now();
+            self.cancelled
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|_, at| now.duration_since(*at) < CANCEL_MEMORY);
+            for (w, _) in self.lock_workers().values() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Listens on the control channel (cancels, new capability sets), subscribing again
+    /// after a lost connection.
+    async fn control_loop(self: Arc<Self>) {
+        while !self.stopping() {
+            let subscribed = async {
+                let mut ps = self.conn.client().get_async_pubsub().await?;
+                ps.subscribe(&self.reg.control).await?;
+                Ok::<_, redis::RedisError>(ps)
+            };
+            let ps = tokio::select! {
+                r = subscribed => r,
+                _ = self.stop.notified() => return,
+            };
+            match ps {
+                Ok(ps) => {
+                    // A PING every heartbeat on the subscribed connection: one that went
+                    // silent is replaced within a heartbeat and the command timeout.
+                    let (mut sink, mut messages) = ps.split();
+                    let limit = Duration::from_millis(self.cfg.command_timeout_ms);
+                    let mut tick = tokio::time::interval(HEARTBEAT);
+                    loop {
+                        tokio::select! {
+                            m = messages.next() => {
+                                let Some(msg) = m else { break };
+                                if let Ok(text) = msg.get_payload::<String>() {
+                                    self.on_control(&text);
+                                }
+                            }
+                            _ = tick.tick() => {
+                                let pong = tokio::time::timeout(limit, sink.ping::<redis::Value>()).await;
+                                if !matches!(pong, Ok(Ok(_))) {
+                                    break;
+                                }
+                            }
+                            _ = self.stop.notified() => return,
+                        }
+                    }
+                }
+                Err(_) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = self.stop.notified() => return,
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_control(self: &Arc<Self>, text: &str) {
+        let Ok(msg) = serde_json::from_str::<Value>(text) else { return };
+        if let Some(id) = msg.get("cancel").and_then(Value::as_str) {
+            let reason = msg.get("reason").and_then(Value::as_str).unwrap_or("");
+            let reason = if reason.is_empty() { "aborted by its producer" } else { reason };
+            let seq = self.running.lock().unwrap_or_else(|e| e.into_inner()).get(id).copied();
+            match seq {
+                Some(seq) => {
+                    self.pool.cancel(seq, reason);
+                }
+                None => {
+                    self.cancelled
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(id.to_string(), Instant::now());
+                }
+            }
+        } else if let Some(caps) = msg
+            .get("capset")
+            .and_then(|c| serde_json::from_value::<Vec<String>>(c.clone()).ok())
+        {
+            self.serve(caps);
+        }
+    }
+
+    fn take_cancel(&self, job_id: &str) -> bool {
+        self.cancelled.lock().unwrap_or_else(|e| e.into_inner()).remove(job_id).is_some()
+    }
+
+    async fn run(self: Arc<Self>, job: Job) -> Outcome {
+        let decoded = match decode_job(&job) {
+            Ok(d) => d,
+            Err(e) => return self.outcome_of(Err(e)),
+        };
+        if self.take_cancel(&job.id) {
+            return self.outcome_of(Err(CoreError::aborted("The task was aborted by its producer")));
+        }
+        let (tx, rx) = oneshot::channel();
+        let seq = match self.pool.submit_owned(decoded.task, decoded.priority, decoded.timeout_ms, tx) {
+            Ok(s) => s,
+            Err(e) => return self.outcome_of(Err(e)),
+        };
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(job.id.clone(), seq);
+        // A cancel that came between the check above and now.
+        if self.take_cancel(&job.id) {
+            self.pool.cancel(seq, "aborted by its producer");
+        }
+        let settled = rx.await;
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&job.id);
+        match settled {
+            Ok(s) => self.outcome_of(s),
+            // The pool dropped the task without settling it (it is gone): give it back.
+            Err(_) => Outcome::GiveBack,
+        }
+    }
+
+    /// An attempt's outcome as BullMQ's: the result; a failure whose reason is
+    /// `<CODE>: <message>` and whose stack entry is this attempt's details as JSON
+    /// (not retried when retrying cannot help); or, for a job this pool could not
+    /// finish because it is stopping, back to the queue with no attempt used.
+    fn outcome_of(&self, settled: Settled) -> Outcome {
+        match settled {
+            Ok(raw) => Outcome::Completed(raw),
+            Err(e) => {
+                let shutting = matches!(e.code, Code::PoolShutdown | Code::PoolShuttingDown);
+                if shutting || (self.stopping() && e.code == Code::WorkerCrashed) {
+                    return Outcome::GiveBack;
+                }
+                let mut details = json!({
+                    "code": e.code.as_str(),
+                    "message": e.message,
+                    "at": bullmq::ops::now_ms(),
+                    "host": self.cfg.host,
+                    "pool": self.cfg.pool_id,
+                });
+                let x = &e.extra;
+                for (k, v) in [
+                    ("workerId", x.worker_id.clone().map(Value::from)),
+                    ("exitCode", x.exit_code.map(Value::from)),
+                    ("signal", x.signal.clone().map(Value::from)),
+                    ("handlerCode", x.handler_code.clone().map(Value::from)),
+                ] {
+                    if let Some(v) = v {
+                        details[k] = v;
+                    }
+                }
+                Outcome::Failed(Failure {
+                    message: format!("{}: {}", e.code.as_str(), e.message),
+                    stack: Some(details.to_string()),
+                    unrecoverable: not_retried(e.code),
+                })
+            }
+        }
+    }
+}
+
+/// The pool as BullMQ's processor (the `bullmq` crate's workers hold one each).
+struct Proc(Arc<Inner>);
+
+impl Processor for Proc {
+    fn may_take(&self, queue: &str, held: usize) -> bool {
+        let inner = &self.0;
+        if inner.stopping() {
+            return false;
+        }
+        if let Some(c) = inner.cfg.concurrency {
+            return held < c;
+        }
+        let workers = inner.lock_workers();
+        let Some((_, caps)) = workers.get(queue) else { return false };
+        let others: usize = workers
+            .iter()
+            .filter(|(q, _)| q.as_str() != queue)
+            .map(|(_, (w, _))| w.held())
+            .sum();
+        held < inner.pool.capable_workers(caps) && others + held < inner.pool.live_workers()
+    }
+
+    fn process(&self, _queue: &str, job: Job, _token: String) -> BoxFuture<'static, Outcome> {
+        self.0.clone().run(job).boxed()
+    }
+
+    fn backoff(&self, job: &Job, kind: &str, delay: u64, attempts_made: i64) -> Option<u64> {
+        (kind == BACKOFF_TYPE).then(|| cortex_backoff(job, delay, attempts_made))
+    }
+
+    fn event(&self, queue: &str, event: WorkerEvent<'_>) {
+        let inner = &self.0;
+        match event {
+            WorkerEvent::Error { doing, error } => {
+                // One line per outage, not one per retry.
+                if inner.connected.swap(false, Ordering::Relaxed) || !error.is_connection() {
+                    inner.log("warn", &format!("Shared queue ({queue}): {doing}: {error}"));
+                }
+            }
+            WorkerEvent::Recovered => {
+                if !inner.connected.swap(true, Ordering::Relaxed) {
+                    inner.log("info", &format!("Shared queue ({queue}): connected again"));
+                }
+            }
+            WorkerEvent::LockLost { job_id } => inner.log(
+                "warn",
+                &format!("Shared queue ({queue}): the lock of job {job_id} could not be renewed; another pool may run it"),
+            ),
+            WorkerEvent::Stalled { job_id } => inner.log(
+                "info",
+                &format!("Shared queue ({queue}): job {job_id} stalled (its pool stopped while running it) and goes back to the queue"),
+            ),
+        }
+    }
+}
+
+fn not_retried(code: Code) -> bool {
+    matches!(code, Code::NoHandler | Code::InvalidTask | Code::Aborted | Code::NoCapableWorker)
+}
+
+/// A job's data as the task the local pool runs.
+pub struct DecodedJob {
+    pub task: PoolTask,
+    pub priority: f64,
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct JobData<'a> {
+    cortex: Option<Value>,
+    #[serde(rename = "type")]
+    kind: Option<Value>,
+    #[serde(borrow)]
+    payload: Option<&'a RawValue>,
+    timeout: Option<Value>,
+    #[serde(borrow)]
+    metadata: Option<&'a RawValue>,
+    requires: Option<Value>,
+}
+
+/// Decodes a job written by this package's producers (`{ cortex: 1, type, payload,
+/// timeout?, metadata?, requires?, maxBackoffMs }`); anything else is
+/// `ERR_INVALID_TASK`, naming the job and what is wrong.
+pub fn decode_job(job: &Job) -> CoreResult<DecodedJob> {
+    let bad = |why: &str| CoreError::new(Code::InvalidTask, format!("Job {} is not a Cortex task: {why}", job.id));
+    let shape = format!(
+        "its data must be {{ cortex: {JOB_FORMAT}, type, payload, ... }} (added by createQueueClient or a pool with the queue option)"
+    );
+    let d: JobData = serde_json::from_str(&job.data).map_err(|_| bad(&shape))?;
+    if d.cortex.as_ref().and_then(Value::as_i64) != Some(JOB_FORMAT) {
+        return Err(bad(&shape));
+    }
+    let kind = match &d.kind {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        _ => return Err(bad("\"type\" must be a non-empty string")),
+    };
+    let timeout_ms = match &d.timeout {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.as_f64().is_some_and(|t| t > 0.0) => Some(n.as_f64().unwrap_or(0.0).ceil() as u64),
+        Some(_) => return Err(bad("\"timeout\" must be a positive number")),
+    };
+    let requires = match &d.requires {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+        Some(_) => return Err(bad("\"requires\" must be an array of strings")),
+    };
+    let payload = d.payload.map(|p| p.get()).filter(|p| *p != "null");
+    Ok(DecodedJob {
+        task: PoolTask {
+            type_json: Value::String(kind).to_string(),
+            payload_json: payload.unwrap_or("null").to_string(),
+            metadata_json: d.metadata.map(|m| m.get().to_string()),
+            requires,
+        },
+        priority: (job.priority.max(1) - 1) as f64,
+        timeout_ms,
+    })
+}
+
+/// Our backoff: min(delay · 2^(n−1), the job's `maxBackoffMs`).
+fn cortex_backoff(job: &Job, delay: u64, attempts_made: i64) -> u64 {
+    let cap = serde_json::from_str::<Value>(&job.data)
+        .ok()
+        .and_then(|d| d.get("maxBackoffMs").and_then(Value::as_f64))
+        .map(|c| c.max(0.0) as u64)
+        .unwrap_or(DEFAULT_MAX_BACKOFF_MS);
+    let exp = (attempts_made - 1).clamp(0, 62) as u32;
+    delay.saturating_mul(1u64 << exp.min(40)).min(cap)
+}
+
+/// The BullMQ queue that carries tasks needing exactly the capability set `caps`
+/// (sorted): `<name>` for none, `<name>@<cap>+<cap>` (URI-encoded) otherwise.
+pub fn queue_name_for(name: &str, caps: &[String]) -> String {
+    if caps.is_empty() {
+        return name.to_string();
+    }
+    let parts: Vec<String> = caps.iter().map(|c| encode_uri_component(c)).collect();
+    format!("{name}@{}", parts.join("+"))
+}
+
+/// JavaScript's `encodeURIComponent`.
+fn encode_uri_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(data: &str) -> Job {
+        Job {
+            id: "9".into(),
+            data: data.into(),
+            priority: 3,
+            ..Job::default()
+        }
+    }
+
+    #[test]
+    fn decodes_our_jobs() {
+        let d = decode_job(&job(
+            r#"{"cortex":1,"type":"t","payload":{"a":[1,"\t"]},"timeout":1500.5,"metadata":{"m":1},"requires":["gpu"],"maxBackoffMs":10}"#,
+        ))
+        .unwrap();
+        assert_eq!(d.task.type_json, "\"t\"");
+        assert_eq!(d.task.payload_json, r#"{"a":[1,"\t"]}"#);
+        assert_eq!(d.task.metadata_json.as_deref(), Some(r#"{"m":1}"#));
+        assert_eq!(d.task.requires, vec!["gpu".to_string()]);
+        assert_eq!((d.priority, d.timeout_ms), (2.0, Some(1501)));
+        let d = decode_job(&job(r#"{"cortex":1,"type":"t"}"#)).unwrap();
+        assert_eq!(d.task.payload_json, "null");
+    }
+
+    #[test]
+    fn refuses_other_jobs_naming_what_is_wrong() {
+        for (data, why) in [
+            ("[1]", "its data must be"),
+            (r#"{"type":"t"}"#, "its data must be"),
+            ("not json", "its data must be"),
+            (r#"{"cortex":1}"#, "\"type\" must be"),
+            (r#"{"cortex":1,"type":"t","timeout":-1}"#, "\"timeout\" must be"),
+            (r#"{"cortex":1,"type":"t","requires":[1]}"#, "\"requires\" must be"),
+        ] {
+            let e = decode_job(&job(data)).err().unwrap();
+            assert_eq!(e.code, Code::InvalidTask);
+            assert!(
+                e.message.contains("Job 9 is not a Cortex task") && e.message.contains(why),
+                "{}",
+                e.message
+            );
+        }
+    }
+
+    #[test]
+    fn queue_names_follow_the_producers() {
+        assert_eq!(queue_name_for("c", &[]), "c");
+        assert_eq!(queue_name_for("c", &["gpu".into(), "a b".into()]), "c@gpu+a%20b");
+    }
+
+    #[test]
+    fn cortex_backoff_doubles_up_to_the_cap() {
+        let j = job(r#"{"cortex":1,"type":"t","maxBackoffMs":250}"#);
+        assert_eq!(cortex_backoff(&j, 100, 1), 100);
+        assert_eq!(cortex_backoff(&j, 100, 2), 200);
+        assert_eq!(cortex_backoff(&j, 100, 3), 250);
+    }
+}
