@@ -80,7 +80,7 @@ function notBuiltError(platform, family, tried) {
       ? 'Either:'
       : 'The core runs on Linux only (it reads /proc and gives each worker a parent-death signal). On Linux, either:',
     '  1. build it from the Rust sources the package carries: put a Rust toolchain on PATH ' +
-      '(cargo; on Alpine `apk add cargo`, elsewhere rustup) and run `npm rebuild cortex-worker-pool` ' +
+      '(cargo and a C compiler; on Alpine `apk add cargo build-base`, elsewhere rustup) and run `npm rebuild cortex-worker-pool` ' +
       '(CORTEX_WORKER_POOL_BUILD_FROM_SOURCE=1 forces a source build even where a prebuilt exists); or',
     `  2. run where a prebuilt fits: ${Object.values(PREBUILT).join('; ')} (e.g. node:20-slim, not Alpine), ` +
       'with optional dependencies installed.',

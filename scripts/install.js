@@ -77,7 +77,7 @@ function main() {
   }
   if (spawnSync('cargo', ['--version'], { stdio: 'ignore' }).status !== 0) {
     if (forced) {
-      log(`${why}, but cargo is not on PATH: install a Rust toolchain (Alpine: apk add cargo) and run npm rebuild cortex-worker-pool.`);
+      log(`${why}, but cargo is not on PATH: install a Rust toolchain and a C compiler (Alpine: apk add cargo build-base) and run npm rebuild cortex-worker-pool.`);
       return 1;
     }
     log(`${why} and cargo is not on PATH, so nothing was built. Requiring the package will fail with:\n${notBuilt.message}`);
