@@ -54,11 +54,45 @@ wait $r
 `;
 
 class RedisServer {
-  constructor(port, dir) {
+  /** `extra`: more redis-server arguments; `sentinel`: { masterPort, name } runs a sentinel instead. */
+  constructor(port, dir, { extra = [], sentinel = null } = {}) {
     this.port = port;
     this.dir = dir;
     this.proc = null;
     this.url = `redis://127.0.0.1:${port}`;
+    this.extra = extra;
+    this.sentinel = sentinel;
+  }
+
+  #args() {
+    if (this.sentinel) {
+      // A sentinel rewrites its configuration file, so it gets one of its own.
+      const conf = path.join(this.dir, 'sentinel.conf');
+      const { masterPort, name } = this.sentinel;
+      fs.writeFileSync(
+        conf,
+        [
+          `port ${this.port}`,
+          'bind 127.0.0.1',
+          `dir ${this.dir}`,
+          `logfile ${path.join(this.dir, 'redis.log')}`,
+          `sentinel monitor ${name} 127.0.0.1 ${masterPort} 2`,
+          `sentinel down-after-milliseconds ${name} 1000`,
+          `sentinel failover-timeout ${name} 5000`,
+          `sentinel parallel-syncs ${name} 1`,
+          '',
+        ].join('\n'),
+      );
+      return [conf, '--sentinel'];
+    }
+    return ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--daemonize', 'no', '--logfile', path.join(this.dir, 'redis.log'), ...this.extra];
+  }
+
+  /** SIGKILLs the redis-server process itself (a machine lost), and waits for it to be gone. */
+  async kill() {
+    const pid = Number(/process_id:(\d+)/.exec(await command(this.port, 'INFO server'))[1]);
+    process.kill(pid, 'SIGKILL');
+    await this.exited;
   }
 
   /**
@@ -68,7 +102,7 @@ class RedisServer {
    * Redis behind), and that stops it on SIGTERM.
    */
   async start() {
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--daemonize', 'no', '--logfile', path.join(this.dir, 'redis.log')];
+    const args = this.#args();
     // detached: the watchdog leads a process group of its own, so the last resort
     // (SIGKILL to the group) reaches redis-server too.
     this.proc = spawn('sh', ['-c', WATCHDOG, 'redis-watchdog', String(process.pid), ...args], { stdio: 'ignore', detached: true });
@@ -103,13 +137,42 @@ class RedisServer {
   }
 }
 
-/** Starts a private redis-server; call `destroy()` when done (t.after / after). */
-async function startRedis() {
+/**
+ * Starts a private redis-server; call `destroy()` when done (t.after / after).
+ * `opts`: { extra: [more arguments], sentinel: { masterPort, name } for a sentinel }.
+ */
+async function startRedis(opts = {}) {
   const which = spawnSync('sh', ['-c', 'command -v redis-server']);
   if (which.status !== 0) throw new Error('redis-server is not on PATH: install it (Debian: apt-get install -y redis-server)');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wp-redis-'));
-  const server = new RedisServer(await freePort(), dir);
+  const server = new RedisServer(await freePort(), dir, opts);
   return server.start();
 }
 
-module.exports = { startRedis, freePort };
+/** Sends one inline command to the Redis (or sentinel) on `port`; resolves with the raw reply. */
+function command(port, line) {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1');
+    let buf = '';
+    s.setTimeout(2000, () => {
+      s.destroy();
+      reject(new Error(`no answer to ${line} on port ${port}`));
+    });
+    s.on('connect', () => s.write(`${line}\r\n`));
+    s.on('data', (d) => {
+      buf += d;
+      // A bulk reply: "$<len>\r\n<body>\r\n"; anything else is one line.
+      const m = /^\$(\d+)\r\n/.exec(buf);
+      if ((m && buf.length >= m[0].length + Number(m[1]) + 2) || (!m && buf.includes('\r\n') && !buf.startsWith('$') && !buf.startsWith('*'))) {
+        s.destroy();
+        resolve(buf);
+      } else if (buf.startsWith('*') && /\r\n$/.test(buf) && buf.split('\r\n').length > 2) {
+        s.destroy();
+        resolve(buf);
+      }
+    });
+    s.on('error', reject);
+  });
+}
+
+module.exports = { startRedis, freePort, command };

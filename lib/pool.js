@@ -124,7 +124,7 @@ class WorkerPoolManager extends EventEmitter {
       op: (start) => this.#op(start),
       onIdleChange: () => this.#refresh(),
     });
-    const { url, redis, display, ...shown } = queueOpts;
+    const { url, redis, display, sentinel, cluster, ...shown } = queueOpts;
     this.config.queue = { url: display, ...shown };
     if (this.#producerOnly) this.config.poolSize = userConfig.poolSize ?? 0;
     // Every task of a serving pool is a job the core runs for the shared queue: the core

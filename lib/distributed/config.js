@@ -27,6 +27,8 @@ function parseRedisUrl(url, field = 'queue.url') {
   if (typeof url !== 'string' || url.length === 0) {
     throw invalidConfig(field, 'a Redis URL like "redis://host:6379" (or rediss:// for TLS)', url);
   }
+  if (/^rediss?-sentinel:/i.test(url)) return parseSentinelUrl(url, field);
+  if (/^rediss?-cluster:/i.test(url)) return parseClusterUrl(url, field);
   let u;
   try {
     u = new URL(url);
@@ -34,7 +36,7 @@ function parseRedisUrl(url, field = 'queue.url') {
     throw withCode(CODES.ERR_INVALID_CONFIG, `Invalid option "${field}": expected a Redis URL like "redis://host:6379", got ${JSON.stringify(redactUrl(url))}`);
   }
   if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
-    throw withCode(CODES.ERR_INVALID_CONFIG, `Invalid option "${field}": expected a redis:// or rediss:// URL, got ${JSON.stringify(redactUrl(url))}`);
+    throw withCode(CODES.ERR_INVALID_CONFIG, `Invalid option "${field}": expected a redis://, rediss:// or redis-sentinel:// URL, got ${JSON.stringify(redactUrl(url))}`);
   }
   if (!u.hostname) {
     throw withCode(CODES.ERR_INVALID_CONFIG, `Invalid option "${field}": the URL names no host, got ${JSON.stringify(redactUrl(url))}`);
@@ -52,6 +54,75 @@ function parseRedisUrl(url, field = 'queue.url') {
   return { options, display: redactUrl(url) };
 }
 
+const SENTINEL_FORM = 'redis-sentinel://[[user]:password@]host:port[,host:port...][/db]#masterName';
+
+/**
+ * `redis-sentinel://[[user]:password@]host:port[,host:port...][/db]#masterName` (the form
+ * Lettuce uses; `rediss-sentinel://` for TLS): the sentinels (port 26379 by default) and
+ * the master's name; user, password and database are the master's. Returns ioredis'
+ * Sentinel options and `sentinel` for the core.
+ */
+function parseSentinelUrl(url, field) {
+  const bad = (why) => withCode(CODES.ERR_INVALID_CONFIG, `Invalid option "${field}": ${why}; expected ${SENTINEL_FORM}, got ${JSON.stringify(redactUrl(url))}`);
+  const m = /^(rediss?)-sentinel:\/\/(?:(.*)@)?([^@/#]+)(?:\/([^#]*))?#(.+)$/i.exec(url);
+  if (!m) throw bad('a sentinel URL names its sentinels and, after "#", the master');
+  const [, scheme, auth, hostList, dbText = '', master] = m;
+  const sentinels = hostsOf(hostList, 26379, bad);
+  const db = dbText === '' ? 0 : Number(dbText);
+  if (!Number.isInteger(db) || db < 0) throw bad(`the database must be an integer >= 0 (got ${JSON.stringify(dbText)})`);
+  const { username, password } = credentialsOf(auth);
+  const masterName = decodeURIComponent(master);
+  const tls = scheme.toLowerCase() === 'rediss';
+  const options = { sentinels, name: masterName, db };
+  if (username) options.username = username;
+  if (password) options.password = password;
+  if (tls) Object.assign(options, { tls: {}, enableTLSForSentinelMode: true });
+  return { options, display: redactUrl(url), sentinel: { sentinels: sentinels.map((s) => [s.host, s.port]), masterName, username, password, db, tls } };
+}
+
+const CLUSTER_FORM = 'redis-cluster://[[user]:password@]host:port[,host:port...]';
+
+/**
+ * `redis-cluster://[[user]:password@]host:port[,host:port...]` (`rediss-cluster://` for
+ * TLS): the seed nodes of a Redis Cluster. Returns ioredis' Cluster options and
+ * `cluster` for the core.
+ */
+function parseClusterUrl(url, field) {
+  const bad = (why) => withCode(CODES.ERR_INVALID_CONFIG, `Invalid option "${field}": ${why}; expected ${CLUSTER_FORM}, got ${JSON.stringify(redactUrl(url))}`);
+  const m = /^(rediss?)-cluster:\/\/(?:(.*)@)?([^@/#]+)\/?$/i.exec(url);
+  if (!m) throw bad('a cluster URL names its seed nodes (and no database: a cluster has one)');
+  const [, scheme, auth, hostList] = m;
+  const nodes = hostsOf(hostList, 6379, bad);
+  const { username, password } = credentialsOf(auth);
+  const tls = scheme.toLowerCase() === 'rediss';
+  const redisOptions = {};
+  if (username) redisOptions.username = username;
+  if (password) redisOptions.password = password;
+  if (tls) redisOptions.tls = {};
+  return { options: { cluster: { nodes, redisOptions } }, display: redactUrl(url), cluster: { nodes: nodes.map((n) => [n.host, n.port]), username, password, tls } };
+}
+
+/** `host[:port],host[:port]...` (IPv6 in brackets) as `[{ host, port }]`. */
+function hostsOf(list, defaultPort, bad) {
+  return list.split(',').map((h) => {
+    const hm = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(h.trim());
+    if (!hm) throw bad(`"${h}" is not host[:port]`);
+    const port = hm[2] === undefined ? defaultPort : Number(hm[2]);
+    if (!(port > 0 && port < 65536)) throw bad(`the port of "${h}" is not a port`);
+    return { host: hm[1].replace(/^\[|\]$/g, ''), port };
+  });
+}
+
+/** `user:password`, `:password` or `user` (percent-encoded) as { username, password }. */
+function credentialsOf(auth) {
+  if (auth === undefined) return { username: undefined, password: undefined };
+  const i = auth.indexOf(':');
+  return {
+    username: decodeURIComponent(i < 0 ? auth : auth.slice(0, i)) || undefined,
+    password: i < 0 ? undefined : decodeURIComponent(auth.slice(i + 1)),
+  };
+}
+
 /** The URL with its password replaced by "***" (for messages and logs), whatever its scheme. */
 function redactUrl(url) {
   // Up to the last "@": a password may hold "/" or a raw "@" in a malformed URL.
@@ -65,6 +136,28 @@ function checkName(value, field, def) {
   if (value === undefined) return def;
   if (typeof value !== 'string' || !NAME_RE.test(value)) {
     throw invalidConfig(field, 'a string of 1 to 100 letters, digits, "_", "." or "-"', value);
+  }
+  return value;
+}
+
+// A key prefix may also hold a Redis Cluster hash tag: "{bull}", "app:{jobs}".
+const PREFIX_RE = /^[A-Za-z0-9_.:{}-]{1,100}$/;
+
+/**
+ * The key prefix. On a Redis Cluster every key of a queue must hash to one slot (BullMQ's
+ * scripts touch several keys at once): the prefix must hold a `{hash tag}`, and the
+ * default is `{bull}`.
+ */
+function checkPrefix(value, field, cluster) {
+  if (value === undefined) return cluster ? '{bull}' : DEFAULTS.prefix;
+  if (typeof value !== 'string' || !PREFIX_RE.test(value)) {
+    throw invalidConfig(field, 'a string of 1 to 100 letters, digits, "_", ".", ":", "-" (and a "{hash tag}" on a cluster)', value);
+  }
+  if (cluster && !/\{[^{}]+\}/.test(value)) {
+    throw withCode(
+      CODES.ERR_INVALID_CONFIG,
+      `Invalid option "${field}": on a Redis Cluster the prefix must hold a hash tag, like "{bull}" or "${value.replace(/[{}]/g, '')}:{q}": BullMQ's scripts use several keys of a queue at once, and keys in different slots fail with CROSSSLOT; got ${JSON.stringify(value)}`,
+    );
   }
   return value;
 }
@@ -94,13 +187,15 @@ function resolveClientOptions(opts, field = 'options', keys = CLIENT_KEYS) {
     throw invalidConfig(field, 'an object like { url: "redis://host:6379" }', opts);
   }
   checkKeys(opts, keys, field);
-  const { options: redis, display } = parseRedisUrl(opts.url, `${field}.url`);
+  const { options: redis, display, sentinel, cluster } = parseRedisUrl(opts.url, `${field}.url`);
   return {
     url: opts.url,
     redis,
     display,
+    sentinel: sentinel ?? null,
+    cluster: cluster ?? null,
     name: checkName(opts.name, `${field}.name`, DEFAULTS.name),
-    prefix: checkName(opts.prefix, `${field}.prefix`, DEFAULTS.prefix),
+    prefix: checkPrefix(opts.prefix, `${field}.prefix`, Boolean(cluster)),
     connectTimeoutMs: checkInt(opts.connectTimeoutMs, `${field}.connectTimeoutMs`, DEFAULTS.connectTimeoutMs, 100, 600000),
     commandTimeoutMs: checkInt(opts.commandTimeoutMs, `${field}.commandTimeoutMs`, DEFAULTS.commandTimeoutMs, 100, 600000),
   };

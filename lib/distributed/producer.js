@@ -87,7 +87,7 @@ class SharedQueueProducer {
     let q = this.#queues.get(queueName);
     if (!q) {
       const { Queue } = require('bullmq');
-      q = { queue: new Queue(queueName, { connection: bullConnection(this.#opts), prefix: this.#opts.prefix }), events: null, watching: null };
+      q = { queue: new Queue(queueName, { connection: this.#own(bullConnection(this.#opts)), prefix: this.#opts.prefix }), events: null, watching: null };
       q.queue.on('error', () => {});
       this.#queues.set(queueName, q);
     }
@@ -109,7 +109,7 @@ class SharedQueueProducer {
       // so that no outcome falls between "now" and the reader's first XREAD.
       const last = await this.#client.xrevrange(`${prefix}:${queueName}:events`, '+', '-', 'COUNT', 1);
       const lastEventId = last.length ? last[0][0] : '0-0';
-      q.events = new QueueEvents(queueName, { connection: bullConnection(this.#opts, { blocking: true }), prefix, lastEventId, blockingTimeout: 5000 });
+      q.events = new QueueEvents(queueName, { connection: this.#own(bullConnection(this.#opts, { blocking: true })), prefix, lastEventId, blockingTimeout: 5000 });
       q.events.on('error', () => {});
       q.events.on('completed', ({ jobId, returnvalue }) => this.#settle(jobId, true, returnvalue));
       q.events.on('failed', ({ jobId, failedReason }) => this.#settle(jobId, false, codec.errorFromReason(failedReason)));
@@ -120,6 +120,17 @@ class SharedQueueProducer {
       q.watching = null;
     });
     return q.watching;
+  }
+
+  /** Connections made here for BullMQ (a cluster's clients): BullMQ does not close what it did not make. */
+  #owned = [];
+
+  #own(connection) {
+    if (typeof connection.quit === 'function') {
+      connection.on('error', () => {});
+      this.#owned.push(connection);
+    }
+    return connection;
   }
 
   /** Submits a validated task (lib/task-validate.js); a promise of its result. */
@@ -441,7 +452,7 @@ class SharedQueueProducer {
         await closeBull(q.queue, wait);
       }),
     );
-    await quit(this.#client);
+    await Promise.all([quit(this.#client), ...this.#owned.map(quit)]);
   }
 
   #hurried = false;

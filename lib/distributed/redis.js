@@ -17,6 +17,9 @@ const POOL_TTL_MS = 5 * HEARTBEAT_MS;
 // Reconnect quickly at first, then every 2 s, forever: a Redis restart must not lose
 // a producer or a server, and a command waits in ioredis' offline queue meanwhile.
 const retryStrategy = (times) => Math.min(50 * times, 2000);
+// A server that became a replica (a failover, an old primary demoted) answers writes
+// with READONLY: connect again (to the master, through Sentinel) and resend.
+const reconnectOnError = (err) => (/READONLY/.test(err.message) ? 2 : false);
 
 function keys(prefix, name) {
   const base = `${prefix}:${name}:_cortex:`;
@@ -35,22 +38,26 @@ function keys(prefix, name) {
  */
 function connect(resolved, label = 'shared queue') {
   const Redis = require('ioredis');
-  const client = new Redis({
-    ...resolved.redis,
-    // BullMQ's blocking commands must wait as long as they need, and commands issued
-    // while Redis restarts wait for it instead of failing.
-    maxRetriesPerRequest: null,
-    enableReadyCheck: true,
-    connectTimeout: Math.min(resolved.connectTimeoutMs, 10000),
-    retryStrategy,
-    lazyConnect: false,
-    // A connection that never got through must not keep the process alive for
-    // ioredis' default 2 s after disconnect().
-    disconnectTimeout: DISCONNECT_TIMEOUT_MS,
-    // A command unanswered this long fails (a silent connection); the caller then
-    // replaces the connection (reconnectIfSilent).
-    commandTimeout: resolved.commandTimeoutMs,
-  });
+  const client = resolved.redis.cluster
+    ? clusterClient(resolved, { commandTimeout: resolved.commandTimeoutMs })
+    : new Redis({
+        ...resolved.redis,
+        // BullMQ's blocking commands must wait as long as they need, and commands issued
+        // while Redis restarts wait for it instead of failing.
+        maxRetriesPerRequest: null,
+        enableReadyCheck: true,
+        connectTimeout: Math.min(resolved.connectTimeoutMs, 10000),
+        retryStrategy,
+        sentinelRetryStrategy: retryStrategy,
+        reconnectOnError,
+        lazyConnect: false,
+        // A connection that never got through must not keep the process alive for
+        // ioredis' default 2 s after disconnect().
+        disconnectTimeout: DISCONNECT_TIMEOUT_MS,
+        // A command unanswered this long fails (a silent connection); the caller then
+        // replaces the connection (reconnectIfSilent).
+        commandTimeout: resolved.commandTimeoutMs,
+      });
   return new Promise((resolve, reject) => {
     let lastError = null;
     const onError = (e) => {
@@ -85,14 +92,39 @@ function connect(resolved, label = 'shared queue') {
  * timeout (BullMQ bounds it with a watchdog of its own and replaces the connection).
  */
 function bullConnection(resolved, { blocking = false } = {}) {
+  // BullMQ takes a Cluster only as a client of its own making (an instance the caller closes).
+  if (resolved.redis.cluster) return clusterClient(resolved, blocking ? {} : { commandTimeout: resolved.commandTimeoutMs });
   return {
     ...resolved.redis,
     maxRetriesPerRequest: null,
     retryStrategy,
+    sentinelRetryStrategy: retryStrategy,
+    reconnectOnError,
     connectTimeout: Math.min(resolved.connectTimeoutMs, 10000),
     disconnectTimeout: DISCONNECT_TIMEOUT_MS,
     ...(blocking ? {} : { commandTimeout: resolved.commandTimeoutMs }),
   };
+}
+
+/**
+ * An ioredis Cluster on the seed nodes of `resolved` (a redis-cluster:// URL): it
+ * discovers the topology and follows MOVED / ASK and failovers.
+ */
+function clusterClient(resolved, extra = {}) {
+  const Redis = require('ioredis');
+  const { nodes, redisOptions } = resolved.redis.cluster;
+  return new Redis.Cluster(nodes, {
+    clusterRetryStrategy: retryStrategy,
+    enableReadyCheck: true,
+    redisOptions: {
+      ...redisOptions,
+      maxRetriesPerRequest: null,
+      connectTimeout: Math.min(resolved.connectTimeoutMs, 10000),
+      disconnectTimeout: DISCONNECT_TIMEOUT_MS,
+      reconnectOnError,
+      ...extra,
+    },
+  });
 }
 
 /**

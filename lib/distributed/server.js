@@ -45,7 +45,9 @@ class SharedQueueServer {
   async start() {
     const o = this.#opts;
     const config = {
-      url: o.url,
+      url: o.sentinel || o.cluster ? '' : o.url,
+      sentinel: o.sentinel,
+      cluster: o.cluster,
       display: o.display,
       name: o.name,
       prefix: o.prefix,

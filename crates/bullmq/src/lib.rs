@@ -19,7 +19,7 @@ pub mod ops;
 pub mod scripts;
 pub mod worker;
 
-pub use conn::{Conn, ConnOptions};
+pub use conn::{Conn, ConnOptions, RedisConn, Target};
 pub use error::{Error, Result};
 pub use job::Job;
 pub use keys::QueueKeys;

@@ -6,13 +6,13 @@
 
 use crate::backoff::{self, Backoff};
 use crate::conn::Conn;
+use crate::conn::RedisConn;
 use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::keys::QueueKeys;
 use crate::ops::{self, FetchOpts, Fetched, Finish};
 use crate::scripts::Scripts;
 use futures_util::future::BoxFuture;
-use redis::aio::MultiplexedConnection;
 use redis::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -238,7 +238,7 @@ impl Worker {
     async fn fetch_loop<P: Processor>(self: Arc<Self>, p: Arc<P>) {
         let mut drained = false;
         let mut block_until: i64 = 0;
-        let mut blocking: Option<MultiplexedConnection> = None;
+        let mut blocking: Option<RedisConn> = None;
         let mut errors = 0u32;
         while !self.stopping() {
             if !p.may_take(&self.opts.queue, self.held()) {
@@ -314,7 +314,7 @@ impl Worker {
     /// Blocks on the marker key (BZPOPMIN) for up to `timeout_s`; returns the time a
     /// delayed job is due (the marker's score), if any. A watchdog bounds the wait: a
     /// blocking command can hang on a connection that died silently.
-    async fn wait_for_job(&self, conn: &mut Option<MultiplexedConnection>, timeout_s: f64) -> Result<Option<i64>> {
+    async fn wait_for_job(&self, conn: &mut Option<RedisConn>, timeout_s: f64) -> Result<Option<i64>> {
         if conn.is_none() {
             *conn = Some(self.conn.dedicated().await?);
         }

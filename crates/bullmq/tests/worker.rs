@@ -57,7 +57,7 @@ impl Processor for TestProcessor {
 
 async fn start(redis: &Redis, queue: &str, opts: impl FnOnce(&mut WorkerOptions), p: Arc<TestProcessor>) -> Arc<Worker> {
     let conn = Conn::connect(ConnOptions {
-        url: redis.url(),
+        target: bullmq::Target::Url(redis.url()),
         command_timeout: Duration::from_secs(5),
         connect_timeout: Duration::from_secs(5),
     })

@@ -17,7 +17,7 @@
 
 use crate::error::{Code, CoreError, CoreResult};
 use crate::pool::{Pool, PoolTask, Settled};
-use bullmq::{Conn, ConnOptions, Failure, Job, Outcome, Processor, Scripts, Worker, WorkerEvent, WorkerOptions};
+use bullmq::{Conn, ConnOptions, Failure, Job, Outcome, Processor, Scripts, Target, Worker, WorkerEvent, WorkerOptions};
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
@@ -50,7 +50,15 @@ const DEFAULT_MAX_BACKOFF_MS: u64 = 30_000;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SharedConfig {
+    /// A `redis://` or `rediss://` URL (unless `sentinel` is given).
+    #[serde(default)]
     pub url: String,
+    /// Redis behind Sentinel (a `redis-sentinel://` URL, parsed in JS).
+    #[serde(default)]
+    pub sentinel: Option<SentinelConfig>,
+    /// Redis Cluster (a `redis-cluster://` URL, parsed in JS).
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
     /// The URL without its password, for messages.
     pub display: String,
     pub name: String,
@@ -66,6 +74,55 @@ pub struct SharedConfig {
     /// This pool's id in the registry.
     pub pool_id: String,
     pub host: String,
+}
+
+/// The sentinels and the master's name, and how to talk to the master.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SentinelConfig {
+    pub sentinels: Vec<(String, u16)>,
+    pub master_name: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    #[serde(default)]
+    pub db: i64,
+    #[serde(default)]
+    pub tls: bool,
+}
+
+/// The seed nodes of a Redis Cluster, and how to talk to its nodes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterConfig {
+    pub nodes: Vec<(String, u16)>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    #[serde(default)]
+    pub tls: bool,
+}
+
+impl SharedConfig {
+    fn target(&self) -> Target {
+        if let Some(c) = &self.cluster {
+            return Target::Cluster {
+                nodes: c.nodes.clone(),
+                username: c.username.clone(),
+                password: c.password.clone(),
+                tls: c.tls,
+            };
+        }
+        match &self.sentinel {
+            Some(s) => Target::Sentinel {
+                sentinels: s.sentinels.clone(),
+                master: s.master_name.clone(),
+                username: s.username.clone(),
+                password: s.password.clone(),
+                db: s.db,
+                tls: s.tls,
+            },
+            None => Target::Url(self.url.clone()),
+        }
+    }
 }
 
 struct Registry {
@@ -113,7 +170,7 @@ impl SharedServer {
     pub async fn start(pool: Pool, cfg: SharedConfig) -> CoreResult<SharedServer> {
         let scripts = Scripts::load(&cfg.bullmq_dir).map_err(|e| CoreError::new(Code::QueueUnavailable, e.to_string()))?;
         let opts = ConnOptions {
-            url: cfg.url.clone(),
+            target: cfg.target(),
             command_timeout: Duration::from_millis(cfg.command_timeout_ms),
             connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
         };
@@ -188,11 +245,7 @@ impl SharedServer {
             w.idle_within(left).await;
         }
         let reg = &self.inner.reg;
-        let forget = redis::pipe()
-            .atomic()
-            .zrem(&reg.pools, &self.inner.cfg.pool_id)
-            .del(&reg.pool)
-            .to_owned();
+        let forget = redis::pipe().zrem(&reg.pools, &self.inner.cfg.pool_id).del(&reg.pool).to_owned();
         let mut con = self.inner.conn.cmd();
         let _ = tokio::time::timeout(Duration::from_secs(1), forget.query_async::<()>(&mut con)).await;
     }
@@ -258,8 +311,9 @@ impl Inner {
         });
         let now = bullmq::ops::now_ms();
         let mut con = self.conn.cmd();
+        // Not MULTI: on a cluster each command is routed by its key (the registry's keys
+        // share the prefix's hash tag, so they live on one node anyway).
         redis::pipe()
-            .atomic()
             .zadd(&self.reg.pools, &self.cfg.pool_id, now)
             .cmd("SET")
             .arg(&self.reg.pool)
