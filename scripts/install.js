@@ -80,7 +80,7 @@ function main() {
       log(`${why}, but cargo is not on PATH: install a Rust toolchain and a C compiler (Alpine: apk add cargo build-base) and run npm rebuild cortex-worker-pool.`);
       return 1;
     }
-    log(`${why} and cargo is not on PATH, so nothing was built. Requiring the package will fail with:\n${notBuilt.message}`);
+    log(`${why} and cargo is not on PATH, so nothing was built. Creating a pool will fail with:\n${notBuilt.message}`);
     return 0;
   }
   log(`${why}; building from source`);
