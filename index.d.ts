@@ -63,8 +63,14 @@ export type LogLevel = 'silent' | 'error' | 'warn' | 'info' | 'debug';
 export interface WorkerGroupConfig {
   /** Workers of this kind (>= 1). */
   size: number;
-  /** Script these workers run. @default the pool's `workerScript` */
+  /** Script these workers run under Node. @default the pool's `workerScript` (or its `workerCommand`) */
   workerScript?: string;
+  /**
+   * These workers run this argv instead (not with `workerScript`), e.g.
+   * `['python3', 'worker.py']`: one pool can have Node and Python workers.
+   * @default the pool's `workerCommand`, unless this group gives a `workerScript`
+   */
+  workerCommand?: string[];
   /** Capabilities these workers serve (matched against a task's `requires`). @default [] */
   capabilities?: string[];
   /** Extra environment for these workers (on top of the pool's `env`). */
@@ -101,6 +107,14 @@ export interface WorkerPoolConfig {
   maxWorkers?: number;
   /** Script each worker runs (resolved against the current directory). @default the package's worker-process.js */
   workerScript?: string;
+  /**
+   * Start each worker as this argv instead of `<node> <execArgv> <workerScript>`
+   * (both given: ERR_INVALID_CONFIG), e.g. `['python3', 'worker.py']` for the Python
+   * runtime in `python/`. The program is found on `PATH` like `execvp`; the worker
+   * gets its own process group, the same environment variables, and its channel as
+   * fd 3 (`NODE_CHANNEL_FD`) or the FIFO paths (docs/PROTOCOL.md).
+   */
+  workerCommand?: string[];
   /** Memory threshold per worker, MB. @default 512 */
   workerMemoryLimitMB?: number;
   /** Milliseconds between worker heartbeats; the heartbeat timeout is 3 × this. @default 5000 */
@@ -286,6 +300,8 @@ export interface ResolvedWorkerPoolConfig {
   workerScript: string;
   execPath: string;
   execArgv: string[];
+  /** Present when the workers run a command instead of the script. */
+  workerCommand?: string[];
   env: Record<string, string>;
   workerMemoryLimitMB: number;
   heartbeatInterval: number;

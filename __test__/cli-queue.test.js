@@ -205,7 +205,7 @@ test('--queue-url usage errors exit 2 without connecting', async () => {
     [['scale', 'up', '1', '--queue-url', 'redis://127.0.0.1:1'], /scale needs a daemon/],
     [['ping', '--queue-url', 'redis://127.0.0.1:1'], /ping needs a daemon/],
     [['status', '--queue-url', 'redis://127.0.0.1:1', '--socket', '/tmp/x.sock'], /exclude each other/],
-    [['status', '--queue-url', 'http://user:pw-secret@host'], /Invalid option "--queue-url": expected a redis:\/\/ or rediss:\/\/ URL/],
+    [['status', '--queue-url', 'http://user:pw-secret@host'], /Invalid option "--queue-url": expected a redis:\/\/, rediss:\/\/, redis-sentinel:\/\/ or redis-cluster:\/\/ URL/],
     [['status', '--queue-url', 'redis://:pw-secret@host:notaport'], /Invalid option "--queue-url"/],
     [['status', '--queue-url', 'redis://:pw-secret/x@y@host:notaport'], /Invalid option "--queue-url"/],
     [['status', '--queue-url', 'ftp://user:pw-secret/x@host'], /Invalid option "--queue-url"/],

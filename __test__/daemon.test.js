@@ -391,3 +391,24 @@ test('npm-start runs the daemon with a status line and stops it on Ctrl-C', { ti
   assert.equal(fs.existsSync(ctx.pidFile), false);
   assert.match(fs.readFileSync(ctx.logFile, 'utf8'), /Worker pool daemon stopped/);
 });
+
+test('WORKER_COMMAND runs Python workers from a JSON argv; a bad one or one beside WORKER_SCRIPT stops the start', { timeout: 90000 }, async (t) => {
+  const pyWorker = path.join(__dirname, 'fixtures', 'python-worker.py');
+  const ctx = setup({ POOL_SIZE: '1', WORKER_COMMAND: JSON.stringify(['python3', pyWorker]), PYTHONPATH: path.join(ROOT, 'python') });
+  t.after(() => teardown(ctx));
+  startDaemon(ctx);
+  await waitReady(ctx);
+  ctx.workerPids = (await call(ctx.socket, 'workers')).map((w) => w.pid);
+  assert.equal(await call(ctx.socket, 'submit', { task: { type: 'double', payload: { n: 21 } } }), 42);
+  assert.equal((await call(ctx.socket, 'submit', { task: { type: 'whoami' } })).runtime, 'python');
+  const stop = await sh(ctx, 'stop');
+  assert.equal(stop.code, 0, stop.stdout + stop.stderr);
+  await waitFor(() => ctx.workerPids.every((p) => !isAlive(p)), 10000, 'the Python workers to be gone');
+
+  const notJson = await sh(ctx, 'start', { WORKER_COMMAND: 'python3 worker.py' });
+  assert.notEqual(notJson.code, 0);
+  assert.match(notJson.stdout + notJson.stderr, /WORKER_COMMAND must be a JSON array of strings/);
+  const both = await sh(ctx, 'start', { WORKER_SCRIPT: CUSTOM_WORKER });
+  assert.notEqual(both.code, 0);
+  assert.match(both.stdout + both.stderr, /WORKER_COMMAND and WORKER_SCRIPT cannot both be set/);
+});

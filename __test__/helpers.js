@@ -26,6 +26,18 @@ function fixture(name) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** A small seeded PRNG (mulberry32): floats in [0, 1), the same sequence for a seed. */
+function mulberry32(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 /**
  * Polls fn() (sync or async) until it returns a truthy value; resolves with that
  * value. Rejects after timeoutMs naming what it waited for (and the last error fn
@@ -340,6 +352,24 @@ function daemonEnv(dir, overrides = {}) {
   return env;
 }
 
+/** The TCP port process `pid` listens on (its socket inodes found in /proc/net/tcp), or null. */
+function listeningPort(pid) {
+  const inodes = new Set();
+  for (const f of fs.readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${f}`));
+      if (m) inodes.add(m[1]);
+    } catch {
+      /* closed meanwhile */
+    }
+  }
+  for (const line of fs.readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const cols = line.trim().split(/\s+/);
+    if (cols.length > 9 && cols[3] === '0A' && inodes.has(cols[9])) return parseInt(cols[1].split(':')[1], 16);
+  }
+  return null;
+}
+
 /** Leaves a socket file nobody listens on (its process was SIGKILLed). */
 async function makeStaleSocket(socketPath) {
   const code = `require('net').createServer().listen(${JSON.stringify(socketPath)}, () => process.kill(process.pid, 'SIGKILL'))`;
@@ -360,6 +390,7 @@ module.exports = {
   fixture,
   // time
   sleep,
+  mulberry32,
   waitFor,
   within,
   settle,
@@ -387,6 +418,7 @@ module.exports = {
   cli,
   tempDir,
   daemonEnv,
+  listeningPort,
   makeStaleSocket,
   fileMode,
 };

@@ -117,7 +117,7 @@ test('a readiness probe reaches what the daemon serves', () => {
   const probe = container.readinessProbe;
   assert.ok(probe, 'a readiness probe');
   if (probe.httpGet) {
-    assert.equal(probe.httpGet.path, '/metrics');
+    assert.equal(probe.httpGet.path, '/healthz');
     const port = (container.ports || []).find((p) => p.name === probe.httpGet.port || p.containerPort === probe.httpGet.port);
     assert.ok(port, `the probe's port ${probe.httpGet.port} is a container port`);
     assert.equal(String(port.containerPort), envValue('METRICS_PORT'), 'the probe port is METRICS_PORT');

@@ -24,7 +24,7 @@ test.afterEach(async () => {
 test('5,000+ echo tasks survive a busy worker being SIGKILLed every 50 ms', { timeout: 90000 }, async (t) => {
   const { pool, note, close } = await openPool(t, {
     poolSize: 4,
-    taskTimeout: 60000,
+    taskTimeout: 120000,
     maxTaskRetries: 10,
     retryBackoffMs: 10,
   });
@@ -76,7 +76,9 @@ test('5,000+ echo tasks survive a busy worker being SIGKILLed every 50 ms', { ti
       };
       const done = () => {
         settled++;
-        const more = (submitted < MIN_TASKS || killed.length < MIN_KILLS) && submitted < 200000 && Date.now() - started < 25000;
+        // The time bound only stops a run that cannot make progress: on a loaded machine
+        // (every kill costs a worker start) 5,000 tasks took up to 27 s, 8 s on a quiet one.
+        const more = (submitted < MIN_TASKS || killed.length < MIN_KILLS) && submitted < 200000 && Date.now() - started < 60000;
         if (more) submitOne();
         else if (settled === submitted) resolve();
       };
@@ -94,7 +96,7 @@ test('5,000+ echo tasks survive a busy worker being SIGKILLed every 50 ms', { ti
     for (const [i, n] of resolved) assert.equal(n, 1, `task ${i} resolved ${n} times`);
     assert.ok(submitted >= MIN_TASKS, `submitted ${submitted}`);
     assert.ok(killed.length >= MIN_KILLS, `only ${killed.length} kills happened during the run`);
-    assert.ok(elapsed < 30000, `run took ${elapsed} ms (taskTimeout is 60000)`);
+    assert.ok(elapsed < 70000, `run took ${elapsed} ms`);
 
     // Back to full size.
     await waitFor(() => {

@@ -76,6 +76,19 @@ async function daemon(t, url, name) {
   return { child, output: () => output };
 }
 
+/** A pool in this process serving `name` at `url`; shut down when the test ends. */
+async function servingPool(t, url, name) {
+  const pool = await createWorkerPool({
+    poolSize: 2,
+    workerScript: fixture('queue-worker.js'),
+    logLevel: 'silent',
+    queue: { url, name, lockDurationMs: 3000, stalledIntervalMs: 1000 },
+  });
+  for (const pid of pool.getWorkerPids()) workerPids.add(pid);
+  t.after(() => within(pool.shutdown(false), 30000, 'pool shutdown'));
+  return pool;
+}
+
 test('Sentinel failover under load: 600 tasks settle once with their results, none fails, and serving goes on', async (t) => {
   const { master, url } = await sentinelSet();
   const name = qname();
@@ -121,14 +134,7 @@ test('Sentinel failover under load: 600 tasks settle once with their results, no
 test('a server that turns into a replica (READONLY) is left for the master: the pool goes on serving', async (t) => {
   const { master, replica, sentinels, url } = await sentinelSet();
   const name = qname();
-  const pool = await createWorkerPool({
-    poolSize: 2,
-    workerScript: fixture('queue-worker.js'),
-    logLevel: 'silent',
-    queue: { url, name, lockDurationMs: 3000, stalledIntervalMs: 1000 },
-  });
-  for (const pid of pool.getWorkerPids()) workerPids.add(pid);
-  t.after(() => within(pool.shutdown(false), 30000, 'pool shutdown'));
+  await servingPool(t, url, name);
   const client = createQueueClient({ url, name });
   t.after(() => client.close());
   assert.equal(await client.submitTask({ type: 'echo', payload: 1 }), 1);
@@ -192,14 +198,7 @@ async function masterOf(nodes, key) {
 test('Redis Cluster: a pool and a client serve 100 tasks; the master of the queue\'s slot is SIGKILLed under load; every task settles once', async (t) => {
   const { nodes, url } = await cluster();
   const name = qname();
-  const pool = await createWorkerPool({
-    poolSize: 2,
-    workerScript: fixture('queue-worker.js'),
-    logLevel: 'silent',
-    queue: { url, name, lockDurationMs: 3000, stalledIntervalMs: 1000 },
-  });
-  for (const pid of pool.getWorkerPids()) workerPids.add(pid);
-  t.after(() => within(pool.shutdown(false), 30000, 'pool shutdown'));
+  const pool = await servingPool(t, url, name);
   assert.equal(pool.config.queue.prefix, '{bull}');
   const client = createQueueClient({ url, name });
   t.after(() => client.close());

@@ -11,6 +11,7 @@ const { createWorkerPool, createQueueClient } = require('..');
 const { fixture, test, within, assertGone } = require('./helpers');
 const { startRedis } = require('./redis-harness');
 const { TcpProxy } = require('./tcp-proxy');
+const { startMetricsServer } = require('../lib/metrics-http');
 
 let redis;
 let seq = 0;
@@ -60,6 +61,17 @@ test('a serving pool whose connections go silent replaces them and serves again 
   t.after(() => client.close());
   assert.deepEqual(await client.submitTask({ type: 'echo', payload: 'before' }), 'before');
 
+  // The readiness probe's view: /healthz answers 503 while the pool cannot serve.
+  const http = await startMetricsServer(pool, { port: 0 });
+  t.after(() => http.close());
+  const probes = new Set();
+  let probing = true;
+  const prober = (async () => {
+    while (probing) {
+      probes.add((await fetch(`http://127.0.0.1:${http.port}/healthz`)).status);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  })();
   const watch = watchConnected(pool);
   assert.ok(proxy.freeze() > 0, 'the pool had connections open through the proxy');
   const started = Date.now();
@@ -79,6 +91,10 @@ test('a serving pool whose connections go silent replaces them and serves again 
     10000,
     'connected again',
   );
+  probing = false;
+  await prober;
+  assert.ok(probes.has(503) && probes.has(200), `/healthz answered ${[...probes]}`);
+  assert.equal((await fetch(`http://127.0.0.1:${http.port}/healthz`)).status, 200);
 });
 
 test('a producer whose connections go silent gets its result within 30 s', async (t) => {

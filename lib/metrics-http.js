@@ -8,6 +8,31 @@ const { createDashboard } = require('./dashboard');
 const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 /**
+ * GET /healthz, for an orchestrator's readiness probe: 200 while the pool can serve,
+ * 503 while it cannot (not running, no live worker, or disconnected from its shared
+ * queue: `queue.shared.connected` false). The body says why, as JSON.
+ */
+function serveHealth(pool, req, res) {
+  let body;
+  try {
+    const m = pool.getPoolMetrics();
+    const shared = m.queue && m.queue.shared;
+    const why = [];
+    const running = Boolean(m.pool && m.pool.initialized && !m.pool.shuttingDown);
+    if (!running) why.push('the pool is not running');
+    if (running && m.workers.total === 0 && m.pool.size > 0) why.push('no worker');
+    if (shared && shared.connected === false) why.push(`disconnected from the shared queue since ${new Date(shared.since).toISOString()}`);
+    body = { ok: why.length === 0, why, running, workers: m.workers.total };
+    if (shared) Object.assign(body, { sharedQueue: { connected: shared.connected !== false, since: shared.since ?? null, held: shared.held ?? 0 } });
+  } catch (e) {
+    body = { ok: false, why: [`metrics unavailable: ${e.message}`] };
+  }
+  const text = `${JSON.stringify(body)}\n`;
+  res.writeHead(body.ok ? 200 : 503, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
+  res.end(req.method === 'HEAD' ? undefined : text);
+}
+
+/**
  * Starts the HTTP metrics endpoint. Resolves with { server, port, host, close() }
  * once listening; rejects when the pool has no getPrometheusMetrics() (code
  * ERR_NOT_SUPPORTED), a bad port or dashboard token (ERR_INVALID_ARGUMENT), or the
@@ -35,6 +60,10 @@ function startMetricsServer(pool, { port, host = '127.0.0.1', dashboard = false 
   }
   const server = http.createServer(async (req, res) => {
     const url = (req.url || '/').split('?')[0];
+    if (url === '/healthz') {
+      serveHealth(pool, req, res);
+      return;
+    }
     if (url !== '/metrics') {
       if (dash && dash.handle(req, res, url)) return;
       res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });

@@ -107,6 +107,23 @@ function capabilityGroups(poolSize, script) {
   return [{ size: poolSize, capabilities, ...(script ? { workerScript: script } : {}) }];
 }
 
+/** WORKER_COMMAND='["python3", "worker.py"]': the workers' argv (the pool checks the rest). */
+function commandEnv() {
+  const raw = env.WORKER_COMMAND;
+  if (raw === undefined || raw.trim() === '') return undefined;
+  let argv;
+  try {
+    argv = JSON.parse(raw);
+  } catch (e) {
+    throw new ConfigError(`WORKER_COMMAND must be a JSON array of strings, e.g. ["python3", "worker.py"], got "${raw}" (${e.message})`);
+  }
+  if (!Array.isArray(argv)) {
+    throw new ConfigError(`WORKER_COMMAND must be a JSON array of strings, e.g. ["python3", "worker.py"], got "${raw}"`);
+  }
+  if (env.WORKER_SCRIPT) throw new ConfigError('WORKER_COMMAND and WORKER_SCRIPT cannot both be set (the command replaces the script)');
+  return argv;
+}
+
 function readSettings() {
   const pidFile = path.resolve(env.PID_FILE || '/tmp/cortex/worker-pool.pid');
   const s = {
@@ -129,6 +146,7 @@ function readSettings() {
       transport: env.TRANSPORT || undefined,
       autoScale: autoScaleEnv(),
       workerScript: env.WORKER_SCRIPT ? path.resolve(env.WORKER_SCRIPT) : undefined,
+      workerCommand: commandEnv(),
       // Per-worker RSS limit (a worker over it is recycled after its task): with
       // POOL_SIZE it sizes a container's memory limit (deploy/kubernetes/).
       workerMemoryLimitMB: intEnv('WORKER_MEMORY_LIMIT_MB'),
@@ -377,7 +395,7 @@ async function main() {
   const cfg = settings.pool;
   dlog(
     'info',
-    `Starting worker pool daemon (PID ${process.pid}, pool size ${cfg.poolSize}, worker ${cfg.workerScript || 'default'}, socket ${settings.socketPath})`,
+    `Starting worker pool daemon (PID ${process.pid}, pool size ${cfg.poolSize}, worker ${cfg.workerCommand ? JSON.stringify(cfg.workerCommand) : cfg.workerScript || 'default'}, socket ${settings.socketPath})`,
   );
   try {
     fs.mkdirSync(cfg.fifoDir, { recursive: true, mode: 0o700 });

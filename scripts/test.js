@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The whole test suite, in the order that fails fastest: Rust style and lints, the
-// core's unit tests, the TypeScript typecheck of index.d.ts, then the node:test
-// suites against the real addon and real worker processes.
+// core's unit tests, the TypeScript typecheck of index.d.ts, the Python runtime's
+// unit tests, then the node:test suites against the real addon and real worker
+// processes.
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -15,6 +16,7 @@ const steps = [
   ['cargo clippy', 'cargo', ['clippy', '--workspace', '--release', '--all-targets', '--', '-D', 'warnings']],
   ['cargo test (core, bullmq)', 'cargo', ['test', '--release', '-p', 'pool-core', '-p', 'bullmq']],
   ['typecheck index.d.ts', process.execPath, [tsc, '-p', 'tsconfig.json']],
+  ['python unittest (cortex_worker)', 'python3', ['-m', 'unittest', 'discover', '-s', 'python/tests', '-t', 'python']],
   ['node --test', process.execPath, ['--test', '--test-timeout=180000', ...testFiles()]],
 ];
 

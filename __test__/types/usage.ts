@@ -67,7 +67,11 @@ async function poolUsage(): Promise<void> {
     env: { MODE: 'test', LEVEL: 3, DEBUG: false },
     fifoDir: '/tmp/cortex/workers',
     transport: 'ipc',
-    workerGroups: [{ size: 2, capabilities: ['gpu'], env: { GPU: 1 } }, { size: 1, workerScript: './other.js' }],
+    workerGroups: [
+      { size: 2, capabilities: ['gpu'], env: { GPU: 1 } },
+      { size: 1, workerScript: './other.js' },
+      { size: 1, workerCommand: ['python3', 'worker.py'], capabilities: ['python'], env: { PYTHONPATH: './python' } },
+    ],
     autoScale: { queueDepthHigh: 10, busyLow: 1, stepUp: 2, stepDown: 1, intervalMs: 1000, cooldownMs: 2000 },
     logWorkerErrors: true,
     logWorkerWarnings: true,
@@ -78,6 +82,11 @@ async function poolUsage(): Promise<void> {
   // @ts-expect-error unknown strategy
   const bad: WorkerPoolConfig = { loadBalancing: 'random' };
   void bad;
+  const python: WorkerPoolConfig = { workerCommand: ['python3', 'worker.py'], env: { PYTHONPATH: './python' } };
+  void python;
+  // @ts-expect-error workerCommand is an argv array, not a command line
+  const commandLine: WorkerPoolConfig = { workerCommand: 'python3 worker.py' };
+  void commandLine;
 
   const pool: WorkerPoolManager = await createWorkerPool(config);
   const same: Promise<WorkerPoolManager> = createDefault({ poolSize: 1 });
@@ -93,8 +102,10 @@ async function poolUsage(): Promise<void> {
   const resolved: ResolvedWorkerPoolConfig = pool.config;
   const size: number = resolved.poolSize;
   const strategy: 'round-robin' | 'least-loaded' | 'capability-based' = resolved.loadBalancing;
+  const command: string[] | undefined = resolved.workerCommand;
   void size;
   void strategy;
+  void command;
 
   const task: Task<{ feature: string }> = { type: 'implementation', payload: { feature: 'x' }, priority: 5, timeout: 60000, metadata: { by: 'me' } };
   const r1 = await pool.submitTask<{ status: string; result: { feature: string } }>(task);

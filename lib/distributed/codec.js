@@ -188,6 +188,10 @@ function sharedPrometheus(name, c) {
   for (const k of ['waiting', 'active', 'delayed', 'prioritized', 'completed', 'failed']) lines.push(`worker_pool_shared_jobs{queue=${q},state="${k}"} ${c[k]}`);
   lines.push('# HELP worker_pool_shared_serving_pools Pools serving the shared queue.', '# TYPE worker_pool_shared_serving_pools gauge');
   lines.push(`worker_pool_shared_serving_pools{queue=${q}} ${c.servingPools}`);
+  if (c.connected !== undefined) {
+    lines.push('# HELP worker_pool_shared_connected 1 while this pool reaches the shared queue, 0 while its commands fail.', '# TYPE worker_pool_shared_connected gauge');
+    lines.push(`worker_pool_shared_connected{queue=${q}} ${c.connected ? 1 : 0}`);
+  }
   return `${lines.join('\n')}\n`;
 }
 

@@ -36,7 +36,7 @@ function parseRedisUrl(url, field = 'queue.url') {
     throw withCode(CODES.ERR_INVALID_CONFIG, `Invalid option "${field}": expected a Redis URL like "redis://host:6379", got ${JSON.stringify(redactUrl(url))}`);
   }
   if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
-    throw withCode(CODES.ERR_INVALID_CONFIG, `Invalid option "${field}": expected a redis://, rediss:// or redis-sentinel:// URL, got ${JSON.stringify(redactUrl(url))}`);
+    throw withCode(CODES.ERR_INVALID_CONFIG, `Invalid option "${field}": expected a redis://, rediss://, redis-sentinel:// or redis-cluster:// URL, got ${JSON.stringify(redactUrl(url))}`);
   }
   if (!u.hostname) {
     throw withCode(CODES.ERR_INVALID_CONFIG, `Invalid option "${field}": the URL names no host, got ${JSON.stringify(redactUrl(url))}`);

@@ -91,7 +91,7 @@ class SharedQueueMode {
 
   /** Prometheus lines for the shared counts. */
   prometheus() {
-    return sharedPrometheus(this.#opts.name, this.#snapshot);
+    return sharedPrometheus(this.#opts.name, this.counts);
   }
 
   get producer() {

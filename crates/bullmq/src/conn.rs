@@ -186,17 +186,22 @@ async fn ask_sentinels(sentinels: &[(String, u16)], master: &str, limit: Duratio
     Err(Error::Reply(last.unwrap_or_else(|| "no sentinel given".into())))
 }
 
-/// Percent-encodes a URL's user or password.
-fn enc(s: &str) -> String {
+/// Percent-encodes `s`, keeping ASCII letters, digits and the bytes in `keep`.
+pub fn percent_encode(s: &str, keep: &[u8]) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+        if b.is_ascii_alphanumeric() || keep.contains(&b) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
         }
     }
     out
+}
+
+/// A URL's user or password, encoded.
+fn enc(s: &str) -> String {
+    percent_encode(s, b"-_.~")
 }
 
 #[derive(Debug, Clone)]

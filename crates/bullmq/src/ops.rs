@@ -38,6 +38,21 @@ impl FetchOpts<'_> {
     }
 }
 
+/// The first ten keys of the scripts that fetch a job (`moveToActive`, and
+/// `moveToFinished` with its fetch-next), in BullMQ's order.
+fn fetch_keys<'a, 'b>(inv: &'b mut redis::ScriptInvocation<'a>, k: &QueueKeys) -> &'b mut redis::ScriptInvocation<'a> {
+    inv.key(&k.wait)
+        .key(&k.active)
+        .key(&k.prioritized)
+        .key(&k.events)
+        .key(&k.stalled)
+        .key(&k.limiter)
+        .key(&k.delayed)
+        .key(&k.paused)
+        .key(&k.meta)
+        .key(&k.pc)
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -83,18 +98,8 @@ fn check(command: &'static str, job_id: &str, v: &Value) -> Result<()> {
 }
 
 pub async fn move_to_active(con: &mut impl ConnectionLike, s: &Scripts, k: &QueueKeys, opts: &FetchOpts<'_>) -> Result<Fetched> {
-    let v: Value = s
-        .get("moveToActive")
-        .key(&k.wait)
-        .key(&k.active)
-        .key(&k.prioritized)
-        .key(&k.events)
-        .key(&k.stalled)
-        .key(&k.limiter)
-        .key(&k.delayed)
-        .key(&k.paused)
-        .key(&k.meta)
-        .key(&k.pc)
+    let mut inv = s.get("moveToActive").prepare_invoke();
+    let v: Value = fetch_keys(&mut inv, k)
         .key(&k.marker)
         .arg(&k.base)
         .arg(now_ms())
@@ -151,18 +156,8 @@ pub async fn move_to_finished(
         Finish::Failed { reason, stacktrace } => failure_fields(reason, stacktrace),
         Finish::Completed { .. } => Vec::new(),
     };
-    let v: Value = s
-        .get("moveToFinished")
-        .key(&k.wait)
-        .key(&k.active)
-        .key(&k.prioritized)
-        .key(&k.events)
-        .key(&k.stalled)
-        .key(&k.limiter)
-        .key(&k.delayed)
-        .key(&k.paused)
-        .key(&k.meta)
-        .key(&k.pc)
+    let mut inv = s.get("moveToFinished").prepare_invoke();
+    let v: Value = fetch_keys(&mut inv, k)
         .key(target)
         .key(k.job(&job.id))
         .key(format!("{}metrics:{target_name}", k.base))

@@ -44,6 +44,9 @@ impl Strategy {
 pub struct WorkerGroup {
     pub size: u32,
     pub worker_script: String,
+    /// Set when these workers run a command instead of `worker_script` under Node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_command: Option<Vec<String>>,
     pub capabilities: Vec<String>,
     pub env: BTreeMap<String, String>,
 }
@@ -69,6 +72,9 @@ pub struct PoolConfig {
     pub worker_script: String,
     pub exec_path: String,
     pub exec_argv: Vec<String>,
+    /// Set when the workers run this argv instead of `<execPath> <execArgv> <workerScript>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_command: Option<Vec<String>>,
     pub env: BTreeMap<String, String>,
     #[serde(rename = "workerMemoryLimitMB")]
     pub worker_memory_limit_mb: u64,
@@ -267,6 +273,7 @@ impl PoolConfig {
         // Read in this order, so that of several bad options the same one is reported.
         let (pool_size, min_workers, max_workers) = sizes(&r)?;
         let worker_script = r.string("workerScript", default_script)?;
+        let worker_command = worker_command(&r, "", &["workerScript", "execArgv"])?;
         let heartbeat_interval = r.int("heartbeatInterval", 5000, 1)?;
         let load_balancing = strategy(&r)?;
         let transport = transport(&r)?;
@@ -276,7 +283,7 @@ impl PoolConfig {
         let env = r.env("env")?;
         let worker_groups = match r.present("workerGroups") {
             None => Vec::new(),
-            Some(v) => parse_groups(v, &worker_script, &env)?,
+            Some(v) => parse_groups(v, &worker_script, worker_command.as_ref(), &env)?,
         };
         let auto_scale = autoscale_option(&r)?;
         let prefetch = r.int_at_most("prefetch", 256, 1, PREFETCH_MAX)?;
@@ -289,6 +296,7 @@ impl PoolConfig {
             worker_script,
             exec_path: exec_path.to_string(),
             exec_argv: r.strings("execArgv", Vec::new())?,
+            worker_command,
             env,
             worker_memory_limit_mb: r.int("workerMemoryLimitMB", DEFAULT_MEMORY_THRESHOLD_MB, 1)?,
             heartbeat_interval,
@@ -372,6 +380,35 @@ impl PoolConfig {
 
     pub fn to_json(&self) -> String {
         crate::util::options_json(self)
+    }
+
+    /// What `group`'s workers run (group 0 of a pool without groups is the pool
+    /// itself): the program, resolved on `PATH` at spawn, and its arguments.
+    pub fn launch_argv(&self, group: usize) -> (String, Vec<String>) {
+        let (script, command) = match self.worker_groups.get(group) {
+            Some(g) => (&g.worker_script, &g.worker_command),
+            None => (&self.worker_script, &self.worker_command),
+        };
+        match command {
+            Some(argv) => (argv[0].clone(), argv[1..].to_vec()),
+            None => {
+                let mut args = self.exec_argv.clone();
+                args.push(script.clone());
+                (self.exec_path.clone(), args)
+            }
+        }
+    }
+
+    /// How `group`'s workers are named in messages: the script, or the command line.
+    pub fn worker_label(&self, group: usize) -> String {
+        let (script, command) = match self.worker_groups.get(group) {
+            Some(g) => (&g.worker_script, &g.worker_command),
+            None => (&self.worker_script, &self.worker_command),
+        };
+        match command {
+            Some(argv) => argv.join(" "),
+            None => script.clone(),
+        }
     }
 
     /// The retry delay before attempt `retries + 1` (`retries` counts from 1).
@@ -463,20 +500,50 @@ fn autoscale_option(r: &Reader<'_>) -> CoreResult<Option<AutoScale>> {
     }
 }
 
-fn parse_groups(v: &Value, script: &str, env: &BTreeMap<String, String>) -> CoreResult<Vec<WorkerGroup>> {
-    let arr = v.as_array().filter(|a| !a.is_empty()).ok_or_else(|| {
+/// `workerCommand` (of the pool, or of a group: `prefix` is then `workerGroups[i].`):
+/// a non-empty argv array whose program is a non-empty string; none of `replaces` may
+/// be given beside it.
+fn worker_command(r: &Reader<'_>, prefix: &str, replaces: &[&str]) -> CoreResult<Option<Vec<String>>> {
+    let Some(v) = r.present("workerCommand") else { return Ok(None) };
+    let key = format!("{prefix}workerCommand");
+    let argv = strings_of(&key, v).ok().filter(|a| a.first().is_some_and(|p| !p.is_empty()));
+    let argv = argv.ok_or_else(|| {
+        CoreError::config(
+            &key,
+            "a non-empty array of strings: the program (found on PATH, or a path), then its arguments",
+            describe(v),
+        )
+    })?;
+    if let Some((other, given)) = replaces.iter().find_map(|k| r.present(k).map(|g| (k, g))) {
+        return Err(CoreError::config(
+            &key,
+            &format!("no \"{prefix}{other}\" beside it (workerCommand replaces workerScript and execArgv)"),
+            format!("both (\"{prefix}{other}\" is {})", describe(given)),
+        ));
+    }
+    Ok(Some(argv))
+}
+
+fn parse_groups(v: &Value, script: &str, command: Option<&Vec<String>>, env: &BTreeMap<String, String>) -> CoreResult<Vec<WorkerGroup>> {
+    // `[]` is no groups, as `pool.config` reports a pool without them: the resolved
+    // options read back as options resolve to themselves.
+    let arr = v.as_array().ok_or_else(|| {
         CoreError::config(
             "workerGroups",
-            "a non-empty array of { size, workerScript?, capabilities?, env? }",
+            "an array of { size, workerScript? | workerCommand?, capabilities?, env? }",
             describe(v),
         )
     })?;
     let mut out = Vec::new();
     for (i, g) in arr.iter().enumerate() {
         let key = format!("workerGroups[{i}]");
-        let obj = g
-            .as_object()
-            .ok_or_else(|| CoreError::config(&key, "an object { size, workerScript?, capabilities?, env? }", describe(g)))?;
+        let obj = g.as_object().ok_or_else(|| {
+            CoreError::config(
+                &key,
+                "an object { size, workerScript? | workerCommand?, capabilities?, env? }",
+                describe(g),
+            )
+        })?;
         let r = Reader { obj };
         let size = r.int("size", 0, 1).map_err(|_| {
             CoreError::config(
@@ -493,6 +560,14 @@ fn parse_groups(v: &Value, script: &str, env: &BTreeMap<String, String>) -> Core
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
             Some(v) => return Err(CoreError::config(&format!("{key}.workerScript"), "a non-empty string", describe(v))),
         };
+        // A group names its own program, or else runs the pool's: its command, or its
+        // script under Node.
+        let worker_command = match worker_command(&r, &format!("{key}."), &["workerScript"]) {
+            Ok(Some(argv)) => Some(argv),
+            Ok(None) if r.present("workerScript").is_none() => command.cloned(),
+            Ok(None) => None,
+            Err(e) => return Err(e),
+        };
         let capabilities = match r.present("capabilities") {
             None => Vec::new(),
             Some(v) => strings_of(&format!("{key}.capabilities"), v)?,
@@ -504,6 +579,7 @@ fn parse_groups(v: &Value, script: &str, env: &BTreeMap<String, String>) -> Core
         out.push(WorkerGroup {
             size: size.min(u32::MAX as u64) as u32,
             worker_script,
+            worker_command,
             capabilities,
             env: genv,
         });
@@ -607,5 +683,72 @@ mod tests {
         assert_eq!(c.worker_groups[1].worker_script, "/x.js");
         let e = parse(json!({ "workerGroups": [ { "size": 0 } ] })).unwrap_err();
         assert!(e.message.contains("workerGroups[0].size"), "{}", e.message);
+    }
+
+    /// `pool.config` given back as options resolves to itself (found by the `config`
+    /// fuzz target: `"workerGroups": []` was refused).
+    #[test]
+    fn resolved_options_resolve_to_themselves() {
+        let groups = json!({ "workerGroups": [ { "size": 2, "capabilities": ["gpu"] } ], "autoScale": true, "maxQueueSize": 9 });
+        for opts in [Value::Null, json!({ "poolSize": 3, "transport": "fifo" }), groups] {
+            let c = parse(opts).unwrap();
+            let again = parse(serde_json::from_str(&c.to_json()).unwrap()).unwrap();
+            assert_eq!(again.to_json(), c.to_json());
+        }
+        assert!(parse(json!({ "workerGroups": [] })).unwrap().worker_groups.is_empty());
+        let e = parse(json!({ "workerGroups": 5 })).unwrap_err();
+        assert!(e.message.contains("\"workerGroups\": expected an array"), "{}", e.message);
+    }
+
+    #[test]
+    fn worker_command_replaces_script_and_is_inherited_by_groups() {
+        let c = parse(json!({ "workerCommand": ["python3", "w.py"] })).unwrap();
+        assert_eq!(c.launch_argv(0), ("python3".to_string(), vec!["w.py".to_string()]));
+        assert_eq!(c.worker_label(0), "python3 w.py");
+        let c = parse(json!({
+            "execArgv": ["--x"],
+            "workerGroups": [ { "size": 1 }, { "size": 1, "workerCommand": ["py", "-u"] }, { "size": 1, "workerScript": "/y.js" } ]
+        }))
+        .unwrap();
+        assert_eq!(
+            c.launch_argv(0),
+            (
+                "/usr/bin/node".to_string(),
+                vec!["--x".to_string(), "/pkg/worker-process.js".to_string()]
+            )
+        );
+        assert_eq!(c.launch_argv(1), ("py".to_string(), vec!["-u".to_string()]));
+        assert_eq!(c.launch_argv(2).1, vec!["--x".to_string(), "/y.js".to_string()]);
+        let c =
+            parse(json!({ "workerCommand": ["py"], "workerGroups": [ { "size": 1 }, { "size": 1, "workerScript": "/y.js" } ] })).unwrap();
+        assert_eq!(c.launch_argv(0).0, "py");
+        assert_eq!(c.launch_argv(1), ("/usr/bin/node".to_string(), vec!["/y.js".to_string()]));
+    }
+
+    #[test]
+    fn bad_worker_commands_name_the_option() {
+        for bad in [json!([]), json!(["", "x"]), json!("python3 w.py"), json!(["py", 3])] {
+            let e = parse(json!({ "workerCommand": bad })).unwrap_err();
+            assert!(
+                e.message.contains("\"workerCommand\"") && e.message.contains("array of strings"),
+                "{}",
+                e.message
+            );
+        }
+        let e = parse(json!({ "workerCommand": ["py"], "workerScript": "/x.js" })).unwrap_err();
+        assert!(
+            e.message.contains("workerCommand") && e.message.contains("\"workerScript\" is \"/x.js\""),
+            "{}",
+            e.message
+        );
+        let e = parse(json!({ "workerCommand": ["py"], "execArgv": [] })).unwrap_err();
+        assert!(e.message.contains("execArgv"), "{}", e.message);
+        let e = parse(json!({ "workerGroups": [ { "size": 1, "workerCommand": ["py"], "workerScript": "/x.js" } ] })).unwrap_err();
+        assert!(
+            e.message.contains("workerGroups[0].workerCommand") && e.message.contains("workerGroups[0].workerScript"),
+            "{}",
+            e.message
+        );
+        assert_eq!(e.code, crate::error::Code::InvalidConfig);
     }
 }

@@ -1,8 +1,9 @@
 //! Spawning, signalling and measuring worker processes.
 //!
-//! Each worker is `node <execArgv> <script>` with one end of a Unix socketpair as
-//! fd 3 and `NODE_CHANNEL_FD=3`, so Node's own IPC channel (`process.send`) works in
-//! the child exactly as under `child_process.fork`. Each child gets its own process
+//! Each worker is `node <execArgv> <script>` (or the pool's `workerCommand`) with one
+//! end of a Unix socketpair as fd 3 and `NODE_CHANNEL_FD=3`, so Node's own IPC channel
+//! (`process.send`) works in the child exactly as under `child_process.fork`, and a
+//! worker in another language finds its channel by the same variable. Each child gets its own process
 //! group (so a kill reaches anything it spawned) and a parent-death signal (so it
 //! cannot outlive the pool's process, even on SIGKILL).
 
@@ -20,9 +21,9 @@ use tokio::process::{Child, Command};
 pub const CHANNEL_FD: i32 = 3;
 
 pub struct SpawnSpec<'a> {
-    pub exec_path: &'a str,
-    pub exec_argv: &'a [String],
-    pub script: &'a str,
+    /// Found on `PATH` (the child's) when it has no slash, as `execvp` does.
+    pub program: &'a str,
+    pub args: &'a [String],
     pub env: Vec<(String, String)>,
     pub extra_env: &'a BTreeMap<String, String>,
     /// Give the child Node's IPC channel (fd 3). Off for the FIFO transport.
@@ -98,9 +99,8 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> io::Result<Spawned> {
     let raw_child_fd = child_fd.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1);
     let parent_pid = unsafe { libc::getpid() };
 
-    let mut cmd = Command::new(spec.exec_path);
-    cmd.args(spec.exec_argv)
-        .arg(spec.script)
+    let mut cmd = Command::new(spec.program);
+    cmd.args(spec.args)
         .envs(spec.extra_env.iter())
         .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
@@ -184,6 +184,19 @@ fn forward_stderr(bytes: &[u8]) {
         }
         off += n as usize;
     }
+}
+
+/// Where `execvp` would find `program`: itself when it has a slash, else the first
+/// executable file of that name in `path` (or this process's `PATH`).
+pub fn find_program(program: &str, path: Option<&String>) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &std::path::Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if program.contains('/') {
+        let p = std::path::PathBuf::from(program);
+        return runnable(&p).then_some(p);
+    }
+    let path = path.cloned().or_else(|| std::env::var("PATH").ok()).unwrap_or_default();
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| runnable(p))
 }
 
 /// Signals the worker's whole process group (it leads its own group).
@@ -295,11 +308,10 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             let env = BTreeMap::new();
-            let argv = vec!["-c".to_string()];
+            let argv = vec!["-c".to_string(), "echo '{\"type\":\"worker-ready\"}' >&3".to_string()];
             let spec = SpawnSpec {
-                exec_path: "/bin/sh",
-                exec_argv: &argv,
-                script: "echo '{\"type\":\"worker-ready\"}' >&3",
+                program: "sh",
+                args: &argv,
                 env: vec![],
                 extra_env: &env,
                 ipc: true,

@@ -656,15 +656,7 @@ pub fn queue_name_for(name: &str, caps: &[String]) -> String {
 
 /// JavaScript's `encodeURIComponent`.
 fn encode_uri_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    bullmq::conn::percent_encode(s, b"-_.!~*'()")
 }
 
 #[cfg(test)]

@@ -285,7 +285,11 @@
     let text = '';
     if (Array.isArray(pools)) text = `serving pools: ${pools.length ? pools.map((p) => (typeof p === 'object' && p ? p.id || p.name || JSON.stringify(p) : String(p))).join(', ') : 'none'}`;
     else if (typeof pools === 'number') text = `serving pools: ${pools}`;
+    // This pool's own link to the queue: a silent or lost connection shows here.
+    if (sh.connected === false) text += ` · DISCONNECTED from the shared queue since ${new Date(sh.since).toLocaleTimeString()} (reconnecting; not serving)`;
+    else if (sh.connected === true) text += ` · connected, ${fmtInt(sh.held || 0)} job(s) held here`;
     setText('#shared-pools', text);
+    $('#shared-pools').classList.toggle('bad', sh.connected === false);
   }
 
   function renderWorkers(s) {

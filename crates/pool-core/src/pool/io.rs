@@ -92,7 +92,7 @@ impl Outbox {
 }
 
 /// Re-encodes newline-delimited messages as length-prefixed frames.
-fn frame_lines(bytes: &[u8]) -> Vec<u8> {
+pub(super) fn frame_lines(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len() + 16);
     for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         out.extend_from_slice(&(line.len() as u32).to_be_bytes());
@@ -121,7 +121,7 @@ pub enum Pumped {
 /// Finds the complete messages in `buf`: their byte ranges and how many bytes they
 /// use. `scanned` remembers how far a newline search got, so a long line is not
 /// rescanned on every read.
-fn split_messages(buf: &[u8], scanned: &mut usize, max: usize, framed: bool) -> Result<(Vec<(usize, usize)>, usize), String> {
+pub(super) fn split_messages(buf: &[u8], scanned: &mut usize, max: usize, framed: bool) -> Result<(Vec<(usize, usize)>, usize), String> {
     let too_long = || format!("a message longer than maxMessageBytes ({max} bytes)");
     let mut out = Vec::new();
     let mut pos = 0;
@@ -165,6 +165,18 @@ fn split_messages(buf: &[u8], scanned: &mut usize, max: usize, framed: bool) -> 
             *scanned = last_nl + 1;
             Ok((out, last_nl + 1))
         }
+    }
+}
+
+/// Drops the `consumed` bytes of handled messages from a read buffer, and gives
+/// back the room a large message needed. `pump` calls it after every read, also when
+/// the bytes held only empty lines: kept, a stream of bare newlines would grow the
+/// buffer without bound and be split again on every read.
+pub(super) fn after_split(buf: &mut Vec<u8>, scanned: &mut usize, consumed: usize) {
+    buf.drain(..consumed);
+    *scanned = scanned.saturating_sub(consumed);
+    if buf.capacity() > SHRINK_ABOVE_CHUNKS * READ_CHUNK && buf.len() < READ_CHUNK {
+        buf.shrink_to(READ_CHUNK);
     }
 }
 
@@ -333,12 +345,8 @@ impl Pool {
                 rs.done = true;
                 return Pumped::Closed;
             }
-            rs.buf.drain(..consumed);
-            rs.scanned = rs.scanned.saturating_sub(consumed);
-            if rs.buf.capacity() > SHRINK_ABOVE_CHUNKS * READ_CHUNK && rs.buf.len() < READ_CHUNK {
-                rs.buf.shrink_to(READ_CHUNK);
-            }
         }
+        after_split(&mut rs.buf, &mut rs.scanned, consumed);
         match filled {
             Filled::Drained => Pumped::Drained,
             Filled::More => Pumped::More,
@@ -373,6 +381,20 @@ mod tests {
         buf.push(b'\n');
         let mut scanned = 0;
         assert!(split_messages(&buf, &mut scanned, 100, false).is_err());
+    }
+
+    #[test]
+    fn bare_newlines_are_consumed_not_kept() {
+        // A worker writing only empty lines: each round must leave the buffer empty.
+        let mut buf = Vec::new();
+        let mut scanned = 0;
+        for _ in 0..1000 {
+            buf.extend_from_slice(&[b'\n'; 64]);
+            let (msgs, used) = split_messages(&buf, &mut scanned, 100, false).unwrap();
+            assert!(msgs.is_empty());
+            after_split(&mut buf, &mut scanned, used);
+            assert!(buf.is_empty() && scanned == 0);
+        }
     }
 
     #[test]

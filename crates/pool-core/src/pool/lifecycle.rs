@@ -198,7 +198,7 @@ impl State {
         } else {
             format!("; stderr:\n{stderr}")
         };
-        let message = format!("Worker {} ({}) {what}{tail}", w.id, self.script_of(w.group));
+        let message = format!("Worker {} ({}) {what}{tail}", w.id, self.cfg.worker_label(w.group));
         let mut err = CoreError::new(Code::WorkerStartFailed, message).with_worker(&w.id);
         exit.annotate(&mut err);
         err.extra.stderr = Some(stderr);

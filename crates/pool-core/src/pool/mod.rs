@@ -19,6 +19,7 @@
 //! | `supervise.rs` | the timer loop, deadlines, the poller backstop, health checks        |
 //! | `report.rs`    | worker status, metrics JSON, Prometheus text, `call` verbs           |
 //! | `owned.rs`     | core-owned tasks (the shared queue's jobs), settled to a channel     |
+//! | `fuzzing.rs`   | the private parsers and encoders, for the fuzz targets in `fuzz/`    |
 //!
 //! Locking: the JS thread takes the lock to submit, query, and handle the worker
 //! messages it reads itself (`Pool::pump`); the core's own threads take it for exits,
@@ -30,6 +31,8 @@
 
 mod dispatch;
 mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 mod io;
 mod lifecycle;
 mod owned;
@@ -109,15 +112,7 @@ pub struct Pool {
 
 impl Pool {
     pub fn new(cfg: PoolConfig, sink: Box<dyn EventSink>) -> CoreResult<Pool> {
-        for script in std::iter::once(&cfg.worker_script).chain(cfg.worker_groups.iter().map(|g| &g.worker_script)) {
-            if !std::path::Path::new(script).is_file() {
-                return Err(CoreError::config(
-                    "workerScript",
-                    "the path of an existing file",
-                    format!("\"{script}\" (no such file)"),
-                ));
-            }
-        }
+        spawn::check_programs(&cfg)?;
         let inner = Arc::new(Inner {
             state: Mutex::new(State::new(cfg)),
             wake: Notify::new(),

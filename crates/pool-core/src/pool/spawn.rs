@@ -7,6 +7,7 @@ use super::io::{writer, Outbox, ReaderEnds};
 use super::lifecycle::WorkerExit;
 use super::state::{HeapUsage, PendingOp, Phase, SlotNo, State, Worker, WorkerNo};
 use super::Pool;
+use crate::config::PoolConfig;
 use crate::error::{Code, CoreError, CoreResult};
 use crate::process;
 use serde_json::json;
@@ -132,7 +133,8 @@ struct Fifos {
 
 /// What a worker of a group is started with.
 struct Launch {
-    script: String,
+    program: String,
+    args: Vec<String>,
     env: BTreeMap<String, String>,
     caps: Vec<String>,
 }
@@ -151,6 +153,44 @@ fn direct_handle(spawned: &process::Spawned, fifos: Option<&Fifos>) -> Option<st
     }
 }
 
+/// Every worker's program must be there before the pool starts: a `workerScript` is
+/// an existing file; a `workerCommand`'s program is an existing file when it has a
+/// slash, else found on `PATH` (the workers' own, if their `env` sets one), as
+/// `execvp` will look for it.
+pub(super) fn check_programs(cfg: &PoolConfig) -> CoreResult<()> {
+    let pool = (&cfg.worker_script, &cfg.worker_command, &cfg.env, String::new());
+    let groups = cfg
+        .worker_groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (&g.worker_script, &g.worker_command, &g.env, format!("workerGroups[{i}].")));
+    for (script, command, env, prefix) in std::iter::once(pool).chain(groups) {
+        match command {
+            None if !std::path::Path::new(script).is_file() => {
+                return Err(CoreError::config(
+                    &format!("{prefix}workerScript"),
+                    "the path of an existing file",
+                    format!("\"{script}\" (no such file)"),
+                ));
+            }
+            Some(argv) if process::find_program(&argv[0], env.get("PATH")).is_none() => {
+                let where_ = if argv[0].contains('/') {
+                    "no such file"
+                } else {
+                    "not found on PATH"
+                };
+                return Err(CoreError::config(
+                    &format!("{prefix}workerCommand"),
+                    "an argv array whose program exists (a path, or a name found on PATH)",
+                    format!("\"{}\" ({where_})", argv[0]),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 impl State {
     /// The worker group of `slot` when it should get a worker now: the pool is starting
     /// or running and the slot exists, is not given up, and has no worker.
@@ -162,29 +202,22 @@ impl State {
         (!s.failed && s.worker.is_none()).then_some(s.group)
     }
 
-    /// The script, extra environment and capabilities of `group`'s workers (group 0 of
-    /// a pool without groups is the pool's own script).
+    /// The program, arguments, extra environment and capabilities of `group`'s
+    /// workers (group 0 of a pool without groups is the pool's own).
     fn launch_of(&self, group: usize) -> Launch {
-        match self.cfg.worker_groups.get(group) {
-            Some(g) => Launch {
-                script: g.worker_script.clone(),
-                env: g.env.clone(),
-                caps: g.capabilities.clone(),
-            },
-            None => Launch {
-                script: self.cfg.worker_script.clone(),
-                env: self.cfg.env.clone(),
-                caps: Vec::new(),
-            },
-        }
+        let (program, args) = self.cfg.launch_argv(group);
+        let (env, caps) = match self.cfg.worker_groups.get(group) {
+            Some(g) => (g.env.clone(), g.capabilities.clone()),
+            None => (self.cfg.env.clone(), Vec::new()),
+        };
+        Launch { program, args, env, caps }
     }
 
     /// Creates the worker's FIFOs (FIFO transport) and starts its process.
     fn start_process(&self, id: &str, launch: &Launch) -> CoreResult<(process::Spawned, Option<Fifos>)> {
         let mut spec = process::SpawnSpec {
-            exec_path: &self.cfg.exec_path,
-            exec_argv: &self.cfg.exec_argv,
-            script: &launch.script,
+            program: &launch.program,
+            args: &launch.args,
             env: vec![
                 ("WORKER_ID".to_string(), id.to_string()),
                 ("WORKER_CONFIG".to_string(), self.cfg.worker_config_json(&launch.caps)),
@@ -202,7 +235,7 @@ impl State {
         let spawned = process::spawn(&spec).map_err(|e| {
             CoreError::new(
                 Code::WorkerStartFailed,
-                format!("Could not start worker {id} ({} {}): {e}", self.cfg.exec_path, launch.script),
+                format!("Could not start worker {id} ({} {}): {e}", launch.program, launch.args.join(" ")),
             )
         })?;
         Ok((spawned, fifos))

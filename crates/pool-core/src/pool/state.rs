@@ -505,14 +505,6 @@ impl State {
             .any(|s| !s.failed && balance::can_serve(requires, &s.caps))
     }
 
-    pub(super) fn script_of(&self, group: usize) -> String {
-        self.cfg
-            .worker_groups
-            .get(group)
-            .map(|g| g.worker_script.clone())
-            .unwrap_or_else(|| self.cfg.worker_script.clone())
-    }
-
     pub(super) fn failed_slots(&self) -> u64 {
         self.roster.slots.values().filter(|s| s.failed).count() as u64
     }

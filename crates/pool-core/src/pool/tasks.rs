@@ -200,10 +200,19 @@ pub(super) fn decode_submit_line(line: &str) -> Option<(u64, CoreResult<SubmitLi
 /// The fields of a submit line that follow its sequence number.
 fn decode_submit_fields<'a>(f: &mut impl Iterator<Item = &'a str>) -> CoreResult<SubmitLine> {
     let bad = |what: &str| CoreError::new(Code::InvalidTask, format!("Invalid task: malformed {what} in a submit batch"));
-    let priority: f64 = f.next().and_then(|x| x.parse().ok()).ok_or_else(|| bad("priority"))?;
+    // What lib/task-validate.js lets through: a finite priority, a finite positive
+    // timeout. Rust's float parser also takes "NaN" and "inf", which JS never sends.
+    let priority: f64 = f
+        .next()
+        .and_then(|x| x.parse().ok())
+        .filter(|p: &f64| p.is_finite())
+        .ok_or_else(|| bad("priority"))?;
     let timeout_ms = match f.next() {
         Some("") | None => None,
-        Some(x) => Some(x.parse::<f64>().map_err(|_| bad("timeout"))?.ceil() as u64),
+        Some(x) => match x.parse::<f64>() {
+            Ok(t) if t.is_finite() && t > 0.0 => Some(t.ceil() as u64),
+            _ => return Err(bad("timeout")),
+        },
     };
     let max_retries = match f.next() {
         Some("") | None => None,
@@ -274,6 +283,13 @@ mod tests {
         let msg = |line: &str| parse(line).unwrap_err().message;
         assert!(msg("high\t\t\t\"t\"").contains("priority"));
         assert!(msg("1\tsoon\t\t\"t\"").contains("timeout"));
+        // What JS never sends is refused, not read as 0 ms or an unordered priority.
+        for t in ["-5", "0", "NaN", "inf"] {
+            assert!(msg(&format!("1\t{t}\t\t\"t\"")).contains("timeout"), "timeout {t}");
+        }
+        for p in ["NaN", "inf", "-infinity"] {
+            assert!(msg(&format!("{p}\t\t\t\"t\"")).contains("priority"), "priority {p}");
+        }
         assert!(msg("1\t\t-1\t\"t\"").contains("maxRetries"));
         assert!(msg("1\t\t\t").contains("type"));
         assert!(msg("1\t\t\t\"t\"\t\t\t{}").contains("requires"));
