@@ -295,9 +295,9 @@ function serving(pool) {
 // Commands, temp dirs, sockets (operations tests)
 
 /** Runs a command; resolves { code, signal, stdout, stderr }; SIGKILLs it after timeoutMs. */
-function run(cmd, args, { env = process.env, timeoutMs = 30000, input } = {}) {
+function run(cmd, args, { env = process.env, timeoutMs = 30000, input, cwd } = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { env, cwd, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d) => {
