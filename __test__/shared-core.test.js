@@ -210,6 +210,60 @@ test("a bullmq whose scripts have another signature is refused at start with ERR
   }
 });
 
+// A stranger's jobs under our job names: random JSON (fast-check, seeded; STRANGER_SEED=<n>
+// replays a run), our own shape with random fields, and a data field that is not JSON.
+const STRANGER_SEED = Number(process.env.STRANGER_SEED || 20261207);
+
+test('jobs a stranger writes into a served queue fail with a coded reason; the pool stays up and keeps serving', async (t) => {
+  const fc = require('fast-check');
+  const name = qname();
+  const pool = await machine(t, name);
+  const workersBefore = pool.getWorkerPids().sort();
+  const q = bull(t, new Queue(name, { connection: connection() }));
+  const anything = fc.jsonValue({ maxDepth: 3 });
+  const ours = fc.record(
+    { cortex: fc.oneof(fc.constant(1), anything), type: fc.oneof(fc.constantFrom('echo', 'whoami', ''), anything), payload: anything, timeout: anything, requires: anything },
+    { requiredKeys: ['cortex'] },
+  );
+  const data = fc.sample(fc.oneof(anything, ours), { seed: STRANGER_SEED, numRuns: 80 });
+  t.diagnostic(`stranger's jobs: seed ${STRANGER_SEED}`);
+  const jobs = await q.addBulk(data.map((d, i) => ({ name: i % 2 ? 'echo' : 'whoami', data: d, opts: { attempts: 1 } })));
+  // And one whose data is not JSON at all, written straight into its hash.
+  const raw = await q.add('echo', { later: 'replaced' }, { delay: 60000 });
+  const Redis = require('ioredis');
+  const direct = new Redis(redis.url);
+  t.after(() => direct.quit());
+  await direct.hset(`bull:${name}:${raw.id}`, 'data', '{not json');
+  await raw.promote();
+  const all = [...jobs, raw];
+  await waitFor(async () => {
+    const c = await q.getJobCounts('completed', 'failed');
+    return c.completed + c.failed === all.length;
+  }, 30000, 'every stranger job to finish');
+  const states = { completed: 0, failed: 0 };
+  for (const j of jobs) {
+    const job = await q.getJob(j.id);
+    const state = await job.getState();
+    states[state] = (states[state] || 0) + 1;
+    if (state === 'failed') {
+      assert.match(job.failedReason, /^(ERR_[A-Z_]+|ABORT_ERR): /, `job ${j.id} (${JSON.stringify(job.data)}) failed with a coded reason`);
+    } else {
+      // Only a job in our format, with a type the worker has, can complete.
+      assert.equal(state, 'completed');
+      assert.equal(job.data.cortex, 1, `job ${j.id} completed: ${JSON.stringify(job.data)}`);
+    }
+  }
+  t.diagnostic(`stranger's jobs: ${states.completed} completed, ${states.failed} failed`);
+  // BullMQ's own Job cannot even read that one (its data is not JSON): read the hash.
+  assert.notEqual(await direct.zscore(`bull:${name}:failed`, raw.id), null);
+  assert.match(await direct.hget(`bull:${name}:${raw.id}`, 'failedReason'), /^ERR_INVALID_TASK: Job \S+ is not a Cortex task/);
+  // Still up, the same workers, still serving.
+  assert.deepEqual(pool.getWorkerPids().sort(), workersBefore);
+  const c = createQueueClient({ url: redis.url, name });
+  t.after(() => c.close());
+  assert.deepEqual(await within(c.submitTask({ type: 'echo', payload: 'after' }), 15000, 'a task after the strangers'), 'after');
+});
+
 test('no worker process started by this file is left', async () => {
   await assertGone([...seen], 15000);
 });
