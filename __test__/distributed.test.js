@@ -271,7 +271,7 @@ describe('bad input', () => {
     });
     await ev.waitUntilReady();
     const job = await q.add('foreign', { hello: 'world' });
-    const reason = await within(new Promise((resolve) => ev.on('failed', ({ jobId, failedReason }) => jobId === job.id && resolve(failedReason))), 10000, 'the foreign job to fail');
+    const reason = await within(new Promise((resolve) => ev.on('failed', ({ jobId, failedReason }) => jobId === job.id && resolve(failedReason))), 30000, 'the foreign job to fail');
     assert.match(reason, /^ERR_INVALID_TASK: Job \S+ is not a Cortex task/);
     assert.equal((await q.getJob(job.id)).attemptsMade, 1);
     assert.deepEqual(await pool.submitTask({ type: 'echo', payload: 'still here' }), 'still here');

@@ -17,7 +17,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 
 const FUZZ = path.join(__dirname, '..', 'fuzz');
-const TARGETS = ['worker_messages', 'submit_line', 'event_records', 'config', 'call_verbs'];
+const TARGETS = ['worker_messages', 'submit_line', 'event_records', 'config', 'call_verbs', 'job_data'];
 
 function parseArgs(argv) {
   const out = { seconds: 60, targets: TARGETS };

@@ -32,10 +32,6 @@ class SharedQueueServer {
     this.#op = hooks.op;
   }
 
-  get id() {
-    return this.#id;
-  }
-
   /** `{ held, queues, connected, since }` of the core's serving side, or null before it starts. */
   get status() {
     return JSON.parse(this.#native.sharedStatus());

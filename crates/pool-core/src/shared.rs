@@ -157,7 +157,8 @@ struct Inner {
     cancelled: Mutex<HashMap<String, Instant>>,
     stopping: AtomicBool,
     stop: Notify,
-    connected: AtomicBool,
+    /// Whether the last outage was logged as over (one log line per outage, not per retry).
+    logged_up: AtomicBool,
 }
 
 /// A pool serving the shared queue. Dropping it does not stop it: call `close`.
@@ -212,7 +213,7 @@ impl SharedServer {
             cancelled: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
             stop: Notify::new(),
-            connected: AtomicBool::new(true),
+            logged_up: AtomicBool::new(true),
         });
         inner.serve(Vec::new());
         inner.heartbeat().await.map_err(|e| unavailable(&inner.cfg.display, e))?;
@@ -542,12 +543,9 @@ impl Processor for Proc {
             .filter(|(q, _)| q.as_str() != queue)
             .map(|(_, (w, _))| w.held())
             .sum();
-        let per = if inner.pool.running_short(HOLD_AHEAD_MAX_MS) {
-            HOLD_PER_WORKER
-        } else {
-            1
-        };
-        held < per * inner.pool.capable_workers(caps) && others + held < per * inner.pool.live_workers()
+        let room = inner.pool.room(caps, HOLD_AHEAD_MAX_MS);
+        let per = if room.short { HOLD_PER_WORKER } else { 1 };
+        held < per * room.capable && others + held < per * room.live
     }
 
     fn process(&self, _queue: &str, job: Job, _token: String) -> BoxFuture<'static, Outcome> {
@@ -563,12 +561,12 @@ impl Processor for Proc {
         match event {
             WorkerEvent::Error { doing, error } => {
                 // One line per outage, not one per retry.
-                if inner.connected.swap(false, Ordering::Relaxed) || !error.is_connection() {
+                if inner.logged_up.swap(false, Ordering::Relaxed) || !error.is_connection() {
                     inner.log("warn", &format!("Shared queue ({queue}): {doing}: {error}"));
                 }
             }
             WorkerEvent::Recovered => {
-                if !inner.connected.swap(true, Ordering::Relaxed) {
+                if !inner.logged_up.swap(true, Ordering::Relaxed) {
                     inner.log("info", &format!("Shared queue ({queue}): connected again"));
                 }
             }

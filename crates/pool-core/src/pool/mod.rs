@@ -47,7 +47,7 @@ mod tasks;
 
 pub use events::append_batch;
 pub use io::Pumped;
-pub use owned::Settled;
+pub use owned::{Room, Settled};
 use state::{PendingOp, Phase, State};
 
 use crate::config::PoolConfig;

@@ -18,6 +18,14 @@ pub(super) const OWNED_SEQ_BASE: u64 = 1 << 60;
 /// A settled owned task: the handler's result as raw JSON text, or the error.
 pub type Settled = Result<String, CoreError>;
 
+/// See `Pool::room`.
+#[derive(Debug, Clone, Copy)]
+pub struct Room {
+    pub capable: usize,
+    pub live: usize,
+    pub short: bool,
+}
+
 impl State {
     /// Sends a settled owned task's outcome to its owner; false when `seq` is not one.
     pub(super) fn settle_owned(&mut self, seq: u64, outcome: impl FnOnce() -> Settled) -> bool {
@@ -86,22 +94,25 @@ impl Pool {
         sets
     }
 
-    /// Whether some worker runs a task and every running task is predicted (from its
-    /// type's history) to end within `limit_ms` of its start.
-    pub fn running_short(&self, limit_ms: f64) -> bool {
+    /// What the shared queue's holding rule looks at, under one lock: the live workers
+    /// that can run a task requiring `caps`, all live workers, and whether some worker
+    /// runs a task and every running task is predicted (from its type's history) to end
+    /// within `short_ms` of its start.
+    pub fn room(&self, caps: &[String], short_ms: f64) -> Room {
         let st = self.lock();
-        let mut busy = false;
+        let (mut busy, mut short) = (false, true);
         for w in st.roster.workers.values() {
             if let Some(head) = w.in_flight.front() {
                 busy = true;
                 // An unknown type predicts infinity (and NaN never passes).
-                let short = head.pred <= limit_ms;
-                if !short {
-                    return false;
-                }
+                short &= head.pred <= short_ms;
             }
         }
-        busy
+        Room {
+            capable: st.capable_workers(caps),
+            live: st.capable_workers(&[]),
+            short: busy && short,
+        }
     }
 
     /// Live workers, in all.
