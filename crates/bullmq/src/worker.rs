@@ -171,10 +171,6 @@ impl Worker {
         self.lock_held().len()
     }
 
-    pub fn held_ids(&self) -> Vec<String> {
-        self.lock_held().keys().cloned().collect()
-    }
-
     /// Stops fetching (the held jobs finish and are written; no fetch-next).
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
