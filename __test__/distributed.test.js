@@ -11,7 +11,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { createWorkerPool, createPool, createQueueClient } = require('..');
-const { fixture, test, waitFor, within, settle, assertGone, sleep } = require('./helpers');
+const { fixture, test, waitFor, within, settle, assertGone, sleep, servingMachine } = require('./helpers');
 const { startRedis, freePort } = require('./redis-harness');
 // BullMQ's close() can hang on a connection that Redis dropped; bounded as the product does.
 const { closeBull } = require('../lib/distributed/redis');
@@ -26,20 +26,8 @@ const opened = [];
 const qname = () => `t${process.pid}-${++seq}`;
 
 /** A serving pool ("a machine") on the test's queue; shut down when the test ends. */
-async function machine(t, name, extra = {}, queueExtra = {}) {
-  const pool = await createWorkerPool({
-    poolSize: 2,
-    workerScript: WORKER,
-    logLevel: 'silent',
-    maxTaskRetries: 0,
-    retryBackoffMs: 50,
-    ...extra,
-    queue: { url: redis.url, name, ...queueExtra },
-  });
-  for (const pid of pool.getWorkerPids()) seen.add(pid);
-  pool.on('worker-exited', (e) => seen.add(e.pid));
-  t.after(() => within(pool.shutdown(false), 20000, 'pool shutdown'));
-  return pool;
+function machine(t, name, extra = {}, queueExtra = {}) {
+  return servingMachine(t, { url: redis.url, name, seen, extra: { retryBackoffMs: 50, ...extra }, queue: queueExtra });
 }
 
 function client(t, name) {

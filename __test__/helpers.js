@@ -382,7 +382,29 @@ function fileMode(p) {
   return fs.statSync(p).mode & 0o777;
 }
 
+/**
+ * A pool serving the shared queue `name` at `url` ("a machine" of the shared-queue
+ * suites): two queue-worker.js workers, no local retries; its worker pids (and those of
+ * replacements) go into `seen`; shut down when the test ends.
+ */
+async function servingMachine(t, { url, name, seen, extra = {}, queue = {} }) {
+  const { createWorkerPool } = require(ROOT);
+  const pool = await createWorkerPool({
+    poolSize: 2,
+    workerScript: fixture('queue-worker.js'),
+    logLevel: 'silent',
+    maxTaskRetries: 0,
+    ...extra,
+    queue: { url, name, ...queue },
+  });
+  for (const pid of pool.getWorkerPids()) seen.add(pid);
+  pool.on('worker-exited', (e) => seen.add(e.pid));
+  t.after(() => within(pool.shutdown(false), 30000, 'pool shutdown'));
+  return pool;
+}
+
 module.exports = {
+  servingMachine,
   // paths
   ROOT,
   DAEMON_SH,

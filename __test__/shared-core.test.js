@@ -13,7 +13,7 @@ const path = require('node:path');
 const { fork } = require('node:child_process');
 const { Queue, QueueEvents, Worker } = require('bullmq');
 const { createWorkerPool, createQueueClient } = require('..');
-const { fixture, test, waitFor, within, settle, assertGone, sleep, tempDir } = require('./helpers');
+const { fixture, test, waitFor, within, settle, assertGone, sleep, tempDir, servingMachine } = require('./helpers');
 const { startRedis } = require('./redis-harness');
 const { closeBull } = require('../lib/distributed/redis');
 
@@ -32,19 +32,8 @@ after(async () => {
 
 const connection = () => ({ url: redis.url, maxRetriesPerRequest: null });
 
-async function machine(t, name, queueExtra = {}, extra = {}) {
-  const pool = await createWorkerPool({
-    poolSize: 2,
-    workerScript: fixture('queue-worker.js'),
-    logLevel: 'silent',
-    maxTaskRetries: 0,
-    ...extra,
-    queue: { url: redis.url, name, ...queueExtra },
-  });
-  for (const pid of pool.getWorkerPids()) seen.add(pid);
-  pool.on('worker-exited', (e) => seen.add(e.pid));
-  t.after(() => within(pool.shutdown(false), 20000, 'pool shutdown'));
-  return pool;
+function machine(t, name, queueExtra = {}, extra = {}) {
+  return servingMachine(t, { url: redis.url, name, seen, extra, queue: queueExtra });
 }
 
 function client(t, name) {
