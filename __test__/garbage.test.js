@@ -37,8 +37,10 @@ const MB = 1024 * 1024;
 
 const ctx = { dir: null, daemon: null, output: '', port: null, socket: null, exited: null, workerPids: new Set() };
 
+// The daemon's own reads of /proc files (its samplers, libuv's load average) hold a
+// descriptor for a moment: not a client's, so not counted.
 function daemonFds() {
-  return fs.readdirSync(`/proc/${ctx.daemon.pid}/fd`).length;
+  return fdTargets().filter((t) => !t.startsWith('/proc/')).length;
 }
 
 /** What the daemon's descriptors point at (for a failure's message). */
