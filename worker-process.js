@@ -72,7 +72,7 @@ class WorkerProcess {
     bindCallbacks(this);
   }
 
-  /** fn(payload, signal, { taskId, type, timeout }) -> result | Promise<result> */
+  /** fn(payload, signal, { taskId, type, timeout, job? }) -> result | Promise<result> */
   registerTaskHandler(type, fn) {
     if (typeof type !== 'string' || type.length === 0) {
       throw new TypeError('registerTaskHandler: type must be a non-empty string');
@@ -81,6 +81,15 @@ class WorkerProcess {
       throw new TypeError(`registerTaskHandler: handler for "${type}" must be a function`);
     }
     this.taskHandlers.set(type, fn);
+    return this;
+  }
+
+  /** The handler of every task type without a handler of its own (same signature). */
+  registerDefaultHandler(fn) {
+    if (typeof fn !== 'function') {
+      throw new TypeError('registerDefaultHandler: the handler must be a function');
+    }
+    this._defaultHandler = fn;
     return this;
   }
 }
@@ -123,6 +132,10 @@ function initTaskState(w) {
   w.currentTask = null;
   w.startTime = Date.now();
   w.taskHandlers = new Map();
+  w._defaultHandler = null;
+  // Calls about shared-queue jobs waiting for the pool's answer (task-loop.js jobCall).
+  w._calls = new Map();
+  w._lastCallId = 0;
 
   // FIFO of tasks not yet started: parallel arrays, consumed from _qHead.
   w._qTasks = [];

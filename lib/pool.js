@@ -74,6 +74,7 @@ class WorkerPoolManager extends EventEmitter {
         delete raw.minWorkers;
       }
     }
+    const processor = raw.processor === undefined ? undefined : processorOption(raw);
     if (typeof raw.workerScript === 'string') raw.workerScript = path.resolve(raw.workerScript);
     if (Array.isArray(raw.workerGroups)) {
       raw.workerGroups = raw.workerGroups.map((g) =>
@@ -90,6 +91,7 @@ class WorkerPoolManager extends EventEmitter {
     this.#native = callNative(() => new NativePool(json, process.execPath, DEFAULT_WORKER_SCRIPT, (batch) => this.#onEvents(batch)));
     /** The resolved options. */
     this.config = JSON.parse(this.#native.config());
+    if (processor !== undefined) this.config.processor = processor;
     if (queueOpts) this.#openShared(queueOpts, config);
     this.#logLevel = LOG_LEVELS[this.config.logLevel] ?? LOG_LEVELS.info;
 
@@ -454,6 +456,41 @@ class WorkerPoolManager extends EventEmitter {
   getWorkerPids() {
     return this.#native.workerPids();
   }
+}
+
+const PROCESSOR_WORKER = path.join(__dirname, 'worker', 'processor.js');
+
+/**
+ * The `processor` option (a BullMQ processor file): checked, then turned into what the
+ * core knows, the workers' script (lib/worker/processor.js) and the file's path in
+ * their environment. Returns the file's absolute path.
+ */
+function processorOption(raw) {
+  const p = raw.processor;
+  const allowed = 'the path of a processor file (.js, .cjs or .mjs) exporting async (job) => result';
+  if (typeof p !== 'string' || p.trim() === '') throw invalidConfig('processor', allowed, p);
+  for (const other of ['workerScript', 'workerCommand']) {
+    if (raw[other] !== undefined) {
+      throw withCode(CODES.ERR_INVALID_CONFIG, `Invalid option "processor": it cannot be combined with "${other}" (the processor file is what the workers run)`);
+    }
+  }
+  const file = path.resolve(p);
+  if (!/\.(c|m)?js$/.test(file)) throw invalidConfig('processor', allowed, p);
+  let stat = null;
+  try {
+    stat = require('node:fs').statSync(file);
+  } catch {
+    // reported below
+  }
+  if (stat === null || !stat.isFile()) {
+    throw withCode(CODES.ERR_INVALID_CONFIG, `Invalid option "processor": no file at ${file} (from "${p}")`);
+  }
+  if (raw.env === undefined || (raw.env !== null && typeof raw.env === 'object' && !Array.isArray(raw.env))) {
+    raw.env = { ...raw.env, CORTEX_WORKER_PROCESSOR: file };
+  } // else the core refuses the env option itself
+  raw.workerScript = PROCESSOR_WORKER;
+  delete raw.processor;
+  return file;
 }
 
 function producerOnlyError(method) {

@@ -82,6 +82,27 @@ function autoScaleEnv() {
   return boolEnv('AUTO_SCALE');
 }
 
+/** QUEUE_LIMITER_MAX and QUEUE_LIMITER_DURATION_MS: BullMQ's rate limiter (both or neither). */
+function limiterEnv() {
+  const max = intEnv('QUEUE_LIMITER_MAX', { min: 1 });
+  const duration = intEnv('QUEUE_LIMITER_DURATION_MS', { min: 1 });
+  if (max === undefined && duration === undefined) return undefined;
+  if (max === undefined || duration === undefined) {
+    throw new ConfigError('QUEUE_LIMITER_MAX and QUEUE_LIMITER_DURATION_MS go together (at most MAX jobs per DURATION ms); set both or neither');
+  }
+  return { max, duration };
+}
+
+/** WORKER_PROCESSOR=./processor.js: a BullMQ processor file run by every worker. */
+function processorEnv() {
+  const raw = env.WORKER_PROCESSOR;
+  if (raw === undefined || raw.trim() === '') return undefined;
+  for (const other of ['WORKER_SCRIPT', 'WORKER_COMMAND']) {
+    if (env[other]) throw new ConfigError(`WORKER_PROCESSOR and ${other} cannot both be set (the processor file is what the workers run)`);
+  }
+  return path.resolve(raw.trim());
+}
+
 /** QUEUE_URL and its companions: the pool's `queue` option (serve the shared queue). */
 function queueEnv() {
   const url = env.QUEUE_URL;
@@ -94,6 +115,9 @@ function queueEnv() {
     lockDurationMs: intEnv('QUEUE_LOCK_MS', { min: 100 }),
     stalledIntervalMs: intEnv('QUEUE_STALLED_MS', { min: 100 }),
     commandTimeoutMs: intEnv('QUEUE_COMMAND_TIMEOUT_MS', { min: 100 }),
+    jobTimeoutMs: intEnv('QUEUE_JOB_TIMEOUT_MS', { min: 1 }),
+    maxStalledCount: intEnv('QUEUE_MAX_STALLED_COUNT', { min: 0 }),
+    limiter: limiterEnv(),
   };
   for (const k of Object.keys(q)) if (q[k] === undefined) delete q[k];
   return q;
@@ -147,6 +171,7 @@ function readSettings() {
       autoScale: autoScaleEnv(),
       workerScript: env.WORKER_SCRIPT ? path.resolve(env.WORKER_SCRIPT) : undefined,
       workerCommand: commandEnv(),
+      processor: processorEnv(),
       // Per-worker RSS limit (a worker over it is recycled after its task): with
       // POOL_SIZE it sizes a container's memory limit (deploy/kubernetes/).
       workerMemoryLimitMB: intEnv('WORKER_MEMORY_LIMIT_MB'),

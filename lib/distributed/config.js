@@ -11,6 +11,7 @@ const DEFAULTS = Object.freeze({
   serve: true,
   lockDurationMs: 30000,
   stalledIntervalMs: 30000,
+  maxStalledCount: 1,
   connectTimeoutMs: 5000,
   commandTimeoutMs: 5000,
 });
@@ -179,7 +180,7 @@ function checkKeys(obj, allowed, field) {
 }
 
 const CLIENT_KEYS = ['url', 'name', 'prefix', 'connectTimeoutMs', 'commandTimeoutMs'];
-const POOL_KEYS = [...CLIENT_KEYS, 'serve', 'concurrency', 'lockDurationMs', 'stalledIntervalMs'];
+const POOL_KEYS = [...CLIENT_KEYS, 'serve', 'concurrency', 'lockDurationMs', 'stalledIntervalMs', 'jobTimeoutMs', 'maxStalledCount', 'limiter'];
 
 /** createQueueClient()'s options, resolved: `{ url, redis, display, name, prefix, connectTimeoutMs }`. */
 function resolveClientOptions(opts, field = 'options', keys = CLIENT_KEYS) {
@@ -201,6 +202,19 @@ function resolveClientOptions(opts, field = 'options', keys = CLIENT_KEYS) {
   };
 }
 
+/** `queue.limiter`: BullMQ's worker rate limiter, `{ max, duration }` (jobs per ms). */
+function checkLimiter(limiter) {
+  if (limiter === undefined || limiter === null) return null;
+  const shape = 'an object { max, duration }: at most max jobs (integer >= 1) per duration ms (integer >= 1)';
+  if (typeof limiter !== 'object' || Array.isArray(limiter)) throw invalidConfig('queue.limiter', shape, limiter);
+  checkKeys(limiter, ['max', 'duration'], 'queue.limiter');
+  if (limiter.max === undefined || limiter.duration === undefined) throw invalidConfig('queue.limiter', shape, limiter);
+  return {
+    max: checkInt(limiter.max, 'queue.limiter.max', undefined, 1, 1e9),
+    duration: checkInt(limiter.duration, 'queue.limiter.duration', undefined, 1, 24 * 3600 * 1000),
+  };
+}
+
 /** The pool's `queue` option, resolved (adds `serve`, `concurrency`, lock and stalled timings). */
 function resolveQueueOption(opts) {
   const base = resolveClientOptions(opts, 'queue', POOL_KEYS);
@@ -213,6 +227,10 @@ function resolveQueueOption(opts) {
     concurrency: checkInt(opts.concurrency, 'queue.concurrency', undefined, 1, 100000),
     lockDurationMs,
     stalledIntervalMs: checkInt(opts.stalledIntervalMs, 'queue.stalledIntervalMs', DEFAULTS.stalledIntervalMs, 100, 24 * 3600 * 1000),
+    // Plain BullMQ jobs carry no timeout: this one (undefined: the pool's taskTimeout).
+    jobTimeoutMs: checkInt(opts.jobTimeoutMs, 'queue.jobTimeoutMs', undefined, 1, 2 ** 31 - 1),
+    maxStalledCount: checkInt(opts.maxStalledCount, 'queue.maxStalledCount', DEFAULTS.maxStalledCount, 0, 1000),
+    limiter: checkLimiter(opts.limiter),
     // A command unanswered this long fails and its connection is replaced: well under
     // the lock, so a silent connection is replaced before the locks it renews expire.
     commandTimeoutMs: checkInt(

@@ -53,10 +53,39 @@ const methods = {
       case 'get-metrics':
         this._send(this._metrics());
         break;
+      case 'job-call-result':
+        this._onJobCallResult(msg);
+        break;
       default:
         // Unknown messages are ignored so that newer pools can talk to older workers.
         break;
     }
+  },
+
+  /**
+   * Asks the pool to act on the shared-queue job that task `taskId` runs (`op`:
+   * progress, log, update-data, children-values); resolves with the pool's answer.
+   * Only the core's own tasks (a job of the shared queue) can be asked about.
+   */
+  jobCall(taskId, op, value) {
+    const callId = ++this._lastCallId;
+    return new Promise((resolve, reject) => {
+      this._calls.set(callId, { resolve, reject, op });
+      this._send({ type: 'job-call', taskId, callId, op, value: value === undefined ? null : value });
+    });
+  },
+
+  _onJobCallResult(msg) {
+    const call = this._calls.get(msg.callId);
+    if (call === undefined) return;
+    this._calls.delete(msg.callId);
+    if (msg.ok === true) {
+      call.resolve(msg.value);
+      return;
+    }
+    const e = msg.error !== null && typeof msg.error === 'object' ? msg.error : {};
+    call.reject(makeError(typeof e.message === 'string' ? e.message : `job call ${call.op} failed`,
+      typeof e.code === 'string' ? e.code : 'ERR_JOB_CALL'));
   },
 
   _accept(task, batch) {
@@ -159,8 +188,8 @@ const methods = {
     const start = now();
     this._currentStart = start;
 
-    const handler = this.taskHandlers.get(task.type);
-    if (handler === undefined) {
+    const handler = this.taskHandlers.get(task.type) ?? this._defaultHandler;
+    if (handler === undefined || handler === null) {
       this._currentAc = null;
       this._finish(false, makeError(
         `No handler registered for task type: ${task.type}`, 'ERR_NO_HANDLER'));
@@ -177,7 +206,7 @@ const methods = {
       } else {
         const ac = new AbortController();
         this._currentAc = ac;
-        result = handler(task.payload, ac.signal, { taskId: task.id, type: task.type, timeout: task.timeout });
+        result = handler(task.payload, ac.signal, { taskId: task.id, type: task.type, timeout: task.timeout, job: task.job });
       }
     } catch (err) {
       this._finish(false, err);

@@ -25,14 +25,23 @@ pub struct FetchOpts<'a> {
     pub lock_duration_ms: u64,
     /// The worker's name, stored as the job's `processedBy`.
     pub name: Option<&'a str>,
+    /// BullMQ's worker rate limiter: at most `.0` jobs per `.1` ms, across the queue.
+    pub limiter: Option<(u64, u64)>,
 }
 
 impl FetchOpts<'_> {
+    fn limiter_value(&self) -> V<'static> {
+        match self.limiter {
+            Some((max, duration)) => V::Map(vec![("max", V::Int(max as i64)), ("duration", V::Int(duration as i64))]),
+            None => V::Nil,
+        }
+    }
+
     fn packed(&self) -> Vec<u8> {
         pack(&V::Map(vec![
             ("token", V::Str(self.token)),
             ("lockDuration", V::Int(self.lock_duration_ms as i64)),
-            ("limiter", V::Nil),
+            ("limiter", self.limiter_value()),
             ("name", self.name.map(V::Str).unwrap_or(V::Nil)),
         ]))
     }
@@ -143,7 +152,7 @@ pub async fn move_to_finished(
         ("token", V::Str(fetch.token)),
         ("name", fetch.name.map(V::Str).unwrap_or(V::Nil)),
         ("keepJobs", V::Map(keep)),
-        ("limiter", V::Nil),
+        ("limiter", fetch.limiter_value()),
         ("lockDuration", V::Int(fetch.lock_duration_ms as i64)),
         ("attempts", V::Int(job.attempts())),
         ("maxMetricsSize", V::Str("")),
@@ -367,6 +376,36 @@ pub async fn add_log(con: &mut impl ConnectionLike, s: &Scripts, k: &QueueKeys, 
         .invoke_async(con)
         .await?;
     check("addLog", job_id, &v)
+}
+
+/// `updateData`: replaces the job's data (JSON text).
+pub async fn update_data(con: &mut impl ConnectionLike, s: &Scripts, k: &QueueKeys, job_id: &str, data_json: &str) -> Result<()> {
+    let v: Value = s.get("updateData").key(k.job(job_id)).arg(data_json).invoke_async(con).await?;
+    check("updateData", job_id, &v)
+}
+
+/// The return values of a parent job's finished children, as BullMQ's
+/// `job.getChildrenValues()` gives them: child job key → its value (JSON text).
+pub async fn children_values(con: &mut impl ConnectionLike, k: &QueueKeys, job_id: &str) -> Result<Vec<(String, String)>> {
+    let v: Value = redis::cmd("HGETALL")
+        .arg(format!("{}:processed", k.job(job_id)))
+        .query_async(con)
+        .await?;
+    Ok(match v {
+        Value::Map(pairs) => pairs.iter().filter_map(|(a, b)| Some((text_of(a)?, text_of(b)?))).collect(),
+        other => {
+            let flat = strings(&other);
+            flat.chunks(2).filter(|c| c.len() == 2).map(|c| (c[0].clone(), c[1].clone())).collect()
+        }
+    })
+}
+
+fn text_of(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
 }
 
 fn strings(v: &Value) -> Vec<String> {

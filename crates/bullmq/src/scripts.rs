@@ -21,6 +21,7 @@ pub const REQUIRED: &[(&str, usize)] = &[
     ("moveJobFromActiveToWait", 9),
     ("updateProgress", 3),
     ("addLog", 2),
+    ("updateData", 1),
 ];
 
 /// The bullmq versions this code was written for (the range in package.json).

@@ -40,6 +40,8 @@ pub struct WorkerOptions {
     pub name: Option<String>,
     /// A rate-limited queue is tried again after at most this long.
     pub max_rate_limit_delay_ms: u64,
+    /// BullMQ's `limiter`: at most `max` jobs per `duration` ms, across the queue.
+    pub limiter: Option<(u64, u64)>,
 }
 
 impl WorkerOptions {
@@ -53,6 +55,7 @@ impl WorkerOptions {
             drain_delay_ms: 5_000,
             name: None,
             max_rate_limit_delay_ms: 30_000,
+            limiter: None,
         }
     }
 }
@@ -208,6 +211,7 @@ impl Worker {
             token,
             lock_duration_ms: self.opts.lock_duration_ms,
             name: self.opts.name.as_deref(),
+            limiter: self.opts.limiter,
         }
     }
 
@@ -251,10 +255,13 @@ impl Worker {
                     match waited {
                         Ok(next) => {
                             block_until = next.unwrap_or(0);
-                            // A due delayed job, or a marker of new jobs: fetch.
-                            if block_until > 0 && block_until - ops::now_ms() >= 1 {
-                                continue;
+                            // A due delayed job, or a marker of new jobs: fetch, once
+                            // the room is checked again (it may have gone while this
+                            // waited: the processor's workers died, say).
+                            if block_until <= 0 || block_until - ops::now_ms() < 1 {
+                                drained = false;
                             }
+                            continue;
                         }
                         Err(e) => {
                             blocking = None;

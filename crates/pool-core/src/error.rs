@@ -76,6 +76,10 @@ pub struct Extra {
     /// A code set by the worker's handler (`err.code`), when it is not one of ours.
     #[serde(rename = "handlerCode", skip_serializing_if = "Option::is_none")]
     pub handler_code: Option<String>,
+    /// The `name` of the handler's error (`TypeError`, BullMQ's `UnrecoverableError`):
+    /// for the shared queue's outcome only; JavaScript's error keeps its own.
+    #[serde(skip)]
+    pub handler_name: Option<String>,
 }
 
 /// An error as JavaScript will see it: `message`, `code`, and optional details.

@@ -96,6 +96,15 @@ pub struct Incoming<'a> {
     pub fatal: Option<bool>,
     #[serde(default)]
     pub duration: Option<f64>,
+    /// `job-call`: the worker's id for the call (a number or string, echoed back).
+    #[serde(default, rename = "callId", borrow)]
+    pub call_id: Option<&'a RawValue>,
+    /// `job-call`: what to do (`progress`, `log`, `update-data`, `children-values`).
+    #[serde(default, borrow)]
+    pub op: Option<Cow<'a, str>>,
+    /// `job-call`: its argument.
+    #[serde(default, borrow)]
+    pub value: Option<&'a RawValue>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -111,6 +120,7 @@ pub enum Kind {
     WorkerShutdown,
     HealthStatus,
     WorkerMetrics,
+    JobCall,
     NodeInternal,
     Other,
 }
@@ -129,6 +139,7 @@ impl Incoming<'_> {
             Some("worker-shutdown") => Kind::WorkerShutdown,
             Some("health-status") => Kind::HealthStatus,
             Some("worker-metrics") => Kind::WorkerMetrics,
+            Some("job-call") => Kind::JobCall,
             Some(_) => Kind::Other,
             None if self.cmd.as_deref().is_some_and(|c| c.starts_with("NODE_")) => Kind::NodeInternal,
             None => Kind::Other,
@@ -140,9 +151,9 @@ pub fn parse(line: &str) -> Result<Incoming<'_>, serde_json::Error> {
     serde_json::from_str(line)
 }
 
-/// Appends one task object `{"id":..,"type":..,"payload":..,"timeout":..}`.
-/// `type_json` and `payload_json` are already JSON text.
-pub fn write_task(out: &mut Vec<u8>, id: &str, type_json: &str, payload_json: &str, timeout_ms: u64) {
+/// Appends one task object `{"id":..,"type":..,"payload":..,"timeout":..[,"job":..]}`.
+/// `type_json`, `payload_json` and `job_json` are already JSON text.
+pub fn write_task(out: &mut Vec<u8>, id: &str, type_json: &str, payload_json: &str, timeout_ms: u64, job_json: Option<&str>) {
     out.extend_from_slice(b"{\"id\":\"");
     out.extend_from_slice(id.as_bytes());
     out.extend_from_slice(b"\",\"type\":");
@@ -151,7 +162,30 @@ pub fn write_task(out: &mut Vec<u8>, id: &str, type_json: &str, payload_json: &s
     out.extend_from_slice(payload_json.as_bytes());
     out.extend_from_slice(b",\"timeout\":");
     out.extend_from_slice(timeout_ms.to_string().as_bytes());
+    if let Some(j) = job_json {
+        out.extend_from_slice(b",\"job\":");
+        out.extend_from_slice(j.as_bytes());
+    }
     out.push(b'}');
+}
+
+/// The answer to a worker's `job-call` (`call_id` is the worker's id for the call,
+/// echoed as JSON text): `value_json` on success, or an error with a code.
+pub fn job_call_result(call_id_json: &str, outcome: Result<&str, (&str, &str)>) -> Vec<u8> {
+    let mut out = format!("{{\"type\":\"job-call-result\",\"callId\":{call_id_json},");
+    match outcome {
+        Ok(v) => {
+            out.push_str("\"ok\":true,\"value\":");
+            out.push_str(v);
+        }
+        Err((code, message)) => {
+            let e = serde_json::json!({ "code": code, "message": message });
+            out.push_str("\"ok\":false,\"error\":");
+            out.push_str(&e.to_string());
+        }
+    }
+    out.push_str("}\n");
+    out.into_bytes()
 }
 
 pub fn execute_task_prefix() -> &'static [u8] {
@@ -203,7 +237,7 @@ mod tests {
     #[test]
     fn writes_execute_task() {
         let mut out = execute_task_prefix().to_vec();
-        write_task(&mut out, "task-1-1", "\"echo\"", "{\"x\":1}", 50);
+        write_task(&mut out, "task-1-1", "\"echo\"", "{\"x\":1}", 50, None);
         out.extend_from_slice(b"}\n");
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["type"], "execute-task");

@@ -16,7 +16,7 @@
 //!   control     pub/sub channel: { cancel: jobId, reason } and { capset: [...] }
 
 use crate::error::{Code, CoreError, CoreResult};
-use crate::pool::{Pool, PoolTask, Settled};
+use crate::pool::{JobCall, Pool, PoolTask, Settled};
 use bullmq::{Conn, ConnOptions, Failure, Job, Outcome, Processor, Scripts, Target, Worker, WorkerEvent, WorkerOptions};
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 const HEARTBEAT: Duration = Duration::from_millis(2000);
 /// A pool whose heartbeat is older than this is not counted as serving.
@@ -45,6 +45,8 @@ const JOB_FORMAT: i64 = 1;
 /// The backoff type our producers set: min(delay · 2^(n−1), data.maxBackoffMs).
 const BACKOFF_TYPE: &str = "cortex";
 const DEFAULT_MAX_BACKOFF_MS: u64 = 30_000;
+/// The name of BullMQ's error for a failure that must not be retried.
+const UNRECOVERABLE: &str = "UnrecoverableError";
 /// Jobs held per worker that can run them, while short jobs run: the one it runs and
 /// one waiting for it, so that a worker that finishes starts its next job without
 /// waiting for a Redis round trip. Otherwise one per worker: a long job's successor
@@ -76,6 +78,16 @@ pub struct SharedConfig {
     pub stalled_interval_ms: u64,
     /// Jobs held at once per queue; `None` follows the workers that can take them.
     pub concurrency: Option<usize>,
+    /// The timeout of a plain BullMQ job (one not in this package's format, which
+    /// carries none); `None` is the pool's `taskTimeout`.
+    #[serde(default)]
+    pub job_timeout_ms: Option<u64>,
+    /// BullMQ's `maxStalledCount`: how often a job may stall before it fails.
+    #[serde(default = "one")]
+    pub max_stalled_count: u32,
+    /// BullMQ's worker rate limiter: at most `max` jobs per `duration` ms, queue-wide.
+    #[serde(default)]
+    pub limiter: Option<Limiter>,
     pub connect_timeout_ms: u64,
     pub command_timeout_ms: u64,
     /// The installed bullmq package (its scripts are loaded from there).
@@ -83,6 +95,16 @@ pub struct SharedConfig {
     /// This pool's id in the registry.
     pub pool_id: String,
     pub host: String,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct Limiter {
+    pub max: u64,
+    pub duration: u64,
 }
 
 /// The sentinels and the master's name, and how to talk to the master.
@@ -302,7 +324,8 @@ impl Inner {
         let mut o = WorkerOptions::new(&self.cfg.prefix, &queue);
         o.lock_duration_ms = self.cfg.lock_duration_ms;
         o.stalled_interval_ms = self.cfg.stalled_interval_ms;
-        o.max_stalled_count = 1;
+        o.max_stalled_count = self.cfg.max_stalled_count;
+        o.limiter = self.cfg.limiter.map(|l| (l.max, l.duration));
         o.name = Some(self.cfg.pool_id.clone());
         let w = Worker::new(self.conn.clone(), self.scripts.clone(), o, format!("{}:{queue}", self.cfg.pool_id));
         w.start(Arc::new(Proc(self.clone())));
@@ -457,30 +480,87 @@ impl Inner {
         self.cancelled.lock().unwrap_or_else(|e| e.into_inner()).remove(job_id).is_some()
     }
 
-    async fn run(self: Arc<Self>, job: Job) -> Outcome {
-        let decoded = match decode_job(&job) {
+    async fn run(self: Arc<Self>, queue: String, job: Job) -> Outcome {
+        let decoded = match decode_job(&job, &queue, self.cfg.job_timeout_ms) {
             Ok(d) => d,
-            Err(e) => return self.outcome_of(Err(e)),
+            Err(e) => return self.outcome_of(Err(e), false),
         };
+        let plain = decoded.plain;
         if self.take_cancel(&job.id) {
-            return self.outcome_of(Err(CoreError::aborted("The task was aborted by its producer")));
+            return self.outcome_of(Err(CoreError::aborted("The task was aborted by its producer")), plain);
         }
-        let (tx, rx) = oneshot::channel();
-        let seq = match self.pool.submit_owned(decoded.task, decoded.priority, decoded.timeout_ms, tx) {
+        let (tx, mut rx) = oneshot::channel();
+        // A plain job's processor may call back (progress, logs, data, children).
+        let (calls_tx, mut calls) = mpsc::unbounded_channel();
+        let calls_tx = plain.then_some(calls_tx);
+        let seq = match self.pool.submit_owned(decoded.task, decoded.priority, decoded.timeout_ms, tx, calls_tx) {
             Ok(s) => s,
-            Err(e) => return self.outcome_of(Err(e)),
+            Err(e) => return self.outcome_of(Err(e), plain),
         };
         self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(job.id.clone(), seq);
         // A cancel that came between the check above and now.
         if self.take_cancel(&job.id) {
             self.pool.cancel(seq, "aborted by its producer");
         }
-        let settled = rx.await;
+        let settled = loop {
+            tokio::select! {
+                s = &mut rx => break s,
+                Some(call) = calls.recv() => self.job_call(&queue, &job, call).await,
+            }
+        };
+        // Calls made before the reply are written before the outcome (a progress event
+        // comes before `completed`, as with BullMQ's own worker).
+        while let Ok(call) = calls.try_recv() {
+            self.job_call(&queue, &job, call).await;
+        }
         self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&job.id);
         match settled {
-            Ok(s) => self.outcome_of(s),
+            Ok(s) => self.outcome_of(s, plain),
             // The pool dropped the task without settling it (it is gone): give it back.
             Err(_) => Outcome::GiveBack,
+        }
+    }
+
+    /// Does what a plain job's processor asked (`job.updateProgress`, `job.log`,
+    /// `job.updateData`, `job.getChildrenValues`) and answers the worker.
+    async fn job_call(&self, queue: &str, job: &Job, call: JobCall) {
+        let keys = bullmq::QueueKeys::new(&self.cfg.prefix, queue);
+        let (s, id) = (&*self.scripts, job.id.as_str());
+        let mut con = self.conn.cmd();
+        let done: bullmq::Result<String> = match call.op.as_str() {
+            "progress" => bullmq::ops::update_progress(&mut con, s, &keys, id, &call.value).await.map(|_| "null".into()),
+            "log" => match serde_json::from_str::<String>(&call.value) {
+                Ok(line) => {
+                    let keep = job.opts.get("keepLogs").and_then(Value::as_u64).unwrap_or(0);
+                    bullmq::ops::add_log(&mut con, s, &keys, id, &line, keep).await.map(|_| "null".into())
+                }
+                Err(_) => {
+                    return self.pool.answer_call(&call, Err((Code::InvalidTask.as_str(), "job.log takes a string")));
+                }
+            },
+            "update-data" => bullmq::ops::update_data(&mut con, s, &keys, id, &call.value).await.map(|_| "null".into()),
+            "children-values" => bullmq::ops::children_values(&mut con, &keys, id).await.map(|pairs| {
+                let mut out = serde_json::Map::new();
+                for (k, v) in pairs {
+                    out.insert(k, serde_json::from_str(&v).unwrap_or(Value::String(v)));
+                }
+                Value::Object(out).to_string()
+            }),
+            other => {
+                let msg = format!("unknown job call \"{other}\" (progress, log, update-data, children-values)");
+                return self.pool.answer_call(&call, Err((Code::NotSupported.as_str(), &msg)));
+            }
+        };
+        match done {
+            Ok(v) => {
+                self.conn.succeeded();
+                self.pool.answer_call(&call, Ok(&v));
+            }
+            Err(e) => {
+                self.conn.failed(&e);
+                let msg = format!("job {id}: {} failed: {e}", call.op);
+                self.pool.answer_call(&call, Err((Code::QueueUnavailable.as_str(), &msg)));
+            }
         }
     }
 
@@ -488,13 +568,27 @@ impl Inner {
     /// `<CODE>: <message>` and whose stack entry is this attempt's details as JSON
     /// (not retried when retrying cannot help); or, for a job this pool could not
     /// finish because it is stopping, back to the queue with no attempt used.
-    fn outcome_of(&self, settled: Settled) -> Outcome {
+    ///
+    /// A plain job's handler error is written as BullMQ's own worker writes it: the
+    /// error's message as `failedReason`, its stack in `stacktrace`, not retried when
+    /// it is named `UnrecoverableError`.
+    fn outcome_of(&self, settled: Settled, plain: bool) -> Outcome {
         match settled {
             Ok(raw) => Outcome::Completed(raw),
             Err(e) => {
                 let shutting = matches!(e.code, Code::PoolShutdown | Code::PoolShuttingDown);
-                if shutting || (self.stopping() && e.code == Code::WorkerCrashed) {
+                // No worker here can run it any more (its slot was given up after a
+                // crash loop): another pool may.
+                let unable = e.code == Code::NoCapableWorker;
+                if shutting || unable || (self.stopping() && e.code == Code::WorkerCrashed) {
                     return Outcome::GiveBack;
+                }
+                if plain && e.code == Code::TaskFailed {
+                    return Outcome::Failed(Failure {
+                        unrecoverable: e.extra.handler_name.as_deref() == Some(UNRECOVERABLE),
+                        stack: e.extra.stack.clone(),
+                        message: e.message,
+                    });
                 }
                 let mut details = json!({
                     "code": e.code.as_str(),
@@ -548,8 +642,8 @@ impl Processor for Proc {
         held < per * room.capable && others + held < per * room.live
     }
 
-    fn process(&self, _queue: &str, job: Job, _token: String) -> BoxFuture<'static, Outcome> {
-        self.0.clone().run(job).boxed()
+    fn process(&self, queue: &str, job: Job, _token: String) -> BoxFuture<'static, Outcome> {
+        self.0.clone().run(queue.to_string(), job).boxed()
     }
 
     fn backoff(&self, job: &Job, kind: &str, delay: u64, attempts_made: i64) -> Option<u64> {
@@ -583,7 +677,7 @@ impl Processor for Proc {
 }
 
 fn not_retried(code: Code) -> bool {
-    matches!(code, Code::NoHandler | Code::InvalidTask | Code::Aborted | Code::NoCapableWorker)
+    matches!(code, Code::NoHandler | Code::InvalidTask | Code::Aborted)
 }
 
 /// A job's data as the task the local pool runs.
@@ -591,6 +685,8 @@ pub struct DecodedJob {
     pub task: PoolTask,
     pub priority: f64,
     pub timeout_ms: Option<u64>,
+    /// A plain BullMQ job (not in this package's format).
+    pub plain: bool,
 }
 
 #[derive(Deserialize)]
@@ -606,17 +702,64 @@ struct JobData<'a> {
     requires: Option<Value>,
 }
 
-/// Decodes a job written by this package's producers (`{ cortex: 1, type, payload,
-/// timeout?, metadata?, requires?, maxBackoffMs }`); anything else is
-/// `ERR_INVALID_TASK`, naming the job and what is wrong.
-pub fn decode_job(job: &Job) -> CoreResult<DecodedJob> {
-    let bad = |why: &str| CoreError::new(Code::InvalidTask, format!("Job {} is not a Cortex task: {why}", job.id));
-    let shape = format!(
-        "its data must be {{ cortex: {JOB_FORMAT}, type, payload, ... }} (added by createQueueClient or a pool with the queue option)"
-    );
-    let d: JobData = serde_json::from_str(&job.data).map_err(|_| bad(&shape))?;
+/// Decodes a job of queue `queue`. A job whose data is an object with a `cortex` field
+/// was written by this package's producers (`{ cortex: 1, type, payload, timeout?,
+/// metadata?, requires?, maxBackoffMs }`) and must be well formed; any other job is a
+/// plain BullMQ job: its name is the task type, its data the payload, its timeout
+/// `plain_timeout_ms` (`None`: the pool's `taskTimeout`), and the worker is told the
+/// job's fields (`job` in the task). Data that is not JSON is `ERR_INVALID_TASK`,
+/// naming the job and what is wrong.
+pub fn decode_job(job: &Job, queue: &str, plain_timeout_ms: Option<u64>) -> CoreResult<DecodedJob> {
+    let raw: &RawValue = serde_json::from_str(&job.data)
+        .map_err(|e| CoreError::new(Code::InvalidTask, format!("Job {} of queue {queue} has data that is not JSON ({e})", job.id)))?;
+    let ours = raw.get().starts_with('{') && serde_json::from_str::<JobData>(raw.get()).is_ok_and(|d| d.cortex.is_some());
+    if ours {
+        return decode_ours(job);
+    }
+    let info = json!({
+        "id": job.id,
+        "name": job.name,
+        "queueName": queue,
+        "opts": job.opts,
+        "timestamp": job.timestamp,
+        "delay": job.delay,
+        "priority": job.priority,
+        "attemptsMade": job.attempts_made,
+        "attemptsStarted": job.attempts_started,
+        "processedOn": job.processed_on,
+        "stacktrace": job.stacktrace,
+        "parentKey": job.parent_key,
+        "repeatJobKey": job.repeat_job_key,
+    });
+    Ok(DecodedJob {
+        task: PoolTask {
+            type_json: Value::String(job.name.clone()).to_string(),
+            payload_json: one_line(raw.get()),
+            metadata_json: None,
+            requires: Vec::new(),
+            job_json: Some(info.to_string()),
+        },
+        priority: 0.0,
+        timeout_ms: plain_timeout_ms,
+        plain: true,
+    })
+}
+
+/// JSON text on one line: text from Redis (anyone can write it) may hold line breaks
+/// between its tokens, and a message to a worker is one line.
+fn one_line(raw: &str) -> String {
+    if !raw.contains(['\n', '\r']) {
+        return raw.to_string();
+    }
+    serde_json::from_str::<Value>(raw).map(|v| v.to_string()).unwrap_or_else(|_| "null".into())
+}
+
+/// A job of this package's format.
+fn decode_ours(job: &Job) -> CoreResult<DecodedJob> {
+    let bad = |why: &str| CoreError::new(Code::InvalidTask, format!("Job {} is not a valid Cortex task: {why}", job.id));
+    let d: JobData = serde_json::from_str(&job.data).map_err(|e| bad(&e.to_string()))?;
     if d.cortex.as_ref().and_then(Value::as_i64) != Some(JOB_FORMAT) {
-        return Err(bad(&shape));
+        return Err(bad(&format!("\"cortex\" must be {JOB_FORMAT} (the format this version writes and reads)")));
     }
     let kind = match &d.kind {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
@@ -636,12 +779,14 @@ pub fn decode_job(job: &Job) -> CoreResult<DecodedJob> {
     Ok(DecodedJob {
         task: PoolTask {
             type_json: Value::String(kind).to_string(),
-            payload_json: payload.unwrap_or("null").to_string(),
-            metadata_json: d.metadata.map(|m| m.get().to_string()),
+            payload_json: one_line(payload.unwrap_or("null")),
+            metadata_json: d.metadata.map(|m| one_line(m.get())),
             requires,
+            job_json: None,
         },
         priority: (job.priority.max(1) - 1) as f64,
         timeout_ms,
+        plain: false,
     })
 }
 
@@ -686,36 +831,60 @@ mod tests {
 
     #[test]
     fn decodes_our_jobs() {
-        let d = decode_job(&job(
-            r#"{"cortex":1,"type":"t","payload":{"a":[1,"\t"]},"timeout":1500.5,"metadata":{"m":1},"requires":["gpu"],"maxBackoffMs":10}"#,
-        ))
+        let d = decode_job(
+            &job(r#"{"cortex":1,"type":"t","payload":{"a":[1,"\t"]},"timeout":1500.5,"metadata":{"m":1},"requires":["gpu"],"maxBackoffMs":10}"#),
+            "q",
+            Some(5),
+        )
         .unwrap();
+        assert!(!d.plain);
         assert_eq!(d.task.type_json, "\"t\"");
         assert_eq!(d.task.payload_json, r#"{"a":[1,"\t"]}"#);
         assert_eq!(d.task.metadata_json.as_deref(), Some(r#"{"m":1}"#));
         assert_eq!(d.task.requires, vec!["gpu".to_string()]);
         assert_eq!((d.priority, d.timeout_ms), (2.0, Some(1501)));
-        let d = decode_job(&job(r#"{"cortex":1,"type":"t"}"#)).unwrap();
+        assert!(d.task.job_json.is_none());
+        let d = decode_job(&job(r#"{"cortex":1,"type":"t"}"#), "q", None).unwrap();
         assert_eq!(d.task.payload_json, "null");
     }
 
     #[test]
-    fn refuses_other_jobs_naming_what_is_wrong() {
+    fn refuses_malformed_jobs_of_our_format_naming_what_is_wrong() {
         for (data, why) in [
-            ("[1]", "its data must be"),
-            (r#"{"type":"t"}"#, "its data must be"),
-            ("not json", "its data must be"),
+            (r#"{"cortex":2,"type":"t"}"#, "\"cortex\" must be 1"),
             (r#"{"cortex":1}"#, "\"type\" must be"),
             (r#"{"cortex":1,"type":"t","timeout":-1}"#, "\"timeout\" must be"),
             (r#"{"cortex":1,"type":"t","requires":[1]}"#, "\"requires\" must be"),
         ] {
-            let e = decode_job(&job(data)).err().unwrap();
+            let e = decode_job(&job(data), "q", None).err().unwrap();
             assert_eq!(e.code, Code::InvalidTask);
-            assert!(
-                e.message.contains("Job 9 is not a Cortex task") && e.message.contains(why),
-                "{}",
-                e.message
-            );
+            assert!(e.message.contains("Job 9 is not a valid Cortex task") && e.message.contains(why), "{}", e.message);
+        }
+        let e = decode_job(&job("not json"), "q", None).err().unwrap();
+        assert_eq!(e.code, Code::InvalidTask);
+        assert!(e.message.contains("Job 9 of queue q has data that is not JSON"), "{}", e.message);
+    }
+
+    #[test]
+    fn plain_jobs_run_as_their_name_with_their_data() {
+        let mut j = job("{\"w\":\n100}");
+        j.name = "resize".into();
+        j.attempts_made = 1;
+        j.opts = json!({ "attempts": 3 });
+        let d = decode_job(&j, "images", Some(700)).unwrap();
+        assert!(d.plain);
+        assert_eq!(d.task.type_json, "\"resize\"");
+        // On one line: a message to a worker is one line.
+        assert_eq!(d.task.payload_json, r#"{"w":100}"#);
+        assert_eq!((d.priority, d.timeout_ms), (0.0, Some(700)));
+        let info: Value = serde_json::from_str(d.task.job_json.as_deref().unwrap()).unwrap();
+        assert_eq!(info["id"], "9");
+        assert_eq!(info["queueName"], "images");
+        assert_eq!(info["attemptsMade"], 1);
+        assert_eq!(info["opts"]["attempts"], 3);
+        for data in ["[1]", "\"s\"", "7", "null", r#"{"type":"t"}"#] {
+            let d = decode_job(&job(data), "q", None).unwrap();
+            assert!(d.plain && d.task.payload_json == data, "{data}");
         }
     }
 

@@ -47,7 +47,7 @@ mod tasks;
 
 pub use events::append_batch;
 pub use io::Pumped;
-pub use owned::{Room, Settled};
+pub use owned::{JobCall, Room, Settled};
 use state::{PendingOp, Phase, State};
 
 use crate::config::PoolConfig;
@@ -78,6 +78,10 @@ pub struct PoolTask {
     pub payload_json: String,
     pub metadata_json: Option<String>,
     pub requires: Vec<String>,
+    /// What the worker is told about the job this task runs (a shared-queue job that is
+    /// not in this package's format: its id, name, options, attempts; JSON text), sent
+    /// as the task's `job` field. Never part of JavaScript's own tasks.
+    pub job_json: Option<String>,
 }
 
 impl TaskData for PoolTask {

@@ -5,18 +5,32 @@
 //! Their sequence numbers come from a range JavaScript never uses (it numbers its
 //! tasks from 1 up to 2^53 − 1), so settling looks them up only when they can be one.
 
-use super::state::State;
+use super::state::{State, WorkerNo};
 use super::{Pool, PoolTask};
+use crate::protocol::{self, Incoming};
 use crate::balance;
 use crate::error::{CoreError, CoreResult};
 use crate::queue::Now;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 /// The first sequence number of a core-owned task.
 pub(super) const OWNED_SEQ_BASE: u64 = 1 << 60;
 
 /// A settled owned task: the handler's result as raw JSON text, or the error.
 pub type Settled = Result<String, CoreError>;
+
+/// A worker's request about the job its owned task runs (a `job-call` message):
+/// answer it with `Pool::answer_call`.
+#[derive(Debug)]
+pub struct JobCall {
+    worker: WorkerNo,
+    /// The worker's id for the call, as JSON text (echoed back).
+    call_id: String,
+    /// What to do: `progress`, `log`, `update-data`, `children-values`.
+    pub op: String,
+    /// Its argument, as JSON text (`null` when absent).
+    pub value: String,
+}
 
 /// See `Pool::room`.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +46,7 @@ impl State {
         if seq < OWNED_SEQ_BASE {
             return false;
         }
+        self.owned_calls.remove(&seq);
         match self.owned.remove(&seq) {
             Some(tx) => {
                 // The owner may have gone (it stopped waiting): nothing to tell then.
@@ -39,6 +54,43 @@ impl State {
                 true
             }
             None => false,
+        }
+    }
+
+    /// A `job-call` from worker `wn`: passed to the owner of the task it names when the
+    /// task is an owned one that worker runs and its owner takes calls; otherwise
+    /// answered at once with `ERR_NOT_SUPPORTED`.
+    pub(super) fn on_job_call(&mut self, wn: WorkerNo, msg: &Incoming<'_>) {
+        let Some(call_id) = msg.call_id.map(|c| c.get().to_string()) else { return };
+        let seq = msg.task_id.as_deref().and_then(crate::queue::TaskQueue::<PoolTask>::seq_of);
+        let runs_it = |st: &State, seq: u64| {
+            st.roster
+                .workers
+                .get(&wn)
+                .is_some_and(|w| w.in_flight.iter().any(|f| f.seq == seq && !f.abandoned))
+        };
+        let call = JobCall {
+            worker: wn,
+            call_id,
+            op: msg.op.as_deref().unwrap_or("").to_string(),
+            value: msg.value.map(|v| v.get()).unwrap_or("null").to_string(),
+        };
+        let refused = match seq {
+            Some(seq) if runs_it(self, seq) => match self.owned_calls.get(&seq) {
+                Some(tx) => match tx.send(call) {
+                    Ok(()) => return,
+                    Err(e) => e.0,
+                },
+                None => call,
+            },
+            _ => call,
+        };
+        let answer = protocol::job_call_result(
+            &refused.call_id,
+            Err(("ERR_NOT_SUPPORTED", "job calls are answered only for jobs of a shared queue that this worker is running")),
+        );
+        if let Some(w) = self.roster.workers.get(&wn) {
+            w.out.push(&answer);
         }
     }
 
@@ -50,13 +102,31 @@ impl State {
             .filter(|w| w.retiring.is_none() && balance::can_serve(caps, &w.capabilities))
             .count()
     }
+
+    /// Of those, the ones that said they are ready (a worker still starting may never
+    /// be: its script may not load).
+    fn ready_workers(&self, caps: &[String]) -> usize {
+        self.roster
+            .workers
+            .values()
+            .filter(|w| w.ready && w.retiring.is_none() && balance::can_serve(caps, &w.capabilities))
+            .count()
+    }
 }
 
 impl Pool {
     /// Submits a task whose outcome is sent to `done` (never to JavaScript); returns
     /// its sequence number (for `cancel`). `timeout_ms` `None` is `taskTimeout`; the
-    /// task is tried once (`maxRetries` 0): its owner decides about retries.
-    pub fn submit_owned(&self, task: PoolTask, priority: f64, timeout_ms: Option<u64>, done: oneshot::Sender<Settled>) -> CoreResult<u64> {
+    /// task is tried once (`maxRetries` 0): its owner decides about retries. With
+    /// `calls`, the worker's `job-call`s for it go there until it settles.
+    pub fn submit_owned(
+        &self,
+        task: PoolTask,
+        priority: f64,
+        timeout_ms: Option<u64>,
+        done: oneshot::Sender<Settled>,
+        calls: Option<mpsc::UnboundedSender<JobCall>>,
+    ) -> CoreResult<u64> {
         self.with(|st| {
             st.require_running()?;
             let seq = st.next_owned;
@@ -69,9 +139,21 @@ impl Pool {
             });
             st.submit_line(seq, line, Now::read())?;
             st.owned.insert(seq, done);
+            if let Some(c) = calls {
+                st.owned_calls.insert(seq, c);
+            }
             st.dispatch();
             Ok(seq)
         })
+    }
+
+    /// Answers a worker's `job-call` (nothing happens if that worker is gone).
+    pub fn answer_call(&self, call: &JobCall, outcome: Result<&str, (&str, &str)>) {
+        let answer = protocol::job_call_result(&call.call_id, outcome);
+        let st = self.lock();
+        if let Some(w) = st.roster.workers.get(&call.worker) {
+            w.out.push(&answer);
+        }
     }
 
     /// How many live workers could run a task requiring `caps`.
@@ -94,8 +176,8 @@ impl Pool {
         sets
     }
 
-    /// What the shared queue's holding rule looks at, under one lock: the live workers
-    /// that can run a task requiring `caps`, all live workers, and whether some worker
+    /// What the shared queue's holding rule looks at, under one lock: the ready workers
+    /// that can run a task requiring `caps`, all ready workers, and whether some worker
     /// runs a task and every running task is predicted (from its type's history) to end
     /// within `short_ms` of its start.
     pub fn room(&self, caps: &[String], short_ms: f64) -> Room {
@@ -109,8 +191,8 @@ impl Pool {
             }
         }
         Room {
-            capable: st.capable_workers(caps),
-            live: st.capable_workers(&[]),
+            capable: st.ready_workers(caps),
+            live: st.ready_workers(&[]),
             short: busy && short,
         }
     }

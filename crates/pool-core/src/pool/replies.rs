@@ -51,6 +51,7 @@ impl State {
             Kind::Heartbeat => self.on_heartbeat(wn, &msg),
             Kind::Ready => self.on_ready_message(wn, msg),
             Kind::NodeInternal => {}
+            Kind::JobCall => self.on_job_call(wn, &msg),
             Kind::WorkerError => {
                 self.on_worker_error(wn, &msg);
                 self.forward_raw(wn, line);
@@ -273,6 +274,7 @@ impl State {
         let mut err = CoreError::new(code, message)
             .with_worker(&wid)
             .with_stack(e.stack.as_ref().map(|s| s.to_string()));
+        err.extra.handler_name = e.name.as_ref().map(|n| n.to_string());
         if handler_code.as_deref().is_some_and(|c| c != code.as_str()) {
             err.extra.handler_code = handler_code;
         }

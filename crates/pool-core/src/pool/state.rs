@@ -283,6 +283,8 @@ pub(super) struct State {
     pub(super) metrics: Metrics,
     /// Core-owned tasks (`owned.rs`): where each one's outcome goes.
     pub(super) owned: FastMap<u64, tokio::sync::oneshot::Sender<super::owned::Settled>>,
+    /// Core-owned tasks whose workers may call back (`job-call`): where the calls go.
+    pub(super) owned_calls: FastMap<u64, tokio::sync::mpsc::UnboundedSender<super::owned::JobCall>>,
     pub(super) next_owned: u64,
     /// Only the core's threads read worker replies (`Pool::set_core_reads`).
     pub(super) core_reads: bool,
@@ -404,6 +406,7 @@ impl State {
             },
             metrics: Metrics::default(),
             owned: FastMap::default(),
+            owned_calls: FastMap::default(),
             next_owned: super::owned::OWNED_SEQ_BASE,
             core_reads: false,
         }

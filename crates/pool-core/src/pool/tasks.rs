@@ -234,6 +234,7 @@ fn decode_submit_fields<'a>(f: &mut impl Iterator<Item = &'a str>) -> CoreResult
             payload_json,
             metadata_json,
             requires,
+            job_json: None,
         },
     })
 }
