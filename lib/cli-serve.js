@@ -351,6 +351,7 @@ async function serve(values, positionals, { usage, queueOptions, print = (s) => 
     } catch {
       /* gone */
     }
+    poll(); // the status line says DRAINING now, not at the next tick
   };
   const handlers = { SIGINT: () => onSignal('SIGINT'), SIGTERM: () => onSignal('SIGTERM'), SIGHUP: () => onSignal('SIGHUP') };
   for (const [sig, fn] of Object.entries(handlers)) process.on(sig, fn);
