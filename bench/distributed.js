@@ -481,7 +481,7 @@ async function main() {
   }
 }
 
-module.exports = { main, hasRedis };
+module.exports = { main, hasRedis, startRedis };
 
 if (require.main === module) {
   for (const sig of ['SIGINT', 'SIGTERM']) {

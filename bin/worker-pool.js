@@ -4,6 +4,7 @@
 
 const { parseArgs } = require('node:util');
 const { request, call, defaultSocketPath } = require('../lib/control-client');
+const { SERVE_OPTIONS } = require('../lib/cli-serve');
 
 const USAGE = `Usage: worker-pool <command> [options]
 
@@ -20,6 +21,9 @@ Commands:
                        pool metrics as JSON (or Prometheus text)
   ping                 check that the daemon answers
   shutdown             stop the daemon gracefully
+  serve --queue-url URL --queue NAME --processor FILE --workers N [...]
+                       serve a BullMQ queue with a processor file, in the
+                       foreground (a daemon of its own; "worker-pool serve --help")
 
 Options:
   --socket PATH        control socket (default: $SOCKET_PATH, else worker-pool.sock
@@ -47,6 +51,7 @@ const OPTIONS = {
   queue: { type: 'string' },
   'queue-prefix': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
+  ...SERVE_OPTIONS,
 };
 
 // Options that choose what to talk to (a daemon's socket or a shared queue), checked
@@ -65,6 +70,7 @@ const ALLOWED = {
   metrics: ['prometheus'],
   ping: [],
   shutdown: [],
+  serve: Object.keys(SERVE_OPTIONS),
 };
 
 class UsageError extends Error {}
@@ -435,6 +441,19 @@ async function cmdShutdown(target, values, positionals) {
   return 0;
 }
 
+/** serve runs a daemon of its own (a private socket) on the queue it is given: lib/cli-serve.js. */
+async function cmdServe(values, positionals) {
+  try {
+    for (const k of Object.keys(values)) {
+      if (!TARGET_OPTIONS.has(k) && !ALLOWED.serve.includes(k)) usage(`option --${k} does not apply to "serve"`);
+    }
+    return await require('../lib/cli-serve').serve(values, positionals, { usage, queueOptions });
+  } catch (e) {
+    if (e instanceof UsageError) e.help = 'worker-pool serve --help';
+    throw e;
+  }
+}
+
 const COMMANDS = { status: cmdStatus, submit: cmdSubmit, scale: cmdScale, dlq: cmdDlq, metrics: cmdMetrics, ping: cmdPing, shutdown: cmdShutdown };
 
 function print(text) {
@@ -446,16 +465,23 @@ async function main(argv) {
   try {
     parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
   } catch (e) {
-    throw new UsageError(e.message);
+    const err = new UsageError(e.message);
+    if (argv[0] === 'serve') err.help = 'worker-pool serve --help';
+    throw err;
   }
   const { values, positionals } = parsed;
   const [command, ...rest] = positionals;
+  if (command === 'serve' && values.help) {
+    print(require('../lib/cli-serve').SERVE_USAGE);
+    return 0;
+  }
   if (values.help || command === 'help') {
     print(USAGE);
     return 0;
   }
   if (!command) usage('no command given');
   const fn = COMMANDS[command];
+  if (command === 'serve') return cmdServe(values, rest);
   if (!fn) usage(`unknown command "${command}"`);
   for (const k of Object.keys(values)) {
     if (!TARGET_OPTIONS.has(k) && !ALLOWED[command].includes(k)) usage(`option --${k} does not apply to "${command}"`);
@@ -489,7 +515,7 @@ if (require.main === module) {
     },
     (e) => {
       if (e instanceof UsageError) {
-        process.stderr.write(`worker-pool: ${e.message}\nRun "worker-pool --help" for usage.\n`);
+        process.stderr.write(`worker-pool: ${e.message}\nRun "${e.help || 'worker-pool --help'}" for usage.\n`);
         process.exitCode = 2;
       } else if (e && e.code === 'ERR_DAEMON_NOT_RUNNING') {
         process.stderr.write(`${e.message}\n`);
