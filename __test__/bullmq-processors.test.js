@@ -140,6 +140,25 @@ test("attempts and exponential backoff are the job's own: 3 runs spaced as BullM
   assert.ok(gaps[0] >= 90 && gaps[1] >= 190, `gaps ${gaps}`);
 });
 
+test("a custom backoff type asks the processor file's backoffStrategy, as BullMQ's Worker asks its own", async (t) => {
+  const name = qname();
+  await serve(t, name);
+  const { q, events } = await producer(t, name);
+  const runs = [];
+  events.on('active', (x) => runs.push([x.jobId, Date.now()]));
+  const linear = await q.add('fail', {}, { attempts: 3, backoff: { type: 'linear', delay: 150 } });
+  await assert.rejects(within(linear.waitUntilFinished(events, 20000), 25000, 'linear'), /boom on attempt 3/);
+  const at = runs.filter(([id]) => id === linear.id).map(([, when]) => when);
+  assert.equal(at.length, 3);
+  const gaps = [at[1] - at[0], at[2] - at[1]];
+  t.diagnostic(`linear backoff of 150 ms: gaps ${gaps.join(', ')} ms`);
+  assert.ok(gaps[0] >= 140 && gaps[1] >= 290, `gaps ${gaps}`);
+  // -1 from the strategy: no retry, whatever attempts are left.
+  const giveUp = await q.add('fail', {}, { attempts: 3, backoff: { type: 'give-up' } });
+  await assert.rejects(within(giveUp.waitUntilFinished(events, 20000), 25000, 'give-up'), /boom on attempt 1/);
+  assert.equal((await q.getJob(giveUp.id)).attemptsMade, 1);
+});
+
 test('an UnrecoverableError fails the job at once, whatever attempts are left', async (t) => {
   const name = qname();
   await serve(t, name);

@@ -246,7 +246,7 @@ describe('bad input', () => {
     assert.equal((await settle(c.submitTask({ type: 'echo' }, { signal: ac.signal }))).error.code, 'ABORT_ERR');
   });
 
-  test('a job that is not a task of ours fails with a clear reason and the pool keeps serving', async (t) => {
+  test('a plain BullMQ job runs as its name with its data; one no worker has a handler for fails with ERR_NO_HANDLER, not retried', async (t) => {
     const name = qname();
     const pool = await machine(t, name);
     const { Queue, QueueEvents } = require('bullmq');
@@ -258,9 +258,11 @@ describe('bad input', () => {
       await closeBull(q, 5000);
     });
     await ev.waitUntilReady();
-    const job = await q.add('foreign', { hello: 'world' });
+    const plain = await q.add('echo', { hello: 'world' });
+    assert.deepEqual(await within(plain.waitUntilFinished(ev, 30000), 35000, 'the plain job'), { hello: 'world' });
+    const job = await q.add('foreign', { hello: 'world' }, { attempts: 3 });
     const reason = await within(new Promise((resolve) => ev.on('failed', ({ jobId, failedReason }) => jobId === job.id && resolve(failedReason))), 30000, 'the foreign job to fail');
-    assert.match(reason, /^ERR_INVALID_TASK: Job \S+ is not a Cortex task/);
+    assert.match(reason, /^ERR_NO_HANDLER: No handler registered for task type: foreign/);
     assert.equal((await q.getJob(job.id)).attemptsMade, 1);
     assert.deepEqual(await pool.submitTask({ type: 'echo', payload: 'still here' }), 'still here');
   });

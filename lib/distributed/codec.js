@@ -1,6 +1,7 @@
 'use strict';
-// How a task and its outcome are written into BullMQ, and read back. One place for
-// each format so that producer and server cannot drift apart:
+// How a task and its outcome are written into BullMQ, and read back. The serving side
+// (reading a job, writing its outcome) is the core's (crates/pool-core/src/shared.rs),
+// which follows this format:
 //
 //   queue name   `<name>` for tasks without `requires`; `<name>@<cap>+<cap>` (sorted,
 //                URI-encoded) for a capability set: one BullMQ queue per set.
@@ -20,8 +21,6 @@ const JOB_FORMAT = 1;
 // BullMQ's priority range is 0 … 2,097,151 and 0 is taken ("no priority").
 const MAX_PRIORITY = 2097150;
 const BACKOFF_TYPE = 'cortex';
-// Codes retrying cannot fix: BullMQ is told not to retry them (UnrecoverableError).
-const NOT_RETRIED = new Set([CODES.ERR_NO_HANDLER, CODES.ERR_INVALID_TASK, CODES.ABORT_ERR, CODES.ERR_NO_CAPABLE_WORKER]);
 // Finished jobs stay readable for producers that were away (reconnecting) for a while.
 const KEEP_COMPLETED = Object.freeze({ age: 3600, count: 100000 });
 // BullMQ's own reason for a job whose worker died too often while holding it.
@@ -70,53 +69,6 @@ function encodeJob(t, jobId, defaults) {
       removeOnFail: false,
     },
   };
-}
-
-/**
- * A job's data as the task the local pool runs (maxRetries 0: BullMQ owns retries).
- * Throws ERR_INVALID_TASK (not retried) for data that is not a task of ours.
- */
-function decodeJob(job) {
-  const d = job.data;
-  const bad = (why) => withCode(CODES.ERR_INVALID_TASK, `Job ${job.id} is not a Cortex task: ${why}`);
-  if (d === null || typeof d !== 'object' || d.cortex !== JOB_FORMAT) {
-    throw bad(`its data must be { cortex: ${JOB_FORMAT}, type, payload, ... } (added by createQueueClient or a pool with the queue option)`);
-  }
-  if (typeof d.type !== 'string' || d.type === '') throw bad('"type" must be a non-empty string');
-  if (d.timeout !== undefined && !(typeof d.timeout === 'number' && d.timeout > 0)) throw bad('"timeout" must be a positive number');
-  if (d.requires !== undefined && !(Array.isArray(d.requires) && d.requires.every((r) => typeof r === 'string'))) {
-    throw bad('"requires" must be an array of strings');
-  }
-  return {
-    type: d.type,
-    payloadJson: JSON.stringify(d.payload ?? null),
-    priority: Math.max(0, (job.priority || 1) - 1),
-    timeout: d.timeout,
-    maxRetries: 0,
-    requires: d.requires,
-    metadataJson: d.metadata === undefined ? undefined : JSON.stringify(d.metadata),
-  };
-}
-
-/** min(base·2^(n−1), cap): the same schedule as the local pool. */
-function backoffDelay(attemptsMade, base, cap) {
-  const delay = base * 2 ** Math.max(0, attemptsMade - 1);
-  return Math.min(delay, cap);
-}
-
-/**
- * The Error a serving pool throws to BullMQ for a failed attempt: message
- * `<CODE>: <message>` (becomes failedReason), stack = this attempt's details as JSON
- * (BullMQ keeps one per attempt), name UnrecoverableError when retrying cannot help.
- */
-function jobError(err, where = {}) {
-  const code = err.code || CODES.ERR_TASK_FAILED;
-  const out = new Error(`${code}: ${err.message}`);
-  if (NOT_RETRIED.has(code)) out.name = 'UnrecoverableError';
-  const details = { code, message: err.message, at: Date.now(), ...where };
-  for (const k of ['workerId', 'exitCode', 'signal', 'handlerCode']) if (err[k] !== undefined && err[k] !== null) details[k] = err[k];
-  out.stack = JSON.stringify(details);
-  return out;
 }
 
 /** Rebuilds the producer-side Error from a job's failedReason (and the last attempt's details). */
@@ -199,14 +151,10 @@ module.exports = {
   sharedPrometheus,
   BACKOFF_TYPE,
   MAX_PRIORITY,
-  NOT_RETRIED,
   capabilitySet,
   queueNameFor,
   capsOfQueue,
   encodeJob,
-  decodeJob,
-  backoffDelay,
-  jobError,
   errorFromReason,
   attemptsOf,
   deadLetterRecord,

@@ -3,17 +3,20 @@
 // Errors as a worker sends them: the wire form { message, stack, code, name }, the
 // coded errors of the runtime itself, and the guard for results JSON cannot carry.
 
-/** Turns whatever a handler threw into the wire form { message, stack, code, name }. */
+/** Turns whatever a handler threw into the wire form { message, stack, code, name, backoffDelay? }. */
 function serializeError(err) {
   try {
     if (err !== null && typeof err === 'object' && typeof err.message === 'string') {
       const code = err.code;
-      return {
+      const wire = {
         message: err.message,
         stack: typeof err.stack === 'string' ? err.stack : undefined,
         code: typeof code === 'string' || typeof code === 'number' ? code : 'ERR_TASK_FAILED',
         name: typeof err.name === 'string' ? err.name : 'Error',
       };
+      // A custom backoff strategy's delay for this failure (lib/worker/processor.js).
+      if (typeof err.backoffDelay === 'number' && Number.isFinite(err.backoffDelay)) wire.backoffDelay = err.backoffDelay;
+      return wire;
     }
   } catch {
     // A hostile getter; fall through to String().

@@ -75,7 +75,12 @@ class ProcessorJob {
   }
 }
 
-/** Loads the processor file: require() for CommonJS, import() for ES modules. */
+/**
+ * Loads the processor file: require() for CommonJS, import() for ES modules. Returns
+ * `{ processor, backoffStrategy }`: the exported function, and the file's optional
+ * `backoffStrategy` export (BullMQ's Worker setting of that name, for job options
+ * `backoff: { type: '<any other name>' }`).
+ */
 async function loadProcessor(file) {
   let mod;
   if (file.endsWith('.mjs')) {
@@ -96,15 +101,39 @@ async function loadProcessor(file) {
   if (typeof fn !== 'function') {
     throw new TypeError(`No function is exported by the processor file ${file} (export an async (job) => result, as module.exports or the default export)`);
   }
-  return fn;
+  const strategy = [mod && mod.backoffStrategy, fn.backoffStrategy].find((s) => s !== undefined);
+  if (strategy !== undefined && typeof strategy !== 'function') {
+    throw new TypeError(`The backoffStrategy exported by the processor file ${file} must be a function (attemptsMade, type, err, job) => delay in ms (-1: no retry)`);
+  }
+  return { processor: fn, backoffStrategy: strategy };
+}
+
+const BUILT_IN_BACKOFFS = new Set(['fixed', 'exponential']);
+
+/**
+ * For a failed job whose backoff type is not BullMQ's own: asks the file's
+ * backoffStrategy for the delay before the next attempt (as BullMQ's Worker asks its
+ * settings.backoffStrategy), and hands it to the pool with the error.
+ */
+async function attachBackoff(err, job, strategy) {
+  const b = job.opts.backoff;
+  const type = typeof b === 'string' ? b : b && typeof b === 'object' ? b.type : undefined;
+  if (strategy === undefined || typeof type !== 'string' || BUILT_IN_BACKOFFS.has(type)) return;
+  if (err === null || typeof err !== 'object') return;
+  try {
+    const delay = await strategy(job.attemptsMade + 1, type, err, job);
+    if (typeof delay === 'number' && Number.isFinite(delay)) err.backoffDelay = delay;
+  } catch (e) {
+    process.stderr.write(`processor worker: backoffStrategy threw for job ${job.id}: ${e && e.stack ? e.stack : e}\n`);
+  }
 }
 
 async function main() {
   const file = process.env[ENV];
   if (!file) throw new Error(`${ENV} is not set: this worker runs a processor file named by the pool's processor option`);
-  let processor;
+  let loaded;
   try {
-    processor = await loadProcessor(path.resolve(file));
+    loaded = await loadProcessor(path.resolve(file));
   } catch (err) {
     const what = err && err.stack ? err.stack : String(err);
     process.stderr.write(`processor worker: the processor file ${file} failed to load: ${what}\n`);
@@ -112,9 +141,15 @@ async function main() {
   }
   const { optionsFromConfig, parseWorkerConfig } = WorkerProcess;
   const worker = new WorkerProcess(process.env.WORKER_ID, optionsFromConfig(parseWorkerConfig(process.env.WORKER_CONFIG)));
-  worker.registerDefaultHandler((payload, signal, ctx) => {
+  const { processor, backoffStrategy } = loaded;
+  worker.registerDefaultHandler(async (payload, signal, ctx) => {
     const job = new ProcessorJob(worker, ctx, payload, signal);
-    return processor(job, undefined, signal);
+    try {
+      return await processor(job, undefined, signal);
+    } catch (err) {
+      await attachBackoff(err, job, backoffStrategy);
+      throw err;
+    }
   });
   worker.start();
 }

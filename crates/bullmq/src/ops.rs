@@ -395,7 +395,10 @@ pub async fn children_values(con: &mut impl ConnectionLike, k: &QueueKeys, job_i
         Value::Map(pairs) => pairs.iter().filter_map(|(a, b)| Some((text_of(a)?, text_of(b)?))).collect(),
         other => {
             let flat = strings(&other);
-            flat.chunks(2).filter(|c| c.len() == 2).map(|c| (c[0].clone(), c[1].clone())).collect()
+            flat.chunks(2)
+                .filter(|c| c.len() == 2)
+                .map(|c| (c[0].clone(), c[1].clone()))
+                .collect()
         }
     })
 }

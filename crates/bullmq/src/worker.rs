@@ -69,6 +69,10 @@ pub struct Failure {
     pub stack: Option<String>,
     /// Not retried, whatever attempts are left (BullMQ's `UnrecoverableError`).
     pub unrecoverable: bool,
+    /// For a job whose backoff type BullMQ does not know: the delay (ms) the processor's
+    /// own strategy gave for this failure; negative: no retry. `None`: ask
+    /// [`Processor::backoff`].
+    pub custom_backoff: Option<i64>,
 }
 
 /// How an attempt ended.
@@ -356,6 +360,7 @@ impl Worker {
                     message: reason.clone(),
                     stack: None,
                     unrecoverable: true,
+                    custom_backoff: None,
                 })
             } else {
                 p.process(&self.opts.queue, job.clone(), token.clone()).await
@@ -445,7 +450,11 @@ impl Worker {
         match backoff::of(&job.opts, made, random_unit()) {
             Backoff::None => Some(0),
             Backoff::Delay(d) => Some(d),
-            Backoff::Custom { kind, delay } => p.backoff(job, &kind, delay, made),
+            Backoff::Custom { kind, delay } => match f.custom_backoff {
+                Some(d) if d < 0 => None,
+                Some(d) => Some(d as u64),
+                None => p.backoff(job, &kind, delay, made),
+            },
         }
     }
 

@@ -120,6 +120,7 @@ async fn retries_with_bullmqs_exponential_backoff_then_fails() {
                 message: "boom".into(),
                 stack: Some("stack of boom".into()),
                 unrecoverable: false,
+                custom_backoff: None,
             }),
         )
     });
@@ -158,6 +159,7 @@ async fn an_unrecoverable_failure_is_not_retried() {
                 message: "no".into(),
                 stack: None,
                 unrecoverable: true,
+                custom_backoff: None,
             }),
         )
     });

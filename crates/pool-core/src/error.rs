@@ -80,6 +80,10 @@ pub struct Extra {
     /// for the shared queue's outcome only; JavaScript's error keeps its own.
     #[serde(skip)]
     pub handler_name: Option<String>,
+    /// The delay before the next attempt that the worker's custom backoff strategy
+    /// gave (ms; negative: no retry): for the shared queue's outcome only.
+    #[serde(skip)]
+    pub backoff_delay: Option<f64>,
 }
 
 /// An error as JavaScript will see it: `message`, `code`, and optional details.

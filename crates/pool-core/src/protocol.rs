@@ -18,6 +18,9 @@ pub struct WorkerError<'a> {
     pub code: Option<serde_json::Value>,
     #[serde(default, borrow)]
     pub name: Option<Cow<'a, str>>,
+    /// A custom backoff strategy's delay (ms) before the job's next attempt; < 0: none.
+    #[serde(default, rename = "backoffDelay")]
+    pub backoff_delay: Option<f64>,
 }
 
 impl WorkerError<'_> {

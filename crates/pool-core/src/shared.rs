@@ -493,7 +493,10 @@ impl Inner {
         // A plain job's processor may call back (progress, logs, data, children).
         let (calls_tx, mut calls) = mpsc::unbounded_channel();
         let calls_tx = plain.then_some(calls_tx);
-        let seq = match self.pool.submit_owned(decoded.task, decoded.priority, decoded.timeout_ms, tx, calls_tx) {
+        let seq = match self
+            .pool
+            .submit_owned(decoded.task, decoded.priority, decoded.timeout_ms, tx, calls_tx)
+        {
             Ok(s) => s,
             Err(e) => return self.outcome_of(Err(e), plain),
         };
@@ -528,17 +531,25 @@ impl Inner {
         let (s, id) = (&*self.scripts, job.id.as_str());
         let mut con = self.conn.cmd();
         let done: bullmq::Result<String> = match call.op.as_str() {
-            "progress" => bullmq::ops::update_progress(&mut con, s, &keys, id, &call.value).await.map(|_| "null".into()),
+            "progress" => bullmq::ops::update_progress(&mut con, s, &keys, id, &call.value)
+                .await
+                .map(|_| "null".into()),
             "log" => match serde_json::from_str::<String>(&call.value) {
                 Ok(line) => {
                     let keep = job.opts.get("keepLogs").and_then(Value::as_u64).unwrap_or(0);
-                    bullmq::ops::add_log(&mut con, s, &keys, id, &line, keep).await.map(|_| "null".into())
+                    bullmq::ops::add_log(&mut con, s, &keys, id, &line, keep)
+                        .await
+                        .map(|_| "null".into())
                 }
                 Err(_) => {
-                    return self.pool.answer_call(&call, Err((Code::InvalidTask.as_str(), "job.log takes a string")));
+                    return self
+                        .pool
+                        .answer_call(&call, Err((Code::InvalidTask.as_str(), "job.log takes a string")));
                 }
             },
-            "update-data" => bullmq::ops::update_data(&mut con, s, &keys, id, &call.value).await.map(|_| "null".into()),
+            "update-data" => bullmq::ops::update_data(&mut con, s, &keys, id, &call.value)
+                .await
+                .map(|_| "null".into()),
             "children-values" => bullmq::ops::children_values(&mut con, &keys, id).await.map(|pairs| {
                 let mut out = serde_json::Map::new();
                 for (k, v) in pairs {
@@ -587,6 +598,7 @@ impl Inner {
                     return Outcome::Failed(Failure {
                         unrecoverable: e.extra.handler_name.as_deref() == Some(UNRECOVERABLE),
                         stack: e.extra.stack.clone(),
+                        custom_backoff: e.extra.backoff_delay.map(|d| if d < 0.0 { -1 } else { d.ceil() as i64 }),
                         message: e.message,
                     });
                 }
@@ -612,6 +624,7 @@ impl Inner {
                     message: format!("{}: {}", e.code.as_str(), e.message),
                     stack: Some(details.to_string()),
                     unrecoverable: not_retried(e.code),
+                    custom_backoff: None,
                 })
             }
         }
@@ -702,6 +715,17 @@ struct JobData<'a> {
     requires: Option<Value>,
 }
 
+/// Whether a job's data has a `cortex` field (whatever its value, `null` included).
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(default, deserialize_with = "present")]
+    cortex: bool,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
+}
+
 /// Decodes a job of queue `queue`. A job whose data is an object with a `cortex` field
 /// was written by this package's producers (`{ cortex: 1, type, payload, timeout?,
 /// metadata?, requires?, maxBackoffMs }`) and must be well formed; any other job is a
@@ -710,9 +734,13 @@ struct JobData<'a> {
 /// job's fields (`job` in the task). Data that is not JSON is `ERR_INVALID_TASK`,
 /// naming the job and what is wrong.
 pub fn decode_job(job: &Job, queue: &str, plain_timeout_ms: Option<u64>) -> CoreResult<DecodedJob> {
-    let raw: &RawValue = serde_json::from_str(&job.data)
-        .map_err(|e| CoreError::new(Code::InvalidTask, format!("Job {} of queue {queue} has data that is not JSON ({e})", job.id)))?;
-    let ours = raw.get().starts_with('{') && serde_json::from_str::<JobData>(raw.get()).is_ok_and(|d| d.cortex.is_some());
+    let raw: &RawValue = serde_json::from_str(&job.data).map_err(|e| {
+        CoreError::new(
+            Code::InvalidTask,
+            format!("Job {} of queue {queue} has data that is not JSON ({e})", job.id),
+        )
+    })?;
+    let ours = raw.get().trim_start().starts_with('{') && serde_json::from_str::<Probe>(raw.get()).map_or(true, |p| p.cortex);
     if ours {
         return decode_ours(job);
     }
@@ -746,12 +774,15 @@ pub fn decode_job(job: &Job, queue: &str, plain_timeout_ms: Option<u64>) -> Core
 }
 
 /// JSON text on one line: text from Redis (anyone can write it) may hold line breaks
-/// between its tokens, and a message to a worker is one line.
+/// between its tokens, and a message to a worker is one line. `raw` is valid JSON, in
+/// which a line break can only be whitespace (inside a string it must be escaped), so
+/// each becomes a space: the value is unchanged.
 fn one_line(raw: &str) -> String {
-    if !raw.contains(['\n', '\r']) {
-        return raw.to_string();
+    if raw.contains(['\n', '\r']) {
+        raw.replace(['\n', '\r'], " ")
+    } else {
+        raw.to_string()
     }
-    serde_json::from_str::<Value>(raw).map(|v| v.to_string()).unwrap_or_else(|_| "null".into())
 }
 
 /// A job of this package's format.
@@ -759,7 +790,9 @@ fn decode_ours(job: &Job) -> CoreResult<DecodedJob> {
     let bad = |why: &str| CoreError::new(Code::InvalidTask, format!("Job {} is not a valid Cortex task: {why}", job.id));
     let d: JobData = serde_json::from_str(&job.data).map_err(|e| bad(&e.to_string()))?;
     if d.cortex.as_ref().and_then(Value::as_i64) != Some(JOB_FORMAT) {
-        return Err(bad(&format!("\"cortex\" must be {JOB_FORMAT} (the format this version writes and reads)")));
+        return Err(bad(&format!(
+            "\"cortex\" must be {JOB_FORMAT} (the format this version writes and reads)"
+        )));
     }
     let kind = match &d.kind {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
@@ -852,13 +885,18 @@ mod tests {
     fn refuses_malformed_jobs_of_our_format_naming_what_is_wrong() {
         for (data, why) in [
             (r#"{"cortex":2,"type":"t"}"#, "\"cortex\" must be 1"),
+            (r#"{"cortex":null,"type":"t"}"#, "\"cortex\" must be 1"),
             (r#"{"cortex":1}"#, "\"type\" must be"),
             (r#"{"cortex":1,"type":"t","timeout":-1}"#, "\"timeout\" must be"),
             (r#"{"cortex":1,"type":"t","requires":[1]}"#, "\"requires\" must be"),
         ] {
             let e = decode_job(&job(data), "q", None).err().unwrap();
             assert_eq!(e.code, Code::InvalidTask);
-            assert!(e.message.contains("Job 9 is not a valid Cortex task") && e.message.contains(why), "{}", e.message);
+            assert!(
+                e.message.contains("Job 9 is not a valid Cortex task") && e.message.contains(why),
+                "{}",
+                e.message
+            );
         }
         let e = decode_job(&job("not json"), "q", None).err().unwrap();
         assert_eq!(e.code, Code::InvalidTask);
@@ -875,7 +913,7 @@ mod tests {
         assert!(d.plain);
         assert_eq!(d.task.type_json, "\"resize\"");
         // On one line: a message to a worker is one line.
-        assert_eq!(d.task.payload_json, r#"{"w":100}"#);
+        assert_eq!(d.task.payload_json, r#"{"w": 100}"#);
         assert_eq!((d.priority, d.timeout_ms), (0.0, Some(700)));
         let info: Value = serde_json::from_str(d.task.job_json.as_deref().unwrap()).unwrap();
         assert_eq!(info["id"], "9");

@@ -192,7 +192,14 @@ impl State {
         let mut buf = Vec::with_capacity(128 * seqs.len());
         let write_one = |buf: &mut Vec<u8>, seq: u64| {
             if let Some(r) = self.queue.get(seq) {
-                protocol::write_task(buf, &r.id, &r.data.type_json, &r.data.payload_json, r.timeout_ms, r.data.job_json.as_deref());
+                protocol::write_task(
+                    buf,
+                    &r.id,
+                    &r.data.type_json,
+                    &r.data.payload_json,
+                    r.timeout_ms,
+                    r.data.job_json.as_deref(),
+                );
             }
         };
         if seqs.len() > 1 && w.batch {

@@ -7,9 +7,9 @@
 
 use super::state::{State, WorkerNo};
 use super::{Pool, PoolTask};
-use crate::protocol::{self, Incoming};
 use crate::balance;
 use crate::error::{CoreError, CoreResult};
+use crate::protocol::{self, Incoming};
 use crate::queue::Now;
 use tokio::sync::{mpsc, oneshot};
 
@@ -61,7 +61,9 @@ impl State {
     /// task is an owned one that worker runs and its owner takes calls; otherwise
     /// answered at once with `ERR_NOT_SUPPORTED`.
     pub(super) fn on_job_call(&mut self, wn: WorkerNo, msg: &Incoming<'_>) {
-        let Some(call_id) = msg.call_id.map(|c| c.get().to_string()) else { return };
+        let Some(call_id) = msg.call_id.map(|c| c.get().to_string()) else {
+            return;
+        };
         let seq = msg.task_id.as_deref().and_then(crate::queue::TaskQueue::<PoolTask>::seq_of);
         let runs_it = |st: &State, seq: u64| {
             st.roster
@@ -87,7 +89,10 @@ impl State {
         };
         let answer = protocol::job_call_result(
             &refused.call_id,
-            Err(("ERR_NOT_SUPPORTED", "job calls are answered only for jobs of a shared queue that this worker is running")),
+            Err((
+                "ERR_NOT_SUPPORTED",
+                "job calls are answered only for jobs of a shared queue that this worker is running",
+            )),
         );
         if let Some(w) = self.roster.workers.get(&wn) {
             w.out.push(&answer);

@@ -275,6 +275,7 @@ impl State {
             .with_worker(&wid)
             .with_stack(e.stack.as_ref().map(|s| s.to_string()));
         err.extra.handler_name = e.name.as_ref().map(|n| n.to_string());
+        err.extra.backoff_delay = e.backoff_delay.filter(|d| d.is_finite());
         if handler_code.as_deref().is_some_and(|c| c != code.as_str()) {
             err.extra.handler_code = handler_code;
         }
