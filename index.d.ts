@@ -115,6 +115,12 @@ export interface WorkerPoolConfig {
    * fd 3 (`NODE_CHANNEL_FD`) or the FIFO paths (docs/PROTOCOL.md).
    */
   workerCommand?: string[];
+  /**
+   * A BullMQ processor file (`.js`, `.cjs`, `.mjs`) exporting `async (job, token, signal) => result`
+   * (and optionally `backoffStrategy`): every worker runs it for every task. Not with
+   * `workerScript` or `workerCommand`.
+   */
+  processor?: string;
   /** Memory threshold per worker, MB. @default 512 */
   workerMemoryLimitMB?: number;
   /** Milliseconds between worker heartbeats; the heartbeat timeout is 3 × this. @default 5000 */
@@ -229,6 +235,12 @@ export interface SharedQueueConfig extends QueueClientOptions {
   lockDurationMs?: number;
   /** BullMQ stalled-job check interval, ms. @default 30000 */
   stalledIntervalMs?: number;
+  /** BullMQ's maxStalledCount: stalls allowed before a job fails. @default 1 */
+  maxStalledCount?: number;
+  /** BullMQ's worker rate limiter: at most `max` jobs start per `duration` ms, queue-wide. */
+  limiter?: { max: number; duration: number };
+  /** Timeout of a plain BullMQ job (not added by this package), ms. @default the pool's taskTimeout */
+  jobTimeoutMs?: number;
 }
 
 /** `pool.config.queue`: the resolved option, with the URL's password hidden. */
@@ -242,6 +254,9 @@ export interface ResolvedSharedQueueConfig {
   concurrency: number | undefined;
   lockDurationMs: number;
   stalledIntervalMs: number;
+  maxStalledCount: number;
+  limiter: { max: number; duration: number } | null;
+  jobTimeoutMs: number | undefined;
 }
 
 /** Counts of the shared queue, over every machine (`getPoolMetrics().queue.shared`). */
@@ -302,6 +317,8 @@ export interface ResolvedWorkerPoolConfig {
   execArgv: string[];
   /** Present when the workers run a command instead of the script. */
   workerCommand?: string[];
+  /** Present when the workers run a processor file (its absolute path). */
+  processor?: string;
   env: Record<string, string>;
   workerMemoryLimitMB: number;
   heartbeatInterval: number;

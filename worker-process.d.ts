@@ -26,7 +26,29 @@ declare namespace WorkerProcessClass {
     taskId: string | number;
     type: string;
     timeout?: number;
+    /** A plain BullMQ job's fields (shared queue); undefined for other tasks. */
+    job?: BullJobInfo;
   }
+
+  /** What a worker is told about a plain BullMQ job (docs/PROTOCOL.md, `task.job`). */
+  interface BullJobInfo {
+    id: string;
+    name: string;
+    queueName: string;
+    opts: Record<string, unknown>;
+    timestamp: number;
+    delay: number;
+    priority: number;
+    attemptsMade: number;
+    attemptsStarted: number;
+    processedOn: number | null;
+    stacktrace: string[];
+    parentKey: string | null;
+    repeatJobKey: string | null;
+  }
+
+  /** What `jobCall` can ask about a shared-queue job. */
+  type JobCallOp = 'progress' | 'log' | 'update-data' | 'children-values';
 
   /**
    * A task handler: returns the result (or a promise of it). A handler declared with
@@ -72,6 +94,10 @@ declare class WorkerProcessClass {
 
   /** Registers the handler for a task type; chainable. */
   registerTaskHandler<P = any, R = unknown>(type: string, fn: WorkerProcessClass.TaskHandler<P, R>): this;
+  /** The handler of every task type without a handler of its own; chainable. */
+  registerDefaultHandler<P = any, R = unknown>(fn: WorkerProcessClass.TaskHandler<P, R>): this;
+  /** Asks the pool about the plain BullMQ job task `taskId` runs; resolves with the pool's answer. */
+  jobCall(taskId: string | number, op: WorkerProcessClass.JobCallOp, value?: unknown): Promise<unknown>;
   /** Connects to the pool (exits with an explanation when there is no IPC channel); chainable. */
   start(): this;
   /** Sends a worker-log message to the pool. */

@@ -73,7 +73,8 @@ async function bull(later, redis, name) {
   const { Queue, QueueEvents } = require('bullmq');
   const connection = { host: '127.0.0.1', port: redis.port, maxRetriesPerRequest: null };
   const queue = new Queue(name, { connection });
-  const events = new QueueEvents(name, { connection });
+  // From the stream's start: a ready QueueEvents may not have sent its first read yet.
+  const events = new QueueEvents(name, { connection, lastEventId: '0-0' });
   queue.on('error', () => {});
   events.on('error', () => {});
   await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);

@@ -71,7 +71,7 @@ async function stopDaemon(d) {
 async function observe(t, name) {
   const c = createQueueClient({ url: redis.url, name });
   const { QueueEvents } = require('bullmq');
-  const ev = new QueueEvents(name, { connection: { host: '127.0.0.1', port: redis.port, maxRetriesPerRequest: null } });
+  const ev = new QueueEvents(name, { connection: { host: '127.0.0.1', port: redis.port, maxRetriesPerRequest: null }, lastEventId: '0-0' });
   ev.on('error', () => {});
   const completed = new Map();
   let stalled = 0;

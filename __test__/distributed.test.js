@@ -252,7 +252,7 @@ describe('bad input', () => {
     const { Queue, QueueEvents } = require('bullmq');
     const connection = { host: '127.0.0.1', port: redis.port };
     const q = new Queue(name, { connection });
-    const ev = new QueueEvents(name, { connection });
+    const ev = new QueueEvents(name, { connection, lastEventId: '0-0' });
     t.after(async () => {
       await closeBull(ev, 5000);
       await closeBull(q, 5000);

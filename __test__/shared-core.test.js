@@ -67,7 +67,7 @@ test('a serving pool whose JS thread is blocked keeps its job: it runs once, res
   await waitFor(() => messages.some((m) => m.ready), 30000, 'the serving process to be ready');
   for (const pid of messages.find((m) => m.ready).workers) seen.add(pid);
 
-  const events = bull(t, new QueueEvents(name, { connection: connection() }));
+  const events = bull(t, new QueueEvents(name, { connection: connection(), lastEventId: '0-0' }));
   await events.waitUntilReady();
   const stalled = [];
   events.on('stalled', ({ jobId }) => stalled.push(jobId));
@@ -129,7 +129,7 @@ test("BullMQ's own Queue API works on a served queue: pause, resume, getJobs, ge
 
   // A job someone else added, not in our format, whose name no worker handles: failed
   // with a reason that says so.
-  const events = bull(t, new QueueEvents(name, { connection: connection() }));
+  const events = bull(t, new QueueEvents(name, { connection: connection(), lastEventId: '0-0' }));
   await events.waitUntilReady();
   const foreign = await q.add('not-ours', { hello: 1 });
   const why = await settle(foreign.waitUntilFinished(events, 10000));

@@ -420,7 +420,7 @@ async function main() {
   const cfg = settings.pool;
   dlog(
     'info',
-    `Starting worker pool daemon (PID ${process.pid}, pool size ${cfg.poolSize}, worker ${cfg.workerCommand ? JSON.stringify(cfg.workerCommand) : cfg.workerScript || 'default'}, socket ${settings.socketPath})`,
+    `Starting worker pool daemon (PID ${process.pid}, pool size ${cfg.poolSize}, worker ${cfg.processor ? `processor ${cfg.processor}` : cfg.workerCommand ? JSON.stringify(cfg.workerCommand) : cfg.workerScript || 'default'}, socket ${settings.socketPath})`,
   );
   try {
     fs.mkdirSync(cfg.fifoDir, { recursive: true, mode: 0o700 });

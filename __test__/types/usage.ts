@@ -317,6 +317,13 @@ function workerUsage(): void {
   w.shutdown(true);
   // @ts-expect-error handlers must be functions
   w.registerTaskHandler('x', 42);
+  w.registerDefaultHandler(async (payload: unknown, _signal, ctx) => {
+    const attempts: number | undefined = ctx.job?.attemptsMade;
+    if (ctx.job) await w.jobCall(ctx.taskId, 'progress', 50);
+    return { payload, attempts };
+  });
+  // @ts-expect-error only the known job calls
+  void w.jobCall('t', 'remove');
 }
 
 async function sharedQueueUsage(): Promise<void> {
@@ -336,6 +343,14 @@ async function sharedQueueUsage(): Promise<void> {
   const again: Array<Promise<any>> = await dlq.requeueDeadLetter(failed[0]?.id);
   const cleared: number = await dlq.clearDeadLetterQueue();
   const producerOnly = await createWorkerPool({ poolSize: 0, queue: { url: 'redis://redis:6379', serve: false } });
+  const processorPool = await createWorkerPool({
+    poolSize: 8,
+    processor: './processor.js',
+    queue: { url: 'redis://redis:6379', name: 'emails', jobTimeoutMs: 60000, maxStalledCount: 2, limiter: { max: 10, duration: 1000 } },
+  });
+  const file: string | undefined = processorPool.config.processor;
+  const limit: { max: number; duration: number } | null | undefined = processorPool.config.queue?.limiter;
+  void [file, limit];
   const client: QueueClient = createQueueClient({ url: 'rediss://redis:6380', name: 'cortex', commandTimeoutMs: 1000 });
   const counts: SharedQueueCounts = await client.getQueueMetrics();
   const out: string = await client.submitTask<string>({ type: 'echo', payload: 'x' }, { signal: AbortSignal.timeout(1000) });

@@ -91,7 +91,7 @@ async fn completes_jobs_added_by_bullmq_with_their_return_values() {
     let out = node(
         &redis.url(),
         "q1",
-        "const q = new bullmq.Queue(queue, { connection }); const ev = new bullmq.QueueEvents(queue, { connection });
+        "const q = new bullmq.Queue(queue, { connection }); const ev = new bullmq.QueueEvents(queue, { connection, lastEventId: '0-0' });
          await ev.waitUntilReady();
          const jobs = await q.addBulk(Array.from({ length: 50 }, (_, i) => ({ name: 't', data: { n: i } })));
          const r = await Promise.all(jobs.map((j) => j.waitUntilFinished(ev, 20000)));
@@ -128,7 +128,7 @@ async fn retries_with_bullmqs_exponential_backoff_then_fails() {
     let out = node(
         &redis.url(),
         "q2",
-        "const q = new bullmq.Queue(queue, { connection }); const ev = new bullmq.QueueEvents(queue, { connection });
+        "const q = new bullmq.Queue(queue, { connection }); const ev = new bullmq.QueueEvents(queue, { connection, lastEventId: '0-0' });
          await ev.waitUntilReady();
          const job = await q.add('t', {}, { attempts: 3, backoff: { type: 'exponential', delay: 100 } });
          let reason = null; try { await job.waitUntilFinished(ev, 20000); } catch (e) { reason = e.message; }
@@ -167,7 +167,7 @@ async fn an_unrecoverable_failure_is_not_retried() {
     let out = node(
         &redis.url(),
         "q3",
-        "const q = new bullmq.Queue(queue, { connection }); const ev = new bullmq.QueueEvents(queue, { connection });
+        "const q = new bullmq.Queue(queue, { connection }); const ev = new bullmq.QueueEvents(queue, { connection, lastEventId: '0-0' });
          await ev.waitUntilReady();
          const job = await q.add('t', {}, { attempts: 5 });
          let reason = null; try { await job.waitUntilFinished(ev, 20000); } catch (e) { reason = e.message; }
@@ -214,7 +214,7 @@ async fn a_long_job_keeps_its_lock_and_is_not_stalled() {
     let out = node(
         &redis.url(),
         "q5",
-        "const q = new bullmq.Queue(queue, { connection }); const ev = new bullmq.QueueEvents(queue, { connection });
+        "const q = new bullmq.Queue(queue, { connection }); const ev = new bullmq.QueueEvents(queue, { connection, lastEventId: '0-0' });
          await ev.waitUntilReady(); let stalled = 0; ev.on('stalled', () => stalled++);
          const job = await q.add('t', {});
          const r = await job.waitUntilFinished(ev, 20000);
