@@ -73,6 +73,7 @@ test('a processor file serves a plain BullMQ job: its value, progress and logs r
   assert.equal(value.w, 200);
   assert.equal(value.id, job.id);
   assert.equal(value.attemptsMade, 0);
+  assert.equal(value.lines, 2, 'job.log resolves with the lines the log holds');
   assert.equal(await job.getState(), 'completed');
   const { logs } = await q.getJobLogs(job.id);
   assert.deepEqual(logs, ['resizing to 100', 'done']);

@@ -52,9 +52,10 @@ class ProcessorJob {
     await this._call('progress', progress);
   }
 
-  /** BullMQ's job.log: a line in the job's log (Job.getLogs). */
+  /** BullMQ's job.log: a line in the job's log (Job.getLogs); resolves with the lines it holds. */
   async log(line) {
-    await this._call('log', String(line));
+    const count = await this._call('log', String(line));
+    return typeof count === 'number' ? count : 0;
   }
 
   /** BullMQ's job.updateData: replaces the job's data in Redis. */

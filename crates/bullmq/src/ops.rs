@@ -363,8 +363,9 @@ pub async fn update_progress(con: &mut impl ConnectionLike, s: &Scripts, k: &Que
     check("updateProgress", job_id, &v)
 }
 
-/// `addLog`: a line in the job's log (`keep_logs` lines kept; 0 keeps all).
-pub async fn add_log(con: &mut impl ConnectionLike, s: &Scripts, k: &QueueKeys, job_id: &str, line: &str, keep_logs: u64) -> Result<()> {
+/// `addLog`: a line in the job's log (`keep_logs` lines kept; 0 keeps all); returns the
+/// number of lines the log now holds (what BullMQ's `job.log` resolves with).
+pub async fn add_log(con: &mut impl ConnectionLike, s: &Scripts, k: &QueueKeys, job_id: &str, line: &str, keep_logs: u64) -> Result<i64> {
     let keep = if keep_logs == 0 { String::new() } else { keep_logs.to_string() };
     let v: Value = s
         .get("addLog")
@@ -375,7 +376,8 @@ pub async fn add_log(con: &mut impl ConnectionLike, s: &Scripts, k: &QueueKeys, 
         .arg(keep)
         .invoke_async(con)
         .await?;
-    check("addLog", job_id, &v)
+    check("addLog", job_id, &v)?;
+    Ok(int(&v).unwrap_or(0))
 }
 
 /// `updateData`: replaces the job's data (JSON text).

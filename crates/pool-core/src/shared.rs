@@ -539,7 +539,7 @@ impl Inner {
                     let keep = job.opts.get("keepLogs").and_then(Value::as_u64).unwrap_or(0);
                     bullmq::ops::add_log(&mut con, s, &keys, id, &line, keep)
                         .await
-                        .map(|_| "null".into())
+                        .map(|n| n.to_string())
                 }
                 Err(_) => {
                     return self
