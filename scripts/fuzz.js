@@ -43,14 +43,18 @@ function run(target, seconds) {
   return new Promise((resolve, reject) => {
     const child = spawn('cargo', args, { cwd: FUZZ, stdio: ['ignore', 'inherit', 'pipe'] });
     let tail = '';
+    // The last `cov: ft: corp:` status line, followed as the output streams (the final
+    // statistics can be preceded by a long recommended dictionary).
+    let last = null;
     child.stderr.on('data', (d) => {
       process.stderr.write(d);
       tail = (tail + d).slice(-20000);
+      const seen = [...tail.slice(-(d.length + 200)).matchAll(/cov: (\d+) ft: (\d+) corp: (\d+)/g)].pop();
+      if (seen) last = seen;
     });
     child.on('error', reject);
     child.on('exit', (code, signal) => {
       const stat = (name) => Number((tail.match(new RegExp(`stat::${name}:\\s+(\\d+)`)) || [])[1]);
-      const last = [...tail.matchAll(/cov: (\d+) ft: (\d+) corp: (\d+)/g)].pop();
       resolve({
         target,
         ok: code === 0,

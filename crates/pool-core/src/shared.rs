@@ -927,6 +927,22 @@ mod tests {
     }
 
     #[test]
+    fn numbers_beyond_f64_are_passed_on_as_written() {
+        // Valid JSON (found by the job_data fuzz target, whose oracle parsed with
+        // serde_json's Value, which refuses them): a worker reads them (as Infinity).
+        let d = decode_job(
+            &job(r#"{"cortex":1,"type":"t","payload":[1e400],"ti~eout":15022222222e2220}"#),
+            "q",
+            None,
+        )
+        .unwrap();
+        assert_eq!(d.task.payload_json, "[1e400]");
+        let d = decode_job(&job("[1e400,\n-1e999]"), "q", None).unwrap();
+        assert!(d.plain);
+        assert_eq!(d.task.payload_json, "[1e400, -1e999]");
+    }
+
+    #[test]
     fn queue_names_follow_the_producers() {
         assert_eq!(queue_name_for("c", &[]), "c");
         assert_eq!(queue_name_for("c", &["gpu".into(), "a b".into()]), "c@gpu+a%20b");
