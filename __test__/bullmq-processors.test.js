@@ -119,6 +119,16 @@ test('an ES module processor file (.mjs, export default) works', async (t) => {
   });
 });
 
+test('a .js ES module in a "type": "module" package, and a .cjs exporting { default }, work too', async (t) => {
+  for (const [file, kind] of [['bullmq/esm-package/processor.js', 'esm .js'], ['bullmq/processor.cjs', 'cjs default']]) {
+    const name = qname();
+    await serve(t, name, { poolSize: 1, processor: fixture(file) });
+    const { q, events } = await producer(t, name);
+    const job = await q.add('n', {});
+    assert.deepEqual(await within(job.waitUntilFinished(events, 20000), 25000, file), { kind, name: 'n' });
+  }
+});
+
 test("attempts and exponential backoff are the job's own: 3 runs spaced as BullMQ spaces them, then failed", async (t) => {
   const name = qname();
   await serve(t, name);
