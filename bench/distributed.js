@@ -27,17 +27,10 @@
 // Progress to stderr, a markdown report to stdout. Also run by `npm run bench` (bench/run.js)
 // when redis-server is on PATH.
 
-const fs = require('fs');
-const os = require('os');
-// The tests' free-port finder (one copy of it in the repository).
-const { freePort } = require('../__test__/redis-harness');
 const path = require('path');
-const { fork, spawn, spawnSync } = require('child_process');
-const { eachFlag, listArg, now, sleep, median, percentileSorted, withTimeout, descendants, procCpuMs, threadCpuMs, machine } = require('./lib/util');
-
-const ROOT = path.join(__dirname, '..');
-const CONSUMER = path.join(__dirname, 'workers', 'queue-consumer.js');
-const requireFromRoot = (m) => require(require.resolve(m, { paths: [ROOT] }));
+const { now, percentileSorted, withTimeout, descendants, procCpuMs, threadCpuMs, machine } = require('./lib/util');
+const qb = require('./lib/queue-bench');
+const { ROOT, log, fmtInt, fmt2, fmt3 } = qb;
 
 const VARIANTS = {
   inline: { label: 'BullMQ inline (async fn)', consumer: 'inline', pools: 1, producer: 'bullmq' },
@@ -78,147 +71,9 @@ function usage() {
 `;
 }
 
-function parseArgs(argv) {
-  const o = { burst: null, latency: null, rounds: 1, quick: false, conc: [4, 16], only: DEFAULT_ONLY, json: null };
-  eachFlag(argv, (flag, val, a) => {
-    const int = (v, what) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 1) throw new Error(`${what} must be a positive integer, got ${v}`);
-      return n;
-    };
-    switch (flag) {
-      case '--burst': o.burst = int(val(), '--burst'); break;
-      case '--latency': o.latency = int(val(), '--latency'); break;
-      case '--rounds': o.rounds = int(val(), '--rounds'); break;
-      case '--concurrency': o.conc = listArg(val()).map((c) => int(c, '--concurrency')); break;
-      case '--only': o.only = listArg(val()); break;
-      case '--quick': o.quick = true; break;
-      case '--json': o.json = val(); break;
-      case '-h': case '--help': process.stdout.write(usage()); process.exit(0); break;
-      default: throw new Error(`unknown argument ${a}\n\n${usage()}`);
-    }
-  });
-  for (const v of o.only) if (!VARIANTS[v]) throw new Error(`unknown variant "${v}" (known: ${Object.keys(VARIANTS).join(', ')})`);
-  o.burst = o.burst ?? (o.quick ? 1000 : 5000);
-  o.latency = o.latency ?? (o.quick ? 200 : 1000);
-  o.warmup = Math.min(500, o.burst);
-  return o;
-}
-
-const log = (msg) => process.stderr.write(`${msg}\n`);
-
-// ------------------------------------------------------------------------ redis-server
-function hasRedis() {
-  return spawnSync('sh', ['-c', 'command -v redis-server']).status === 0;
-}
-
-/** A private redis-server: no persistence (the engine's speed, not the disk's). */
-async function startRedis() {
-  const port = await freePort();
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wp-bench-redis-'));
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--logfile', path.join(dir, 'redis.log')], { stdio: 'ignore' });
-  const exited = new Promise((r) => proc.once('exit', r));
-  const Redis = requireFromRoot('ioredis');
-  const client = new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => 100 });
-  client.on('error', () => {});
-  const deadline = Date.now() + 10000;
-  for (;;) {
-    try {
-      await client.connect();
-      await client.ping();
-      break;
-    } catch (e) {
-      if (Date.now() > deadline) throw new Error(`redis-server did not answer on port ${port}: ${e.message}`);
-      client.disconnect();
-      await sleep(50);
-    }
-  }
-  return {
-    port,
-    url: `redis://127.0.0.1:${port}`,
-    pid: proc.pid,
-    client,
-    version: (await client.info('server')).match(/redis_version:(\S+)/)[1],
-    async commands() {
-      const text = await client.info('commandstats');
-      const out = {};
-      for (const m of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out[m[1]] = Number(m[2]);
-      return out;
-    },
-    async stop() {
-      client.disconnect();
-      proc.kill('SIGTERM');
-      const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(t);
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-// -------------------------------------------------------------------------- consumers
-/** Starts `pools` consumer processes sharing `concurrency`; resolves once all serve. */
-async function startConsumers(kind, pools, concurrency, url, queueName) {
-  const per = [];
-  for (let i = 0; i < pools; i++) per.push(Math.floor(concurrency / pools) + (i < concurrency % pools ? 1 : 0));
-  // BENCH_CONSUMER_EXEC_ARGV (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the consumers.
-  const execArgv = (process.env.BENCH_CONSUMER_EXEC_ARGV || '').split(' ').filter(Boolean);
-  const children = per.map((c) => fork(CONSUMER, [kind, String(c), url, queueName], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], execArgv }));
-  await withTimeout(
-    Promise.all(
-      children.map(
-        (child) =>
-          new Promise((resolve, reject) => {
-            child.once('message', (m) => (m && m.ready ? resolve() : reject(new Error(`consumer said ${JSON.stringify(m)}`))));
-            child.once('exit', (code) => reject(new Error(`consumer ${kind} exited (${code}) before it was ready`)));
-          }),
-      ),
-    ),
-    60000,
-    `starting ${pools} ${kind} consumer(s)`,
-  );
-  return {
-    pids: () => children.flatMap((c) => [c.pid, ...descendants(c.pid)]),
-    mainPids: () => children.map((c) => c.pid),
-    async stop() {
-      await Promise.all(
-        children.map(async (child) => {
-          if (child.exitCode !== null || child.signalCode !== null) return;
-          const exited = new Promise((r) => child.once('exit', r));
-          child.send('stop');
-          const t = setTimeout(() => child.kill('SIGKILL'), 15000);
-          await exited;
-          clearTimeout(t);
-        }),
-      );
-    },
-  };
-}
-
 // -------------------------------------------------------------------------- producers
-/** BullMQ's producer: addBulk, and the outcome of each job through QueueEvents. */
-async function bullProducer(url, queueName, priority, cortexFormat = false) {
-  const { Queue, QueueEvents } = requireFromRoot('bullmq');
-  const u = new URL(url);
-  const connection = { host: u.hostname, port: Number(u.port), maxRetriesPerRequest: null };
-  const queue = new Queue(queueName, { connection });
-  const events = new QueueEvents(queueName, { connection, lastEventId: '$' });
-  queue.on('error', () => {});
-  events.on('error', () => {});
-  await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
-  const waiting = new Map(); // job id → resolve
-  const early = new Map(); // outcomes seen before the add returned the id
-  const settle = (jobId, value) => {
-    const r = waiting.get(jobId);
-    if (r) {
-      waiting.delete(jobId);
-      r(value);
-    } else {
-      early.set(jobId, value);
-    }
-  };
-  events.on('completed', ({ jobId, returnvalue }) => settle(jobId, returnvalue));
-  events.on('failed', ({ jobId, failedReason }) => settle(jobId, new Error(failedReason)));
+/** BullMQ's producer adding plain `echo` jobs, or jobs in our format as createQueueClient() adds them. */
+function bullProducer(url, queueName, priority, cortexFormat = false) {
   const opts = { removeOnComplete: { age: 3600, count: 100000 }, ...(priority ? { priority } : {}) };
   // Our job format: what createQueueClient() adds (lib/distributed/codec.js), ids included.
   const codec = cortexFormat ? require(path.join(ROOT, 'lib', 'distributed', 'codec.js')) : null;
@@ -227,30 +82,7 @@ async function bullProducer(url, queueName, priority, cortexFormat = false) {
     codec
       ? codec.encodeJob({ type: 'echo', payloadJson: JSON.stringify(p), priority: 10 }, `b-${++seq}`, { maxRetries: 3, retryBackoffMs: 1000, maxBackoffMs: 30000 })
       : { name: 'echo', data: p, opts };
-  const outcome = (id) =>
-    new Promise((resolve) => {
-      if (early.has(id)) {
-        resolve(early.get(id));
-        early.delete(id);
-      } else {
-        waiting.set(id, resolve);
-      }
-    });
-  return {
-    async burst(payloads) {
-      const jobs = await queue.addBulk(payloads.map(spec));
-      return Promise.all(jobs.map((j) => outcome(j.id)));
-    },
-    async one(payload) {
-      const j = spec(payload);
-      const job = await queue.add(j.name, j.data, j.opts);
-      return outcome(job.id);
-    },
-    async close() {
-      await events.close();
-      await queue.close();
-    },
-  };
+  return qb.bullProducer(url, queueName, spec);
 }
 
 /** This package's producer: createQueueClient() (one addBulk per microtask inside). */
@@ -266,21 +98,6 @@ async function thisProducer(url, queueName) {
 }
 
 // ------------------------------------------------------------------------------ a cell
-function cpuOf(pids) {
-  const out = new Map();
-  for (const pid of pids) {
-    const ms = procCpuMs(pid);
-    if (ms !== null) out.set(pid, ms);
-  }
-  return out;
-}
-
-function cpuDelta(before, after) {
-  let sum = 0;
-  for (const [pid, ms] of after) sum += ms - (before.get(pid) ?? 0);
-  return sum;
-}
-
 function check(results, payloads) {
   for (let i = 0; i < payloads.length; i++) {
     const r = results[i];
@@ -292,7 +109,7 @@ async function runCell(redis, variant, concurrency, opts, cellNo) {
   const v = VARIANTS[variant];
   const queueName = `bench-${cellNo}`;
   await redis.client.flushall();
-  const consumers = await startConsumers(v.consumer, v.pools === 'each' ? concurrency : v.pools, concurrency, redis.url, queueName);
+  const consumers = await qb.startConsumers(v.consumer, v.pools === 'each' ? concurrency : v.pools, concurrency, redis.url, queueName);
   let producer = null;
   try {
     producer = v.producer === 'bullmq' ? await bullProducer(redis.url, queueName, v.priority, v.cortexFormat) : await thisProducer(redis.url, queueName);
@@ -307,7 +124,7 @@ async function runCell(redis, variant, concurrency, opts, cellNo) {
     const pids = [...consumers.pids(), redis.pid];
     const cmdBefore = await redis.commands();
     const mains = consumers.mainPids();
-    const cpu0 = cpuOf(pids);
+    const cpu0 = qb.cpuOf(pids);
     const threads0 = mains.map(threadCpuMs);
     const redis0 = procCpuMs(redis.pid);
     const self0 = process.cpuUsage();
@@ -315,7 +132,7 @@ async function runCell(redis, variant, concurrency, opts, cellNo) {
     const results = await withTimeout(producer.burst(burst), 300000, 'burst');
     const ms = now() - t0;
     const self = process.cpuUsage(self0);
-    const cpu1 = cpuOf([...consumers.pids(), redis.pid]);
+    const cpu1 = qb.cpuOf([...consumers.pids(), redis.pid]);
     // The consumer processes' CPU by thread: the JS thread, this package's core threads, the rest.
     const threads = { js: 0, core: 0, other: 0 };
     mains.forEach((pid, i) => {
@@ -326,10 +143,10 @@ async function runCell(redis, variant, concurrency, opts, cellNo) {
     const cmdAfter = await redis.commands();
     check(results, burst);
     const producerCpu = (self.user + self.system) / 1000;
-    const allOthers = cpuDelta(cpu0, cpu1);
+    const allOthers = qb.cpuDelta(cpu0, cpu1);
     const consumerCpu = allOthers - redisCpu;
     // The consumers' own processes (BullMQ Worker, or the pool) apart from their children.
-    const mainCpu = cpuDelta(new Map([...cpu0].filter(([pid]) => mains.includes(pid))), new Map([...cpu1].filter(([pid]) => mains.includes(pid))));
+    const mainCpu = qb.cpuDelta(new Map([...cpu0].filter(([pid]) => mains.includes(pid))), new Map([...cpu1].filter(([pid]) => mains.includes(pid))));
     const cmds = {};
     let cmdTotal = 0;
     for (const [k, n] of Object.entries(cmdAfter)) {
@@ -369,16 +186,11 @@ async function runCell(redis, variant, concurrency, opts, cellNo) {
 }
 
 // ------------------------------------------------------------------------------ report
-const fmtInt = (x) => (x == null ? 'n/a' : Math.round(x).toLocaleString('en-US'));
-const fmt2 = (x) => (x == null ? 'n/a' : x.toFixed(2));
-const fmt3 = (x) => (x == null ? 'n/a' : x < 1 ? x.toFixed(3) : x.toFixed(2));
-
 function render(opts, mach, redisVersion, medians, samples, elapsedS) {
   const L = [];
   L.push('## Many machines (BullMQ): one Redis, no-op job');
   L.push('');
-  L.push(`- **Machine:** ${mach.cpu}, ${mach.cores} cores, Node ${mach.node}, redis-server ${redisVersion} (private, no persistence); load average at start ${mach.loadavgAtStart.join(" / ")}; BullMQ ${requireFromRoot("bullmq/package.json").version}`);
-  L.push(`- **Command:** \`node bench/distributed.js${process.argv.slice(2).length ? ` ${process.argv.slice(2).join(' ')}` : ''}\`: burst ${opts.burst.toLocaleString('en-US')} jobs (after a ${opts.warmup}-job warm-up), ${opts.latency.toLocaleString('en-US')} jobs one at a time, ${opts.rounds} round(s)${opts.rounds > 1 ? ' (medians)' : ''}, ${Math.round(elapsedS)} s`);
+  L.push(...qb.header('bench/distributed.js', opts, mach, redisVersion, elapsedS));
   L.push('- **Concurrency** is the total: BullMQ `concurrency`, or workers (2 pools share them: 2+2, 8+8). Every consumer runs in processes of its own; the producer is the benchmark process.');
   L.push('- **CPU ms/job** = CPU time (from `/proc`, 10 ms ticks; `process.cpuUsage()` for the producer) of the producer + the consumer processes (the BullMQ Worker or the pool) + their children (sandboxed processors, pool workers) + redis-server during the burst ÷ jobs. **Redis cmds/job**: `INFO commandstats` around the burst, including the commands run inside BullMQ\'s Lua scripts (`evalsha` is one round trip each).');
   L.push('');
@@ -394,8 +206,8 @@ function render(opts, mach, redisVersion, medians, samples, elapsedS) {
       const vs = (ref) => (ref && ref !== m ? `${(m.jobsPerSec / ref.jobsPerSec).toFixed(2)}×` : '');
       L.push(
         `| ${c} | ${VARIANTS[variant].label} | ${fmtInt(m.jobsPerSec)} | ${vs(base.inline)} | ${vs(base.sandboxed)} | ${fmt2(m.p50Ms)} | ${fmt2(m.p99Ms)} | ` +
-          `${fmt3(m.cpu.total)} | ${fmt3(m.cpu.producer)} | ${fmt3(m.cpu.consumerMain)} | ${fmt3(m.cpu.consumerChildren)} | ${fmt3(m.cpu.redis)} | ` +
-          `${fmtInt(m.threads.js)} | ${fmtInt(m.threads.core)} | ${fmtInt(m.threads.other)} | ${fmt2(m.redisCmdsPerJob)} |`,
+          `${fmt3(m.cpuMsPerJob.total)} | ${fmt3(m.cpuMsPerJob.producer)} | ${fmt3(m.cpuMsPerJob.consumerMain)} | ${fmt3(m.cpuMsPerJob.consumerChildren)} | ${fmt3(m.cpuMsPerJob.redis)} | ` +
+          `${fmtInt(m.threadUsPerJob.js)} | ${fmtInt(m.threadUsPerJob.core)} | ${fmtInt(m.threadUsPerJob.other)} | ${fmt2(m.redisCmdsPerJob)} |`,
       );
     }
   }
@@ -415,73 +227,37 @@ function render(opts, mach, redisVersion, medians, samples, elapsedS) {
 async function main() {
   let opts;
   try {
-    opts = parseArgs(process.argv.slice(2));
+    opts = qb.parseArgs(process.argv.slice(2), { variants: VARIANTS, defaultOnly: DEFAULT_ONLY, usage });
   } catch (e) {
     log(e.message);
     process.exit(2);
   }
-  if (!hasRedis()) {
+  if (!qb.hasRedis()) {
     log('bench/distributed.js: redis-server is not on PATH (Debian: apt-get install -y redis-server); skipped');
     return;
   }
   const mach = machine();
   const started = Date.now();
-  const redis = await startRedis();
+  const redis = await qb.startRedis();
   log(`distributed bench: redis-server ${redis.version} on port ${redis.port}; burst ${opts.burst}, one-at-a-time ${opts.latency}, ${opts.rounds} round(s), concurrency ${opts.conc.join(',')}, variants ${opts.only.join(',')}`);
-  const samples = {};
-  for (const c of opts.conc) samples[c] = Object.fromEntries(opts.only.map((v) => [v, []]));
-  let cellNo = 0;
+  let run;
   try {
-    for (let round = 0; round < opts.rounds; round++) {
-      for (const c of opts.conc) {
-        // Rotate the order every round so no variant always runs first (or last).
-        const order = opts.only.map((_, i) => opts.only[(i + round) % opts.only.length]);
-        for (const variant of order) {
-          const r = await runCell(redis, variant, c, opts, ++cellNo);
-          samples[c][variant].push(r);
-          log(
-            `  round ${round + 1}, concurrency ${c}, ${VARIANTS[variant].label}: ${fmtInt(r.jobsPerSec)} jobs/s, p50 ${fmt2(r.p50Ms)} ms, p99 ${fmt2(r.p99Ms)} ms, ` +
-              `CPU ${fmt3(r.cpuMsPerJob.total)} ms/job, ${fmt2(r.redisCmdsPerJob)} Redis cmds/job`,
-          );
-        }
-      }
-    }
+    run = await qb.runRounds(
+      opts,
+      (v) => VARIANTS[v].label,
+      (variant, c, cellNo) => runCell(redis, variant, c, opts, cellNo),
+      (r) => `${fmtInt(r.jobsPerSec)} jobs/s, p50 ${fmt2(r.p50Ms)} ms, p99 ${fmt2(r.p99Ms)} ms, CPU ${fmt3(r.cpuMsPerJob.total)} ms/job, ${fmt2(r.redisCmdsPerJob)} Redis cmds/job`,
+    );
   } finally {
     await redis.stop();
   }
-  const medians = {};
-  for (const c of opts.conc) {
-    medians[c] = {};
-    for (const v of opts.only) {
-      const s = samples[c][v];
-      if (!s.length) continue;
-      const med = (f) => median(s.map(f));
-      medians[c][v] = {
-        jobsPerSec: med((x) => x.jobsPerSec),
-        p50Ms: med((x) => x.p50Ms),
-        p99Ms: med((x) => x.p99Ms),
-        cpu: {
-          total: med((x) => x.cpuMsPerJob.total),
-          producer: med((x) => x.cpuMsPerJob.producer),
-          consumers: med((x) => x.cpuMsPerJob.consumers),
-          consumerMain: med((x) => x.cpuMsPerJob.consumerMain),
-          consumerChildren: med((x) => x.cpuMsPerJob.consumerChildren),
-          redis: med((x) => x.cpuMsPerJob.redis),
-        },
-        threads: { js: med((x) => x.threadUsPerJob.js), core: med((x) => x.threadUsPerJob.core), other: med((x) => x.threadUsPerJob.other) },
-        redisCmdsPerJob: med((x) => x.redisCmdsPerJob),
-      };
-    }
-  }
-  const report = render(opts, mach, redis.version, medians, samples, (Date.now() - started) / 1000);
-  process.stdout.write(report);
-  if (opts.json) {
-    fs.writeFileSync(path.resolve(opts.json), JSON.stringify({ machine: mach, options: opts, medians, samples, markdown: report }, null, 2));
-    log(`wrote ${opts.json}`);
-  }
+  const medians = qb.mediansOf(opts, run);
+  const report = render(opts, mach, redis.version, medians, run.samples, (Date.now() - started) / 1000);
+  qb.writeReport(opts, report, { machine: mach, medians, ...run });
+  if (Object.values(run.failures).some((f) => Object.keys(f).length)) process.exitCode = 1;
 }
 
-module.exports = { main, hasRedis, startRedis };
+module.exports = { main };
 
 if (require.main === module) {
   for (const sig of ['SIGINT', 'SIGTERM']) {

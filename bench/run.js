@@ -692,7 +692,7 @@ async function main() {
 // The distributed scenario (bench/distributed.js) in a process of its own: it starts its
 // own redis-server, so it runs only when redis-server is on PATH.
 async function runDistributed(opts) {
-  const { hasRedis } = require('./distributed');
+  const { hasRedis } = require('./lib/queue-bench');
   if (!hasRedis()) {
     log('distributed: skipped (redis-server is not on PATH; Debian: apt-get install -y redis-server)');
     return;

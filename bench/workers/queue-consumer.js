@@ -1,7 +1,10 @@
 'use strict';
-// One consumer of the distributed benchmark (bench/distributed.js), in a process of
-// its own so that its CPU time is its own:
-//   node queue-consumer.js inline|sandboxed|this <concurrency> <redis url> <queue name>
+// One consumer of the shared-queue benchmarks (bench/distributed.js,
+// bench/bullmq-processors.js), in a process of its own so that its CPU time is its own:
+//   node queue-consumer.js inline|sandboxed|this <concurrency> <redis url> <queue name> [<processor file>]
+//
+// With a processor file, every kind runs it: inline requires it, sandboxed gives BullMQ
+// its path, this gives it to the pool as its `processor` option.
 //
 //   inline     BullMQ Worker with an async function (runs in this process)
 //   inline-cortex  the same, for jobs in this package's format (returns data.payload)
@@ -14,7 +17,7 @@
 // Tells its parent { ready: true } over IPC once it serves; on 'stop' it closes and exits.
 const path = require('path');
 
-const [kind, concText, url, queueName] = process.argv.slice(2);
+const [kind, concText, url, queueName, processorFile] = process.argv.slice(2);
 const concurrency = Number(concText);
 const ROOT = path.join(__dirname, '..', '..');
 // BullMQ and ioredis come from this package's dependencies.
@@ -34,7 +37,7 @@ async function start() {
       poolSize: concurrency,
       minWorkers: 1,
       maxWorkers: Math.max(concurrency, 50),
-      workerScript: path.join(__dirname, 'this-worker.js'),
+      ...(processorFile ? { processor: processorFile } : { workerScript: path.join(__dirname, 'this-worker.js') }),
       logLevel: 'silent',
       ...(kind === 'this-nospin' ? { spinWaitUs: 0 } : {}),
       queue: { url, name: queueName },
@@ -46,8 +49,9 @@ async function start() {
   process.stdout.setMaxListeners(0);
   process.stderr.setMaxListeners(0);
   // inline-cortex: the inline processor reading this package's job format (diagnosis).
-  const processor =
-    kind === 'inline' ? async (job) => job.data : kind === 'inline-cortex' ? async (job) => job.data.payload : path.join(__dirname, 'bullmq-processor.js');
+  const sandboxFile = processorFile || path.join(__dirname, 'bullmq-processor.js');
+  const inline = processorFile ? require(processorFile) : async (job) => job.data;
+  const processor = kind === 'inline' ? inline : kind === 'inline-cortex' ? async (job) => job.data.payload : sandboxFile;
   if (!['inline', 'inline-cortex', 'sandboxed'].includes(kind)) throw new Error(`unknown consumer kind ${kind}`);
   const worker = new Worker(queueName, processor, {
     connection: bullConnection(),
