@@ -8,18 +8,14 @@
 // is the daemon's. The daemon is started with an IPC channel and stops when that
 // channel closes, so it never outlives this process, however this process ends.
 
-const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { call } = require('./control-client');
+const { StatusConsole, spawnDaemon, countedSignals } = require('./foreground');
 
-const DAEMON_JS = path.join(__dirname, '..', 'scripts', 'daemon.js');
 const TEMP_PREFIX = 'worker-pool-serve-';
 const PROCESSOR_EXTENSIONS = ['.js', '.cjs', '.mjs'];
-// Signals within this long of the one before count once: npx (npm exec) forwards the
-// terminal's SIGINT to us, which the terminal already sent us.
-const SIGNAL_DEDUP_MS = 1000;
 
 /** The options `serve` takes (bin/worker-pool.js merges them into its parseArgs options). */
 const SERVE_OPTIONS = {
@@ -262,49 +258,10 @@ async function serve(values, positionals, { usage, queueOptions, print = (s) => 
   };
 
   // ---------------------------------------------------------------- output
-  let statusLine = '';
-  const fit = (line) => {
-    const cols = process.stdout.columns || 120;
-    return line.length >= cols ? `${line.slice(0, cols - 2)}…` : line;
-  };
-  const drawStatus = () => {
-    if (tty && statusLine) process.stdout.write(`\r\x1b[K${fit(statusLine)}`);
-  };
-  const clearStatus = () => {
-    if (tty && statusLine) process.stdout.write('\r\x1b[K');
-  };
-  /** A line above the status line. */
-  const show = (line, stream = process.stdout) => {
-    clearStatus();
-    stream.write(`${line}\n`);
-    drawStatus();
-  };
-  const pipeLines = (readable, stream) => {
-    let rest = '';
-    readable.setEncoding('utf8');
-    readable.on('data', (chunk) => {
-      rest += chunk;
-      let nl;
-      while ((nl = rest.indexOf('\n')) !== -1) {
-        show(rest.slice(0, nl), stream);
-        rest = rest.slice(nl + 1);
-      }
-    });
-    readable.on('end', () => {
-      if (rest) show(rest, stream);
-      rest = '';
-    });
-  };
+  const out = new StatusConsole();
 
   // ---------------------------------------------------------------- the daemon
-  const child = spawn(process.execPath, [DAEMON_JS], {
-    env,
-    cwd: process.cwd(),
-    // Its own process group: a Ctrl-C reaches only us, and we forward it once. The IPC
-    // channel makes it stop gracefully if we disappear (scripts/daemon.js: 'disconnect').
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-  });
+  const child = spawnDaemon(env, out);
   // Whatever ends this process (an exception, process.exit), the daemon is told to stop
   // and the directory goes; a SIGKILL closes the IPC channel, which stops the daemon.
   const onExit = () => {
@@ -318,8 +275,6 @@ async function serve(values, positionals, { usage, queueOptions, print = (s) => 
     removeDir();
   };
   process.on('exit', onExit);
-  pipeLines(child.stdout, process.stdout);
-  pipeLines(child.stderr, process.stderr);
   const closed = new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
   const spawnError = new Promise((resolve) => child.on('error', resolve));
 
@@ -329,22 +284,16 @@ async function serve(values, positionals, { usage, queueOptions, print = (s) => 
   print(`[serve] daemon PID ${child.pid}, control socket ${socketPath} (worker-pool status --socket ${socketPath}); Ctrl-C to stop`);
 
   // ---------------------------------------------------------------- signals
-  let signals = 0;
-  let lastSignalAt = 0;
   let draining = false;
-  const onSignal = (sig) => {
-    const now = Date.now();
-    if (signals > 0 && now - lastSignalAt < SIGNAL_DEDUP_MS) return;
-    lastSignalAt = now;
-    signals++;
+  const onSignal = countedSignals((sig, signals) => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     draining = true;
     if (signals === 1) {
-      show(`[serve] ${sig}: draining: no new jobs; the held ones finish (or go back to the queue past SHUTDOWN_TIMEOUT). ${sig === 'SIGINT' ? 'Ctrl-C' : 'Signal'} again to give them back now`);
+      out.show(`[serve] ${sig}: draining: no new jobs; the held ones finish (or go back to the queue past SHUTDOWN_TIMEOUT). ${sig === 'SIGINT' ? 'Ctrl-C' : 'Signal'} again to give them back now`);
     } else if (signals === 2) {
-      show(`[serve] ${sig} again: forwarding SIGTERM again; the daemon stops its workers now and gives the held jobs back to the queue (a third signal makes it exit at once)`);
+      out.show(`[serve] ${sig} again: forwarding SIGTERM again; the daemon stops its workers now and gives the held jobs back to the queue (a third signal makes it exit at once)`);
     } else {
-      show(`[serve] ${sig} again: forwarding SIGTERM a third time; the daemon exits at once (its running jobs return to the queue when their locks expire)`);
+      out.show(`[serve] ${sig} again: forwarding SIGTERM a third time; the daemon exits at once (its running jobs return to the queue when their locks expire)`);
     }
     try {
       child.kill('SIGTERM');
@@ -352,7 +301,7 @@ async function serve(values, positionals, { usage, queueOptions, print = (s) => 
       /* gone */
     }
     poll(); // the status line says DRAINING now, not at the next tick
-  };
+  });
   const handlers = { SIGINT: () => onSignal('SIGINT'), SIGTERM: () => onSignal('SIGTERM'), SIGHUP: () => onSignal('SIGHUP') };
   for (const [sig, fn] of Object.entries(handlers)) process.on(sig, fn);
 
@@ -369,20 +318,20 @@ async function serve(values, positionals, { usage, queueOptions, print = (s) => 
       const at = Date.now();
       const rate = last && at > last.at ? ((m.tasks.completed - last.completed) * 1000) / (at - last.at) : null;
       last = { completed: m.tasks.completed, at };
-      statusLine = statusText(settings.queue.name, m, rate, draining);
+      out.line = statusText(settings.queue.name, m, rate, draining);
     } catch (e) {
-      if (draining) statusLine = `[serve] ${settings.queue.name} DRAINING`;
-      else if (e.code === 'ERR_DAEMON_NOT_RUNNING') statusLine = `[serve] ${settings.queue.name}: starting…`;
-      else statusLine = `[serve] ${settings.queue.name}: ${e.message}`;
+      if (draining) out.line = `[serve] ${settings.queue.name} DRAINING`;
+      else if (e.code === 'ERR_DAEMON_NOT_RUNNING') out.line = `[serve] ${settings.queue.name}: starting…`;
+      else out.line = `[serve] ${settings.queue.name}: ${e.message}`;
     } finally {
       polling = false;
     }
     if (stopped) return;
     if (tty) {
-      drawStatus();
-    } else if (Date.now() - lastPrinted >= interval - 50 && !statusLine.endsWith('starting…')) {
+      out.draw();
+    } else if (Date.now() - lastPrinted >= interval - 50 && !out.line.endsWith('starting…')) {
       lastPrinted = Date.now();
-      process.stdout.write(`${statusLine}\n`);
+      process.stdout.write(`${out.line}\n`);
     }
   };
   // On a terminal the line is redrawn every `interval`; otherwise one is printed every
@@ -394,8 +343,7 @@ async function serve(values, positionals, { usage, queueOptions, print = (s) => 
   stopped = true;
   clearInterval(timer);
   clearTimeout(first);
-  clearStatus();
-  statusLine = '';
+  out.end();
   for (const [sig, fn] of Object.entries(handlers)) process.removeListener(sig, fn);
   process.removeListener('exit', onExit);
   removeDir();

@@ -7,13 +7,12 @@
 // LOG_DIR, ...), plus STATUS_INTERVAL_MS (default 1000 on a terminal, 5000 otherwise).
 'use strict';
 
-const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 const { call, defaultSocketPath } = require('../lib/control-client');
+const { StatusConsole, spawnDaemon, countedSignals } = require('../lib/foreground');
 
 const PKG_DIR = path.join(__dirname, '..');
-const DAEMON_JS = path.join(__dirname, 'daemon.js');
 const tty = Boolean(process.stdout.isTTY);
 const env = { ...process.env };
 env.PID_FILE = env.PID_FILE || '/tmp/cortex/worker-pool.pid';
@@ -35,81 +34,28 @@ try {
 
 // ------------------------------------------------------------------ output
 
-let statusLine = '';
-
-function fit(line) {
-  const cols = process.stdout.columns || 120;
-  return line.length >= cols ? `${line.slice(0, cols - 2)}…` : line;
-}
-
-function drawStatus() {
-  if (tty && statusLine) process.stdout.write(`\r\x1b[K${fit(statusLine)}`);
-}
-
-function clearStatus() {
-  if (tty && statusLine) process.stdout.write('\r\x1b[K');
-}
-
-/** A line of the daemon's output: above the status line, and into the log file. */
-function showLine(line, stream) {
-  if (logStream) logStream.write(`${line}\n`);
-  clearStatus();
-  stream.write(`${line}\n`);
-  drawStatus();
-}
-
-function pipeLines(readable, stream) {
-  let rest = '';
-  readable.setEncoding('utf8');
-  readable.on('data', (chunk) => {
-    rest += chunk;
-    let nl;
-    while ((nl = rest.indexOf('\n')) !== -1) {
-      showLine(rest.slice(0, nl), stream);
-      rest = rest.slice(nl + 1);
-    }
-  });
-  readable.on('end', () => {
-    if (rest) showLine(rest, stream);
-    rest = '';
-  });
-}
+// The daemon's output is shown above the status line, and appended to the log file.
+const out = new StatusConsole({ tee: (line) => logStream && logStream.write(`${line}\n`) });
 
 // ------------------------------------------------------------------ the daemon
 
-const child = spawn(process.execPath, [DAEMON_JS], {
-  env,
-  cwd: process.cwd(),
-  // Its own process group: a Ctrl-C reaches only us, and we stop it exactly once.
-  // The IPC channel makes it stop gracefully if we disappear.
-  detached: true,
-  stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-});
-pipeLines(child.stdout, process.stdout);
-pipeLines(child.stderr, process.stderr);
+const child = spawnDaemon(env, out);
 child.on('error', (e) => {
-  showLine(`[npm-start] cannot start the daemon: ${e.message}`, process.stderr);
+  out.show(`[npm-start] cannot start the daemon: ${e.message}`, process.stderr);
   process.exit(1);
 });
 
-let signals = 0;
-let lastSignalAt = 0;
-function onSignal(sig) {
-  const now = Date.now();
-  // npm may forward the terminal's SIGINT that we also got directly: count it once.
-  if (signals > 0 && now - lastSignalAt < 1000) return;
-  lastSignalAt = now;
-  signals++;
+const onSignal = countedSignals((sig, n) => {
   if (child.exitCode !== null || child.signalCode !== null) return;
-  if (signals === 1) {
-    showLine(`[npm-start] ${sig}: stopping the daemon gracefully (Ctrl-C again to stop the workers at once)`, process.stdout);
+  if (n === 1) {
+    out.show(`[npm-start] ${sig}: stopping the daemon gracefully (Ctrl-C again to stop the workers at once)`, process.stdout);
     child.kill('SIGTERM');
-  } else if (signals === 2) {
+  } else if (n === 2) {
     child.kill('SIGINT'); // the daemon's second signal: immediate shutdown
   } else {
     child.kill('SIGKILL');
   }
-}
+});
 process.on('SIGINT', () => onSignal('SIGINT'));
 process.on('SIGTERM', () => onSignal('SIGTERM'));
 process.on('SIGHUP', () => onSignal('SIGHUP'));
@@ -136,7 +82,7 @@ async function poll() {
     const w = m.workers;
     const t = m.tasks;
     const r = rate(t.completed);
-    statusLine =
+    out.line =
       `[worker-pool] workers ${w.ready} ready / ${w.busy} busy (${w.total})` +
       ` | queue ${t.queued}` +
       ` | completed ${t.completed}` +
@@ -145,13 +91,13 @@ async function poll() {
       ` | ${m.health && m.health.status}` +
       (m.pool.shuttingDown ? ' | shutting down' : '');
   } catch (e) {
-    statusLine = e.code === 'ERR_DAEMON_NOT_RUNNING' ? '[worker-pool] starting…' : `[worker-pool] ${e.message}`;
+    out.line = e.code === 'ERR_DAEMON_NOT_RUNNING' ? '[worker-pool] starting…' : `[worker-pool] ${e.message}`;
   } finally {
     polling = false;
   }
   if (stopped) return;
-  if (tty) drawStatus();
-  else process.stdout.write(`${statusLine}\n`);
+  if (tty) out.draw();
+  else process.stdout.write(`${out.line}\n`);
 }
 
 const timer = setInterval(poll, interval);
@@ -160,8 +106,7 @@ if (tty) setTimeout(poll, 300);
 child.on('close', (code, signal) => {
   stopped = true;
   clearInterval(timer);
-  clearStatus();
-  statusLine = '';
+  out.end();
   const how = signal ? `killed by ${signal}` : `exited with code ${code}`;
   process.stdout.write(`[npm-start] worker-pool daemon ${how}\n`);
   const finish = () => process.exit(signal ? 1 : code ?? 1);
