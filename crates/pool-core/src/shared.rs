@@ -491,8 +491,13 @@ impl Inner {
         }
         let (tx, mut rx) = oneshot::channel();
         // A plain job's processor may call back (progress, logs, data, children).
-        let (calls_tx, mut calls) = mpsc::unbounded_channel();
-        let calls_tx = plain.then_some(calls_tx);
+        let (calls_tx, mut calls) = match plain {
+            true => {
+                let (t, r) = mpsc::unbounded_channel();
+                (Some(t), Some(r))
+            }
+            false => (None, None),
+        };
         let seq = match self
             .pool
             .submit_owned(decoded.task, decoded.priority, decoded.timeout_ms, tx, calls_tx)
@@ -505,17 +510,23 @@ impl Inner {
         if self.take_cancel(&job.id) {
             self.pool.cancel(seq, "aborted by its producer");
         }
-        let settled = loop {
-            tokio::select! {
-                s = &mut rx => break s,
-                Some(call) = calls.recv() => self.job_call(&queue, &job, call).await,
+        let settled = match calls.as_mut() {
+            None => rx.await,
+            Some(calls) => {
+                let settled = loop {
+                    tokio::select! {
+                        s = &mut rx => break s,
+                        Some(call) = calls.recv() => self.job_call(&queue, &job, call).await,
+                    }
+                };
+                // Calls made before the reply are written before the outcome (a progress
+                // event comes before `completed`, as with BullMQ's own worker).
+                while let Ok(call) = calls.try_recv() {
+                    self.job_call(&queue, &job, call).await;
+                }
+                settled
             }
         };
-        // Calls made before the reply are written before the outcome (a progress event
-        // comes before `completed`, as with BullMQ's own worker).
-        while let Ok(call) = calls.try_recv() {
-            self.job_call(&queue, &job, call).await;
-        }
         self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&job.id);
         match settled {
             Ok(s) => self.outcome_of(s, plain),
@@ -704,6 +715,8 @@ pub struct DecodedJob {
 
 #[derive(Deserialize)]
 struct JobData<'a> {
+    /// Present (whatever its value, `null` included) marks a job of our format.
+    #[serde(default, deserialize_with = "present")]
     cortex: Option<Value>,
     #[serde(rename = "type")]
     kind: Option<Value>,
@@ -715,15 +728,21 @@ struct JobData<'a> {
     requires: Option<Value>,
 }
 
-/// Whether a job's data has a `cortex` field (whatever its value, `null` included).
+/// Whether a job's data has a `cortex` field (read only when `JobData` cannot be).
 #[derive(Deserialize)]
 struct Probe {
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "is_there")]
     cortex: bool,
 }
 
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+fn is_there<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     serde::de::IgnoredAny::deserialize(d).map(|_| true)
+}
+
+/// `Some` for a field that is there, even when it is `null` (`Option`'s own
+/// deserializer would make that `None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// Decodes a job of queue `queue`. A job whose data is an object with a `cortex` field
@@ -734,15 +753,32 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 /// job's fields (`job` in the task). Data that is not JSON is `ERR_INVALID_TASK`,
 /// naming the job and what is wrong.
 pub fn decode_job(job: &Job, queue: &str, plain_timeout_ms: Option<u64>) -> CoreResult<DecodedJob> {
-    let raw: &RawValue = serde_json::from_str(&job.data).map_err(|e| {
+    let not_json = |e: serde_json::Error| {
         CoreError::new(
             Code::InvalidTask,
             format!("Job {} of queue {queue} has data that is not JSON ({e})", job.id),
         )
-    })?;
-    let ours = raw.get().trim_start().starts_with('{') && serde_json::from_str::<Probe>(raw.get()).map_or(true, |p| p.cortex);
-    if ours {
-        return decode_ours(job);
+    };
+    // One pass over the data: an object is read as our format (which checks that it is
+    // JSON); anything else is only checked.
+    // JSON's own whitespace only (`str::trim` would also take, say, a vertical tab,
+    // which makes the text not JSON).
+    let text = job.data.trim_matches([' ', '\t', '\n', '\r']);
+    if text.starts_with('{') {
+        match serde_json::from_str::<JobData>(text) {
+            Ok(d) if d.cortex.is_some() => return decode_ours(job, d),
+            Ok(_) => {}
+            Err(e) => {
+                // Not JSON; or JSON our reader refuses (a field given twice): a task of
+                // ours that is not valid if it has a `cortex` field, else a plain job.
+                serde_json::from_str::<&RawValue>(text).map_err(not_json)?;
+                if serde_json::from_str::<Probe>(text).map_or(true, |p| p.cortex) {
+                    return Err(invalid_ours(job, &e.to_string()));
+                }
+            }
+        }
+    } else {
+        serde_json::from_str::<&RawValue>(text).map_err(not_json)?;
     }
     let info = json!({
         "id": job.id,
@@ -762,7 +798,7 @@ pub fn decode_job(job: &Job, queue: &str, plain_timeout_ms: Option<u64>) -> Core
     Ok(DecodedJob {
         task: PoolTask {
             type_json: Value::String(job.name.clone()).to_string(),
-            payload_json: one_line(raw.get()),
+            payload_json: one_line(text),
             metadata_json: None,
             requires: Vec::new(),
             job_json: Some(info.to_string()),
@@ -786,9 +822,12 @@ fn one_line(raw: &str) -> String {
 }
 
 /// A job of this package's format.
-fn decode_ours(job: &Job) -> CoreResult<DecodedJob> {
-    let bad = |why: &str| CoreError::new(Code::InvalidTask, format!("Job {} is not a valid Cortex task: {why}", job.id));
-    let d: JobData = serde_json::from_str(&job.data).map_err(|e| bad(&e.to_string()))?;
+fn invalid_ours(job: &Job, why: &str) -> CoreError {
+    CoreError::new(Code::InvalidTask, format!("Job {} is not a valid Cortex task: {why}", job.id))
+}
+
+fn decode_ours(job: &Job, d: JobData<'_>) -> CoreResult<DecodedJob> {
+    let bad = |why: &str| invalid_ours(job, why);
     if d.cortex.as_ref().and_then(Value::as_i64) != Some(JOB_FORMAT) {
         return Err(bad(&format!(
             "\"cortex\" must be {JOB_FORMAT} (the format this version writes and reads)"
@@ -920,10 +959,19 @@ mod tests {
         assert_eq!(info["queueName"], "images");
         assert_eq!(info["attemptsMade"], 1);
         assert_eq!(info["opts"]["attempts"], 3);
-        for data in ["[1]", "\"s\"", "7", "null", r#"{"type":"t"}"#] {
+        for data in ["[1]", "\"s\"", "7", "null", r#"{"type":"t"}"#, r#"{"type":1,"type":2}"#] {
             let d = decode_job(&job(data), "q", None).unwrap();
             assert!(d.plain && d.task.payload_json == data, "{data}");
         }
+    }
+
+    #[test]
+    fn only_json_whitespace_is_whitespace() {
+        // Found by the job_data fuzz target: a vertical tab after the object.
+        let e = decode_job(&job("{\"cortex\":1,\"type\":\"echo\"}\u{b}"), "q", None).err().unwrap();
+        assert!(e.message.contains("has data that is not JSON"), "{}", e.message);
+        let d = decode_job(&job(" \t[1]\r\n"), "q", None).unwrap();
+        assert!(d.plain);
     }
 
     #[test]

@@ -64,28 +64,30 @@ impl State {
         let Some(call_id) = msg.call_id.map(|c| c.get().to_string()) else {
             return;
         };
-        let seq = msg.task_id.as_deref().and_then(crate::queue::TaskQueue::<PoolTask>::seq_of);
-        let runs_it = |st: &State, seq: u64| {
-            st.roster
-                .workers
-                .get(&wn)
-                .is_some_and(|w| w.in_flight.iter().any(|f| f.seq == seq && !f.abandoned))
-        };
         let call = JobCall {
             worker: wn,
             call_id,
             op: msg.op.as_deref().unwrap_or("").to_string(),
             value: msg.value.map(|v| v.get()).unwrap_or("null").to_string(),
         };
-        let refused = match seq {
-            Some(seq) if runs_it(self, seq) => match self.owned_calls.get(&seq) {
-                Some(tx) => match tx.send(call) {
-                    Ok(()) => return,
-                    Err(e) => e.0,
-                },
-                None => call,
+        // The owner of the task named, if this worker runs it (not abandoned).
+        let owner = msg
+            .task_id
+            .as_deref()
+            .and_then(crate::queue::TaskQueue::<PoolTask>::seq_of)
+            .filter(|seq| {
+                self.roster
+                    .workers
+                    .get(&wn)
+                    .is_some_and(|w| w.in_flight.iter().any(|f| f.seq == *seq && !f.abandoned))
+            })
+            .and_then(|seq| self.owned_calls.get(&seq));
+        let refused = match owner {
+            Some(tx) => match tx.send(call) {
+                Ok(()) => return,
+                Err(e) => e.0,
             },
-            _ => call,
+            None => call,
         };
         let answer = protocol::job_call_result(
             &refused.call_id,
