@@ -30,9 +30,9 @@
 // package built without the `processor` option) is reported as failed; the others run.
 
 const path = require('path');
-const { now, percentileSorted, withTimeout, descendants, machine } = require('./lib/util');
+const { now, percentileSorted, withTimeout } = require('./lib/util');
 const qb = require('./lib/queue-bench');
-const { log, fmtInt, fmt2, fmt3 } = qb;
+const { fmtInt, fmt2, fmt3 } = qb;
 
 const PROCESSOR = path.join(__dirname, 'fixtures', 'increment-processor.js');
 
@@ -127,7 +127,7 @@ async function runCell(redis, variant, workers, opts, cellNo) {
 }
 
 // ------------------------------------------------------------------------------ report
-function render(opts, mach, redisVersion, medians, failures, elapsedS) {
+function render(opts, mach, redisVersion, medians, { failures }, elapsedS) {
   const L = [];
   L.push('## BullMQ sandboxed processors and this package: one processor file, one Redis');
   L.push('');
@@ -174,66 +174,15 @@ function render(opts, mach, redisVersion, medians, failures, elapsedS) {
 }
 
 // -------------------------------------------------------------------------------- main
-async function main() {
-  let opts;
-  try {
-    opts = qb.parseArgs(process.argv.slice(2), { variants: VARIANTS, defaultOnly: DEFAULT_ONLY, usage });
-  } catch (e) {
-    log(e.message);
-    process.exit(2);
-  }
-  if (!qb.hasRedis()) {
-    log('bench/bullmq-processors.js: redis-server is not on PATH (Debian: apt-get install -y redis-server); skipped');
-    return;
-  }
-  const mach = machine();
-  const started = Date.now();
-  const redis = await qb.startRedis();
-  log(`bullmq-processors bench: redis-server ${redis.version} on port ${redis.port}; burst ${opts.burst}, one-at-a-time ${opts.latency}, ${opts.rounds} round(s), W ${opts.conc.join(',')}, variants ${opts.only.join(',')}`);
-  let run;
-  try {
-    run = await qb.runRounds(
-      opts,
-      (v) => VARIANTS[v].label,
-      (variant, w, cellNo) => runCell(redis, variant, w, opts, cellNo),
-      (r) => `${fmtInt(r.jobsPerSec)} jobs/s, p50 ${fmt2(r.p50Ms)} ms, p99 ${fmt2(r.p99Ms)} ms, CPU ${fmt3(r.cpuMsPerJob.total)} ms/job`,
-    );
-  } finally {
-    await redis.stop();
-  }
-  const medians = qb.mediansOf(opts, run);
-  const report = render(opts, mach, redis.version, medians, run.failures, (Date.now() - started) / 1000);
-  qb.writeReport(opts, report, { machine: mach, medians, ...run });
-  if (Object.values(run.failures).some((f) => Object.keys(f).length)) process.exitCode = 1;
-}
-
-module.exports = { main };
-
 if (require.main === module) {
-  for (const sig of ['SIGINT', 'SIGTERM']) {
-    process.on(sig, () => {
-      for (const pid of descendants()) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          /* gone */
-        }
-      }
-      process.exit(130);
-    });
-  }
-  main().then(
-    () => setTimeout(() => process.exit(process.exitCode || 0), 200).unref(),
-    (e) => {
-      log(`bullmq-processors bench failed: ${(e && e.stack) || e}`);
-      for (const pid of descendants()) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          /* gone */
-        }
-      }
-      process.exit(1);
-    },
-  );
+  qb.benchMain({
+    script: 'bench/bullmq-processors.js',
+    name: 'bullmq-processors',
+    variants: VARIANTS,
+    defaultOnly: DEFAULT_ONLY,
+    usage,
+    runCell,
+    describe: (r) => `${fmtInt(r.jobsPerSec)} jobs/s, p50 ${fmt2(r.p50Ms)} ms, p99 ${fmt2(r.p99Ms)} ms, CPU ${fmt3(r.cpuMsPerJob.total)} ms/job`,
+    render,
+  });
 }

@@ -28,9 +28,9 @@
 // when redis-server is on PATH.
 
 const path = require('path');
-const { now, percentileSorted, withTimeout, descendants, procCpuMs, threadCpuMs, machine } = require('./lib/util');
+const { now, percentileSorted, withTimeout, procCpuMs, threadCpuMs } = require('./lib/util');
 const qb = require('./lib/queue-bench');
-const { ROOT, log, fmtInt, fmt2, fmt3 } = qb;
+const { ROOT, fmtInt, fmt2, fmt3 } = qb;
 
 const VARIANTS = {
   inline: { label: 'BullMQ inline (async fn)', consumer: 'inline', pools: 1, producer: 'bullmq' },
@@ -186,7 +186,7 @@ async function runCell(redis, variant, concurrency, opts, cellNo) {
 }
 
 // ------------------------------------------------------------------------------ report
-function render(opts, mach, redisVersion, medians, samples, elapsedS) {
+function render(opts, mach, redisVersion, medians, { samples }, elapsedS) {
   const L = [];
   L.push('## Many machines (BullMQ): one Redis, no-op job');
   L.push('');
@@ -224,66 +224,16 @@ function render(opts, mach, redisVersion, medians, samples, elapsedS) {
 }
 
 // -------------------------------------------------------------------------------- main
-async function main() {
-  let opts;
-  try {
-    opts = qb.parseArgs(process.argv.slice(2), { variants: VARIANTS, defaultOnly: DEFAULT_ONLY, usage });
-  } catch (e) {
-    log(e.message);
-    process.exit(2);
-  }
-  if (!qb.hasRedis()) {
-    log('bench/distributed.js: redis-server is not on PATH (Debian: apt-get install -y redis-server); skipped');
-    return;
-  }
-  const mach = machine();
-  const started = Date.now();
-  const redis = await qb.startRedis();
-  log(`distributed bench: redis-server ${redis.version} on port ${redis.port}; burst ${opts.burst}, one-at-a-time ${opts.latency}, ${opts.rounds} round(s), concurrency ${opts.conc.join(',')}, variants ${opts.only.join(',')}`);
-  let run;
-  try {
-    run = await qb.runRounds(
-      opts,
-      (v) => VARIANTS[v].label,
-      (variant, c, cellNo) => runCell(redis, variant, c, opts, cellNo),
-      (r) => `${fmtInt(r.jobsPerSec)} jobs/s, p50 ${fmt2(r.p50Ms)} ms, p99 ${fmt2(r.p99Ms)} ms, CPU ${fmt3(r.cpuMsPerJob.total)} ms/job, ${fmt2(r.redisCmdsPerJob)} Redis cmds/job`,
-    );
-  } finally {
-    await redis.stop();
-  }
-  const medians = qb.mediansOf(opts, run);
-  const report = render(opts, mach, redis.version, medians, run.samples, (Date.now() - started) / 1000);
-  qb.writeReport(opts, report, { machine: mach, medians, ...run });
-  if (Object.values(run.failures).some((f) => Object.keys(f).length)) process.exitCode = 1;
-}
-
-module.exports = { main };
-
 if (require.main === module) {
-  for (const sig of ['SIGINT', 'SIGTERM']) {
-    process.on(sig, () => {
-      for (const pid of descendants()) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          /* gone */
-        }
-      }
-      process.exit(130);
-    });
-  }
-  main().then(
-    () => setTimeout(() => process.exit(process.exitCode || 0), 200).unref(),
-    (e) => {
-      log(`distributed bench failed: ${(e && e.stack) || e}`);
-      for (const pid of descendants()) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          /* gone */
-        }
-      }
-      process.exit(1);
-    },
-  );
+  qb.benchMain({
+    script: 'bench/distributed.js',
+    name: 'distributed',
+    variants: VARIANTS,
+    defaultOnly: DEFAULT_ONLY,
+    usage,
+    runCell,
+    describe: (r) =>
+    `${fmtInt(r.jobsPerSec)} jobs/s, p50 ${fmt2(r.p50Ms)} ms, p99 ${fmt2(r.p99Ms)} ms, CPU ${fmt3(r.cpuMsPerJob.total)} ms/job, ${fmt2(r.redisCmdsPerJob)} Redis cmds/job`,
+    render,
+  });
 }

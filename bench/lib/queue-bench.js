@@ -9,7 +9,7 @@ const os = require('os');
 const path = require('path');
 const { fork, spawn, spawnSync } = require('child_process');
 const { freePort } = require('../../__test__/redis-harness');
-const { eachFlag, listArg, sleep, median, withTimeout, descendants, procCpuMs } = require('./util');
+const { eachFlag, listArg, sleep, median, withTimeout, descendants, procCpuMs, machine } = require('./util');
 
 const ROOT = path.join(__dirname, '..', '..');
 const CONSUMER = path.join(__dirname, '..', 'workers', 'queue-consumer.js');
@@ -298,7 +298,70 @@ function writeReport(opts, report, data) {
   }
 }
 
+// ---------------------------------------------------------------------------- main
+function killDescendants() {
+  for (const pid of descendants()) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+}
+
+/**
+ * A benchmark's main, run when its script is the main module: the options, a private
+ * redis-server, `runCell(redis, variant, concurrency, opts, cellNo)` over the rounds,
+ * and `render(opts, machine, redisVersion, medians, run, elapsedS)` of the medians to
+ * stdout (with --json, every sample too). Exit status 1 if a variant failed; its
+ * processes are killed on a signal or an error.
+ */
+function benchMain({ script, name, variants, defaultOnly, usage, runCell, describe, render }) {
+  const main = async () => {
+    let opts;
+    try {
+      opts = parseArgs(process.argv.slice(2), { variants, defaultOnly, usage });
+    } catch (e) {
+      log(e.message);
+      process.exit(2);
+    }
+    if (!hasRedis()) {
+      log(`${script}: redis-server is not on PATH (Debian: apt-get install -y redis-server); skipped`);
+      return;
+    }
+    const mach = machine();
+    const started = Date.now();
+    const redis = await startRedis();
+    log(`${name} bench: redis-server ${redis.version} on port ${redis.port}; burst ${opts.burst}, one-at-a-time ${opts.latency}, ${opts.rounds} round(s), concurrency ${opts.conc.join(',')}, variants ${opts.only.join(',')}`);
+    let run;
+    try {
+      run = await runRounds(opts, (v) => variants[v].label, (variant, c, cellNo) => runCell(redis, variant, c, opts, cellNo), describe);
+    } finally {
+      await redis.stop();
+    }
+    const medians = mediansOf(opts, run);
+    const report = render(opts, mach, redis.version, medians, run, (Date.now() - started) / 1000);
+    writeReport(opts, report, { machine: mach, medians, ...run });
+    if (Object.values(run.failures).some((f) => Object.keys(f).length)) process.exitCode = 1;
+  };
+  for (const sig of ['SIGINT', 'SIGTERM']) {
+    process.on(sig, () => {
+      killDescendants();
+      process.exit(130);
+    });
+  }
+  main().then(
+    () => setTimeout(() => process.exit(process.exitCode || 0), 200).unref(),
+    (e) => {
+      log(`${name} bench failed: ${(e && e.stack) || e}`);
+      killDescendants();
+      process.exit(1);
+    },
+  );
+}
+
 module.exports = {
+  benchMain,
   ROOT,
   requireFromRoot,
   log,
